@@ -1,0 +1,316 @@
+/*
+ * procpool: a process pool for C, in the spirit of Python's
+ * concurrent.futures.ProcessPoolExecutor.
+ *
+ * This header is the whole public interface. It gives away no internals:
+ * every object is an opaque handle created and destroyed through the calls
+ * below, so the layout can change without breaking programs built against it.
+ *
+ * Model
+ *   pp_pool_create() forks worker processes. pp_submit() copies a task (a
+ *   function of the program and an argument of bytes) into a ring buffer in
+ *   shared memory; a worker runs it and writes back a result of bytes, which
+ *   the pool's collector thread in the master copies into the task's future.
+ *   Because workers are forked, any function of the program is a valid task.
+ *
+ * Errors
+ *   Every call that can fail returns an int: 0 on success, or a negative
+ *   PP_E* code below; pp_strerror() describes any code.
+ *
+ * Threads
+ *   Every call may be made from several threads of the master at once, except
+ *   that one iterator (pp_map, pp_completed) must not be used by two threads
+ *   at the same time. Done-callbacks run in the pool's collector thread, or in
+ *   the thread that adds them when the future is already done; they must not
+ *   block for long and must not destroy the pool.
+ *
+ * Processes
+ *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
+ *   master (even on SIGKILL) and are reaped by pp_pool_destroy(). The shared
+ *   memory is an anonymous mapping: it has no name and nothing is left in
+ *   /dev/shm, whatever happens to the master. Replacement workers are forked
+ *   from the collector thread while other threads of the master may hold
+ *   locks: a task must not rely on locks of the master's other threads.
+ */
+#ifndef PROCPOOL_H
+#define PROCPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(PP_BUILDING_LIBRARY)
+#define PP_EXPORT __attribute__((visibility("default")))
+#else
+#define PP_EXPORT
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+/* The error table: one row per code, from which both the enum and
+ * pp_strerror() are generated, so that they cannot drift apart. */
+#define PP_ERRNO_MAP(XX)                                                       \
+  XX(EINVAL, -1, "invalid argument")                                           \
+  XX(ENOMEM, -2, "out of memory")                                              \
+  XX(ETOOBIG, -3, "payload larger than the pool's max_payload")                \
+  XX(ETIMEDOUT, -4, "timed out waiting")                                       \
+  XX(ECANCELLED, -5, "task was cancelled")                                     \
+  XX(ETASK, -6, "task reported an error")                                      \
+  XX(ECRASHED, -7, "worker process died while running the task")               \
+  XX(EDEADLINE, -8, "task ran past its timeout and its worker was killed")     \
+  XX(ESHUTDOWN, -9, "pool is shut down")                                       \
+  XX(EFORK, -10, "could not start a worker process")                           \
+  XX(EINIT, -11, "worker initializer failed")                                  \
+  XX(ESHM, -12, "could not map shared memory")                                 \
+  XX(EBUSY, -13, "task is already running")                                    \
+  XX(ENOTSUP, -14, "not supported by this engine")                             \
+  XX(EOF, -15, "no more results")                                              \
+  XX(ESYS, -16, "system call failed")
+
+typedef enum pp_error {
+#define PP_ERROR_ENUM(name, value, text) PP_##name = (value),
+  PP_ERRNO_MAP(PP_ERROR_ENUM)
+#undef PP_ERROR_ENUM
+} pp_error;
+
+/* A static, human-readable description of `code`; never NULL, also for
+ * codes this library does not know. */
+PP_EXPORT const char *pp_strerror(int code);
+
+/* "PP_ETIMEDOUT" for PP_ETIMEDOUT, "PP_UNKNOWN" for unknown codes. */
+PP_EXPORT const char *pp_errname(int code);
+
+/* Timeouts are in seconds; a negative value waits for ever. */
+#define PP_FOREVER (-1.0)
+
+/* ------------------------------------------------------------ the pool */
+
+typedef struct pp_pool pp_pool;
+typedef struct pp_future pp_future;
+typedef struct pp_task pp_task;
+
+/* A task: runs in a worker, with `arg` pointing at `arg_len` bytes that stay
+ * valid during the call only. It returns 0 for success, with the result set
+ * by pp_task_return() (empty if it sets none), or any other int to fail with
+ * that code (pp_task_fail() also sets a message). */
+typedef int (*pp_task_fn)(pp_task *task, const void *arg, size_t arg_len);
+
+/* Runs once in each worker before its first task (also in replacements),
+ * with `arg` as given in pp_options. A non-zero return fails the worker:
+ * pp_pool_create() then returns PP_EINIT. */
+typedef int (*pp_init_fn)(void *arg);
+
+typedef struct pp_options {
+  int workers;                   /* 0: the number of online CPUs */
+  pp_init_fn initializer;        /* NULL: none */
+  void *initarg;                 /* passed to initializer, in the worker */
+  unsigned max_tasks_per_worker; /* 0: unlimited; else a worker is replaced
+                                    after running this many tasks */
+  size_t ring_capacity;          /* bytes of each ring (tasks, results);
+                                    0: 4 * max_payload; raised to fit one
+                                    record of max_payload */
+  size_t max_payload;            /* largest argument or result; 0: 1 MiB */
+  unsigned retries;              /* times a task whose worker died is run
+                                    again on another worker before its
+                                    future fails; default 0 */
+} pp_options;
+
+/* Fills `opts` with the defaults above. */
+PP_EXPORT void pp_options_init(pp_options *opts);
+
+/* Creates a pool and starts its workers; `opts` may be NULL for defaults.
+ * On success *pool (OUT) owns the pool; release it with pp_pool_destroy().
+ * Returns PP_EINVAL, PP_ENOMEM, PP_ESHM, PP_EFORK or PP_EINIT (an
+ * initializer failed); on failure nothing is left running or mapped. */
+PP_EXPORT int pp_pool_create(pp_pool **pool, const pp_options *opts);
+
+/* Stops accepting tasks. With `cancel_pending`, tasks not yet started are
+ * cancelled. With `wait`, returns once every task has finished and every
+ * worker has exited; without, returns at once and the workers exit after
+ * their tasks. Later calls to submit fail with PP_ESHUTDOWN. */
+PP_EXPORT int pp_pool_shutdown(pp_pool *pool, int wait, int cancel_pending);
+
+/* Shuts down (waiting, not cancelling), reaps every worker, and frees the
+ * pool. Futures still referenced by the caller stay valid (done). NULL is a
+ * no-op. */
+PP_EXPORT void pp_pool_destroy(pp_pool *pool);
+
+/* Number of workers the pool keeps running. */
+PP_EXPORT int pp_pool_workers(const pp_pool *pool);
+
+/* Pids of the live workers, up to `cap` into `pids` (OUT); returns the count.
+ * For tests and tools that inject faults. */
+PP_EXPORT int pp_pool_worker_pids(pp_pool *pool, int *pids, int cap);
+
+/* Largest argument or result the pool accepts. */
+PP_EXPORT size_t pp_pool_max_payload(const pp_pool *pool);
+
+/* ------------------------------------------------------- inside a task */
+
+/* Sets the task's result to a copy of `len` bytes (replacing any earlier
+ * one). Returns PP_ETOOBIG if len exceeds the pool's max_payload: the task
+ * then fails with PP_ETOOBIG unless it sets a smaller result. */
+PP_EXPORT int pp_task_return(pp_task *task, const void *data, size_t len);
+
+/* Records an error message for a task that then returns `code` (non-zero);
+ * printf-style. Returns `code` so that a task can `return pp_task_fail(...)`.
+ */
+PP_EXPORT int pp_task_fail(pp_task *task, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ------------------------------------------------------------- futures */
+
+/* Submits fn(arg) and stores a new future in *future (OUT), owned by the
+ * caller (release it with pp_future_release()). The argument is copied.
+ * Blocks while the pool has no room for another task in flight.
+ * Returns PP_ETOOBIG (arg_len > max_payload), PP_ESHUTDOWN, PP_ENOMEM. */
+PP_EXPORT int pp_submit(pp_pool *pool, pp_task_fn fn, const void *arg,
+                        size_t arg_len, pp_future **future);
+
+/* As pp_submit(), with a per-task timeout in seconds (<= 0: none): when the
+ * task has run that long, its worker is killed and replaced, and the future
+ * fails with PP_EDEADLINE. */
+PP_EXPORT int pp_submit_timeout(pp_pool *pool, pp_task_fn fn, const void *arg,
+                                size_t arg_len, double timeout,
+                                pp_future **future);
+
+typedef enum pp_state {
+  PP_PENDING,
+  PP_RUNNING,
+  PP_FINISHED,
+  PP_CANCELLED
+} pp_state;
+
+PP_EXPORT pp_state pp_future_state(const pp_future *future);
+PP_EXPORT int
+pp_future_done(const pp_future *future); /* finished or cancelled */
+PP_EXPORT int pp_future_running(const pp_future *future);
+PP_EXPORT int pp_future_cancelled(const pp_future *future);
+
+/* Waits up to `timeout` for the future. Returns 0 with the result in *data
+ * and *len (OUT, either may be NULL; the bytes belong to the future and stay
+ * valid until it is released), PP_ETIMEDOUT if it is not done in time, or
+ * how the task failed: PP_ETASK (see pp_future_task_code()), PP_ECRASHED,
+ * PP_EDEADLINE, PP_ECANCELLED, PP_ETOOBIG, PP_EINIT. */
+PP_EXPORT int pp_future_result(pp_future *future, double timeout,
+                               const void **data, size_t *len);
+
+/* For a failed future, the message (the task's, or the library's naming the
+ * signal or exit status that ended the worker); "" otherwise. Owned by the
+ * future. */
+PP_EXPORT const char *pp_future_message(const pp_future *future);
+
+/* For a future that failed with PP_ETASK, the code its task returned. */
+PP_EXPORT int pp_future_task_code(const pp_future *future);
+
+/* Cancels a pending task: returns 0 (the future is now cancelled, and done),
+ * PP_EBUSY if it is running, or PP_EINVAL if it is already done. */
+PP_EXPORT int pp_future_cancel(pp_future *future);
+
+/* Cancels the task even if it is running, by killing its worker (which is
+ * replaced). Returns 0, or PP_EINVAL if it is already done. */
+PP_EXPORT int pp_future_cancel_running(pp_future *future);
+
+/* Calls cb(future, arg) once the future is done: in the collector thread, or
+ * at once in the calling thread if it is already done. */
+typedef void (*pp_done_fn)(pp_future *future, void *arg);
+PP_EXPORT int pp_future_add_done_callback(pp_future *future, pp_done_fn cb,
+                                          void *arg);
+
+/* Writes a printable form, like Python's, into buf (NUL-terminated, cut to
+ * size): "<Future at 0x55d0 state=running>",
+ * "<Future at 0x55d0 state=finished returned 8 bytes>",
+ * "<Future at 0x55d0 state=finished raised PP_ETASK: message>".
+ * Returns the length it wanted, as snprintf does. */
+PP_EXPORT int pp_future_format(const pp_future *future, char *buf, size_t size);
+
+/* Drops the caller's reference. The task goes on; NULL is a no-op. */
+PP_EXPORT void pp_future_release(pp_future *future);
+
+/* ---------------------------------------------------------------- wait */
+
+typedef enum pp_return_when {
+  PP_FIRST_COMPLETED,
+  PP_FIRST_EXCEPTION,
+  PP_ALL_COMPLETED
+} pp_return_when;
+
+/* Waits until the condition holds for futures[0..n) or `timeout` passes.
+ * Returns the number of done futures (>= 0); if `done` (OUT) is given, it
+ * gets a flag per future. A timeout is not an error: compare the count. */
+PP_EXPORT int pp_wait(pp_future *const *futures, size_t n, double timeout,
+                      pp_return_when when, unsigned char *done);
+
+/* -------------------------------------------------------- as_completed */
+
+typedef struct pp_completed pp_completed;
+
+/* An iterator that yields each of futures[0..n) exactly once, as it is done
+ * (already-done ones first). The iterator holds references of its own; the
+ * array itself may be freed after the call. `timeout` counts from this call,
+ * like Python's. *it (OUT) is released with pp_completed_destroy(). */
+PP_EXPORT int pp_as_completed(pp_future *const *futures, size_t n,
+                              double timeout, pp_completed **it);
+
+/* Stores the next done future in *future (OUT; borrowed from the caller's
+ * array, not a new reference) and returns 0; PP_EOF when all were yielded;
+ * PP_ETIMEDOUT when the timeout has passed. */
+PP_EXPORT int pp_completed_next(pp_completed *it, pp_future **future);
+
+PP_EXPORT void pp_completed_destroy(pp_completed *it);
+
+/* ----------------------------------------------------------------- map */
+
+typedef struct pp_map pp_map;
+
+/* A generator of arguments: stores the next one in *arg and *len (OUT; the
+ * bytes must stay valid until the next call) and returns 1, or returns 0 at
+ * the end, or a negative PP_E* code to stop the map with that error. */
+typedef int (*pp_gen_fn)(void *state, const void **arg, size_t *len);
+
+typedef struct pp_map_options {
+  size_t chunksize; /* arguments per task; 0 or 1: one per task */
+  size_t window;    /* most tasks in flight; 0: 4 * workers * 64 */
+  double timeout;   /* seconds from pp_map_*() to each result; <= 0: none
+                       (so that a zeroed struct means no timeout) */
+} pp_map_options;
+
+/* An ordered, lazy map of fn over arguments: `args[i]` of `lens[i]` bytes
+ * (copied as they are submitted: the arrays must stay valid until the map is
+ * destroyed). `opts` may be NULL. *map (OUT) is released with
+ * pp_map_destroy(). */
+PP_EXPORT int pp_map_array(pp_pool *pool, pp_task_fn fn,
+                           const void *const *args, const size_t *lens,
+                           size_t n, const pp_map_options *opts, pp_map **map);
+
+/* The same over arguments from a generator, pulled only as the window
+ * allows, so that a map over any number of arguments runs in constant
+ * memory. */
+PP_EXPORT int pp_map_gen(pp_pool *pool, pp_task_fn fn, pp_gen_fn gen,
+                         void *state, const pp_map_options *opts, pp_map **map);
+
+/* The next result, in argument order. Returns 0 with the bytes in *data and
+ * *len (OUT; valid until the next call or destroy); PP_EOF after the last;
+ * PP_ETIMEDOUT; or how this argument's task failed (PP_ETASK, PP_ECRASHED,
+ * ...; see pp_map_message()): unlike Python, the map goes on after a failed
+ * item. A generator's error ends the map with that code. */
+PP_EXPORT int pp_map_next(pp_map *map, const void **data, size_t *len);
+
+/* Index of the argument the last pp_map_next() answered for. */
+PP_EXPORT size_t pp_map_index(const pp_map *map);
+
+/* Message and task code of the last failed item ("" and 0 otherwise). */
+PP_EXPORT const char *pp_map_message(const pp_map *map);
+PP_EXPORT int pp_map_task_code(const pp_map *map);
+
+/* Cancels what has not started, waits for what has, frees the map. NULL is
+ * a no-op. */
+PP_EXPORT void pp_map_destroy(pp_map *map);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PROCPOOL_H */

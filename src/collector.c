@@ -1,0 +1,449 @@
+/*
+ * The collector: one thread per pool, in the master, that
+ *  - takes result frames off the result ring and resolves futures and map
+ *    items (then runs done-callbacks, outside the lock);
+ *  - forks the workers, notices a worker's death through its pidfd, reaps
+ *    it, fails or retries what it was running, queues again what it had
+ *    claimed, and forks a replacement;
+ *  - kills the worker of a task that ran past its timeout.
+ *
+ * DESIGN
+ * It sleeps in poll() on an eventfd (written by a worker that puts results
+ * while the collector sleeps, or by a master thread that wants attention)
+ * and on one pidfd per worker. pidfds also let it signal a worker without
+ * the risk of hitting a recycled pid.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define DRAIN_MAX 4096
+#define RESPAWN_BACKOFF_NS 100000000u
+
+struct collector {
+  pp_pool *p;
+  unsigned char *buf;
+  size_t cap;
+  struct pollfd *fds;
+};
+
+/* ------------------------------------------------------ resolving */
+
+/* With mu held: fails every unresolved item of slot `index` with `status`
+ * and frees the slot. */
+void collector_fail_slot_locked(pp_pool *p, uint32_t index, int status,
+                                const char *msg, pp_future **done) {
+  struct slot *s = &p->slots[index];
+
+  if (s->kind == SLOT_FUTURE) {
+    future_resolve_locked(s->owner, status, 0, NULL, 0, msg, done);
+  } else if (s->kind == SLOT_MAP) {
+    for (uint32_t i = 0; i < s->items; i++)
+      map_resolve_locked(s->owner, s->base + i, status, 0, NULL, 0, msg);
+    map_task_gone_locked(s->owner);
+  }
+  pool_free_slot(p, index);
+}
+
+/* With mu held: applies one result frame. */
+static void apply_result(pp_pool *p, const unsigned char *frame, size_t len,
+                         pp_future **done) {
+  struct result_hdr rh;
+  struct result_item ri;
+  const unsigned char *data = frame + sizeof rh + sizeof ri;
+  char msg[PP_MESSAGE_MAX];
+  struct slot *s;
+  uint32_t index;
+
+  if (len < sizeof rh + sizeof ri)
+    return;
+  memcpy(&rh, frame, sizeof rh);
+  memcpy(&ri, frame + sizeof rh, sizeof ri);
+  index = id_slot(rh.id);
+  if (index >= p->sh->nslots)
+    return;
+  s = &p->slots[index];
+  if (!s->kind || s->gen != id_gen(rh.id) || rh.item >= s->items)
+    return; /* a late answer for a slot already failed or reused */
+  snprintf(msg, sizeof msg, "%.*s", (int)ri.msg_len, data + ri.len);
+  if (s->kind == SLOT_FUTURE) {
+    future_resolve_locked(s->owner, ri.status, ri.code, data, ri.len, msg,
+                          done);
+    pool_free_slot(p, index);
+  } else {
+    map_resolve_locked(s->owner, s->base + rh.item, ri.status, ri.code, data,
+                       ri.len, msg);
+    if (--s->items_left == 0) {
+      map_task_gone_locked(s->owner);
+      pool_free_slot(p, index);
+    }
+  }
+}
+
+/* Takes every result frame off the ring and applies them. Returns the
+ * number of frames. */
+static size_t drain_results(struct collector *c) {
+  pp_pool *p = c->p;
+  size_t total = 0, len, off, plen;
+  void *payload;
+  int n;
+
+  while ((n = ring_get(p->sh->results, c->buf, c->cap, DRAIN_MAX, &len,
+                       RING_NOWAIT, NULL)) > 0) {
+    pp_future *done = NULL;
+    off = 0;
+    pthread_mutex_lock(&p->mu);
+    while (ring_frame_next(c->buf, len, &off, &payload, &plen))
+      apply_result(p, payload, plen, &done);
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+    future_finish_list(done);
+    total += (size_t)n;
+  }
+  return total;
+}
+
+/* ------------------------------------------------------ workers */
+
+/* With mu held: forks the worker for place `i`. Returns 0 or PP_EFORK. */
+static int spawn(pp_pool *p, int i) {
+  struct worker_record *rec = &p->sh->workers[i];
+  sigset_t all, old;
+  pid_t pid;
+  int fd;
+
+  atomic_store(&rec->init_status, 1);
+  atomic_store(&rec->current, 0);
+  atomic_store(&rec->pid, 0);
+  rec->waiting = 0;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  pid = fork();
+  if (pid == 0)
+    worker_main(p->sh, i, p->opts.initializer, p->opts.initarg,
+                p->opts.max_tasks_per_worker);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (pid < 0)
+    return PP_EFORK;
+  fd = pidfd_open(pid, 0);
+  if (fd < 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    return PP_EFORK;
+  }
+  p->pids[i] = pid;
+  p->pidfds[i] = fd;
+  p->init_done[i] = 0;
+  p->live++;
+  return 0;
+}
+
+int collector_kill_worker_locked(pp_pool *p, int worker) {
+  if (worker < 0 || worker >= p->nworkers || p->pidfds[worker] < 0)
+    return PP_EINVAL;
+  return pidfd_send_signal(p->pidfds[worker], SIGKILL, NULL, 0) == 0 ? 0
+                                                                     : PP_ESYS;
+}
+
+/* Says how a worker ended, for the futures it fails. */
+static void describe_exit(char *buf, size_t size, const siginfo_t *si) {
+  if (si->si_code == CLD_EXITED)
+    snprintf(buf, size, "worker %d exited with status %d while running it",
+             (int)si->si_pid, si->si_status);
+  else
+    snprintf(buf, size, "worker %d was killed by signal %d (%s)",
+             (int)si->si_pid, si->si_status, strsignal(si->si_status));
+}
+
+/* With mu held: queues slot `index` again, or keeps it for later when the
+ * ring is full. */
+static void requeue_locked(pp_pool *p, uint32_t index) {
+  struct backlog *b;
+
+  if (pool_queue_frame(p, index, RING_NOWAIT) == 0)
+    return;
+  if ((b = malloc(sizeof *b)) == NULL) {
+    pp_future *none = NULL;
+    collector_fail_slot_locked(p, index, PP_ENOMEM, "out of memory", &none);
+    return;
+  }
+  b->id = ((uint64_t)p->slots[index].gen << 32) | index;
+  b->next = NULL;
+  *p->backlog_tail = b;
+  p->backlog_tail = &b->next;
+}
+
+/* With mu held: queues what waited for ring room. */
+static void flush_backlog_locked(pp_pool *p) {
+  while (p->backlog) {
+    struct backlog *b = p->backlog;
+    struct slot *s = &p->slots[id_slot(b->id)];
+    if (s->kind && s->gen == id_gen(b->id) &&
+        word_state(pool_slot_word(p, id_slot(b->id))) == SLOT_QUEUED &&
+        pool_queue_frame(p, id_slot(b->id), RING_NOWAIT) != 0)
+      return;
+    p->backlog = b->next;
+    if (!p->backlog)
+      p->backlog_tail = &p->backlog;
+    free(b);
+  }
+}
+
+/* With mu held: what becomes of a task whose worker died running it. */
+static void settle_running_locked(pp_pool *p, uint32_t index, const char *cause,
+                                  pp_future **done) {
+  struct slot *s = &p->slots[index];
+  char msg[PP_MESSAGE_MAX];
+
+  if (s->cancel_running) {
+    collector_fail_slot_locked(p, index, PP_ECANCELLED,
+                               "cancelled while running", done);
+  } else if (s->expired) {
+    snprintf(msg, sizeof msg, "ran past its timeout of %gs; worker killed",
+             s->timeout);
+    collector_fail_slot_locked(p, index, PP_EDEADLINE, msg, done);
+  } else if (s->attempts < p->opts.retries) {
+    s->attempts++;
+    s->items_left = s->items;
+    requeue_locked(p, index);
+  } else {
+    collector_fail_slot_locked(p, index, PP_ECRASHED, cause, done);
+  }
+}
+
+/* With mu held: every task whose word names dead worker `w` is settled:
+ * RUNNING ones failed or retried, CLAIMED ones queued again. */
+static void settle_worker_tasks_locked(pp_pool *p, int w, const char *cause,
+                                       pp_future **done) {
+  for (uint32_t i = 0; i < p->sh->nslots; i++) {
+    uint64_t word = pool_slot_word(p, i);
+    enum slot_state st = word_state(word);
+    struct slot *s = &p->slots[i];
+    if ((st != SLOT_RUNNING && st != SLOT_CLAIMED) || word_worker(word) != w ||
+        !s->kind || s->gen != word_gen(word))
+      continue;
+    if (st == SLOT_RUNNING)
+      settle_running_locked(p, i, cause, done);
+    else
+      requeue_locked(p, i);
+  }
+}
+
+/* With mu held: fails every task in flight, for a pool that cannot run
+ * tasks any more. */
+static void break_pool_locked(pp_pool *p, int status, const char *msg,
+                              pp_future **done) {
+  p->broken = status;
+  for (uint32_t i = 0; i < p->sh->nslots; i++)
+    if (p->slots[i].kind)
+      collector_fail_slot_locked(p, i, status, msg, done);
+}
+
+/* Whether a dead worker's place must be filled: always while the pool
+ * runs; after shutdown only while tasks wait in the ring. */
+static int wants_worker_locked(pp_pool *p) {
+  int queued;
+  if (p->stop_collector || p->broken)
+    return 0;
+  if (!p->sh->closing)
+    return 1;
+  ring_lock(p->sh->tasks);
+  queued = ring_count_locked(p->sh->tasks) > 0;
+  ring_unlock(p->sh->tasks);
+  return queued || p->backlog != NULL;
+}
+
+/* Reaps worker `w` if it has exited, and deals with the consequences. */
+static void reap(struct collector *c, int w) {
+  pp_pool *p = c->p;
+  struct worker_record *rec = &p->sh->workers[w];
+  siginfo_t si = {0};
+  char cause[PP_MESSAGE_MAX];
+  pp_future *done = NULL;
+  int init_status;
+
+  if (waitid(P_PIDFD, (id_t)p->pidfds[w], &si, WEXITED | WNOHANG) != 0 ||
+      si.si_pid == 0)
+    return;
+  describe_exit(cause, sizeof cause, &si);
+  if (rec->waiting)
+    ring_forget_reader(p->sh->tasks);
+  drain_results(c); /* what it put before dying counts */
+  init_status = atomic_load(&rec->init_status);
+  pthread_mutex_lock(&p->mu);
+  close(p->pidfds[w]);
+  p->pidfds[w] = -1;
+  p->pids[w] = 0;
+  p->live--;
+  settle_worker_tasks_locked(p, w, cause, &done);
+  if (init_status != 0) {
+    snprintf(cause, sizeof cause, "worker initializer failed (%d)",
+             init_status);
+    if (!p->started)
+      p->create_status = PP_EINIT;
+    else
+      break_pool_locked(p, PP_EINIT, cause, &done);
+  }
+  if (wants_worker_locked(p) && p->started && spawn(p, w) != 0) {
+    p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
+    if (p->live == 0)
+      break_pool_locked(p, PP_EFORK, "could not fork a worker", &done);
+  }
+  pthread_cond_broadcast(&p->changed);
+  pthread_mutex_unlock(&p->mu);
+  future_finish_list(done);
+}
+
+/* Forks the workers missing after a failed fork, once the backoff ends. */
+static void respawn_missing(pp_pool *p) {
+  if (!p->next_spawn_ns || pp_now_ns() < p->next_spawn_ns)
+    return;
+  pthread_mutex_lock(&p->mu);
+  p->next_spawn_ns = 0;
+  for (int i = 0; i < p->nworkers; i++)
+    if (p->pids[i] == 0 && wants_worker_locked(p) && spawn(p, i) != 0)
+      p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Kills the workers of tasks that ran past their timeout. */
+static void enforce_timeouts(pp_pool *p) {
+  uint64_t now = pp_now_ns();
+
+  pthread_mutex_lock(&p->mu);
+  for (int w = 0; w < p->nworkers && p->timed_tasks; w++) {
+    struct worker_record *rec = &p->sh->workers[w];
+    uint64_t id = atomic_load(&rec->current);
+    uint64_t started = atomic_load(&rec->started_ns);
+    struct slot *s = &p->slots[id_slot(id)];
+    if (!id || p->pids[w] == 0 || !s->kind || s->gen != id_gen(id) ||
+        s->timeout <= 0 || s->expired)
+      continue;
+    if (now - started > (uint64_t)(s->timeout * 1e9) &&
+        atomic_load(&rec->current) == id) {
+      s->expired = 1;
+      collector_kill_worker_locked(p, w);
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Marks the pool started once every first worker's initializer passed. */
+static void check_started(pp_pool *p) {
+  pthread_mutex_lock(&p->mu);
+  if (!p->started && !p->create_status) {
+    int all = 1;
+    for (int i = 0; i < p->nworkers; i++)
+      all &= atomic_load(&p->sh->workers[i].init_status) == 0;
+    if (all) {
+      p->started = 1;
+      pthread_cond_broadcast(&p->changed);
+    }
+  }
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* ------------------------------------------------------ the loop */
+
+/* Sleeps until results, a death, a poke or the next timer. See shared.c
+ * for why results put meanwhile cannot be missed. */
+static void sleep_once(struct collector *c, int timeout_ms) {
+  pp_pool *p = c->p;
+  int n = 0, pending;
+
+  c->fds[n++] = (struct pollfd){p->sh->wake_fd, POLLIN, 0};
+  for (int i = 0; i < p->nworkers; i++)
+    c->fds[n++] = (struct pollfd){p->pidfds[i], POLLIN, 0};
+  atomic_store(&p->sh->collector_asleep, 1);
+  ring_lock(p->sh->results);
+  pending = ring_count_locked(p->sh->results) > 0;
+  ring_unlock(p->sh->results);
+  if (!pending && poll(c->fds, (nfds_t)n, timeout_ms) > 0 &&
+      (c->fds[0].revents & POLLIN)) {
+    uint64_t v;
+    ssize_t r = read(p->sh->wake_fd, &v, sizeof v);
+    (void)r;
+  }
+  atomic_store(&p->sh->collector_asleep, 0);
+  for (int i = 0; i < p->nworkers; i++)
+    if (c->fds[1 + i].fd >= 0 && (c->fds[1 + i].revents & (POLLIN | POLLHUP)))
+      reap(c, i);
+}
+
+/* How long the next sleep may last: timers need short naps. */
+static int nap_ms(pp_pool *p) {
+  int timed;
+  pthread_mutex_lock(&p->mu);
+  timed = p->timed_tasks > 0 || p->backlog || p->next_spawn_ns || !p->started;
+  pthread_mutex_unlock(&p->mu);
+  return timed ? 5 : 1000;
+}
+
+/* Whether the collector may stop: asked to, and every worker reaped. */
+static int finished(pp_pool *p) {
+  int done;
+  pthread_mutex_lock(&p->mu);
+  done = p->stop_collector && p->live == 0;
+  if (p->stop_collector && p->live > 0 && p->in_flight == 0) {
+    /* Workers exit by themselves once closing; a wedged one is killed. */
+    for (int i = 0; i < p->nworkers; i++)
+      if (p->pids[i] && atomic_load(&p->sh->workers[i].current) != 0)
+        collector_kill_worker_locked(p, i);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return done;
+}
+
+static int spawn_all(pp_pool *p) {
+  int rc = 0;
+  pthread_mutex_lock(&p->mu);
+  for (int i = 0; i < p->nworkers && rc == 0; i++)
+    rc = spawn(p, i);
+  if (rc != 0) {
+    p->create_status = rc;
+    pthread_cond_broadcast(&p->changed);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+void *collector_main(void *arg) {
+  struct collector c = {.p = arg};
+  pp_pool *p = c.p;
+
+  c.cap = p->sh->max_frame + 8 > 256 * 1024 ? p->sh->max_frame + 8 : 256 * 1024;
+  c.buf = malloc(c.cap);
+  c.fds = malloc(((size_t)p->nworkers + 1) * sizeof *c.fds);
+  if (!c.buf || !c.fds) {
+    pthread_mutex_lock(&p->mu);
+    p->create_status = PP_ENOMEM;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
+    p->stop_collector = 1;
+  } else {
+    spawn_all(p);
+  }
+  while (!finished(p)) {
+    size_t n = drain_results(&c);
+    check_started(p);
+    if (p->timed_tasks)
+      enforce_timeouts(p);
+    pthread_mutex_lock(&p->mu);
+    flush_backlog_locked(p);
+    pthread_mutex_unlock(&p->mu);
+    respawn_missing(p);
+    sleep_once(&c, n ? 0 : nap_ms(p));
+  }
+  free(c.fds);
+  free(c.buf);
+  return NULL;
+}

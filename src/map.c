@@ -1,0 +1,366 @@
+/*
+ * The ordered, lazy map. A map keeps at most `window` arguments in flight:
+ * it pulls arguments (from the array or the generator) only when an earlier
+ * result has been handed back, so memory stays constant however many
+ * arguments there are. Results land in a circular array of `window` items
+ * indexed by argument number; pp_map_next() hands them back in order.
+ *
+ * Arguments are gathered into a stage (copied, for a generator, since its
+ * bytes live only until its next call) outside pool->mu, so that a
+ * generator never runs under the pool's lock; the stage then becomes one
+ * task (a chunk of up to `chunksize` arguments) under the lock.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct map_item {
+  void *data;
+  size_t len;
+  char *msg;
+  int status, code;
+  int done;
+};
+
+struct pp_map {
+  pp_pool *pool;
+  pp_task_fn fn;
+  const void *const *args; /* array source, or NULL */
+  const size_t *lens;
+  size_t n;
+  pp_gen_fn gen; /* generator source, or NULL */
+  void *gen_state;
+  size_t chunksize, window;
+  uint64_t deadline_ns;
+  size_t submitted; /* arguments turned into tasks */
+  size_t yielded;   /* results handed back */
+  size_t tasks;     /* tasks in flight */
+  int source_done;
+  int source_err;
+  struct map_item *items; /* [window] */
+  /* The stage: the next task's arguments. */
+  const void **stage_args;
+  size_t *stage_lens;
+  size_t staged, stage_bytes;
+  unsigned char *stage_copy; /* generator bytes, max_frame long */
+  const void *held_arg;      /* a generator argument for the next stage */
+  size_t held_len;
+  int held;
+  /* What the last pp_map_next() returned, owned by the map. */
+  struct map_item current;
+  size_t current_index;
+};
+
+static void item_clear(struct map_item *it) {
+  free(it->data);
+  free(it->msg);
+  memset(it, 0, sizeof *it);
+}
+
+/* Pulls the next argument from the source: 1 with it, 0 at the end, or a
+ * negative PP_E* from the generator. */
+static int next_arg(pp_map *m, const void **arg, size_t *len) {
+  int rc;
+  if (m->held) {
+    m->held = 0;
+    *arg = m->held_arg;
+    *len = m->held_len;
+    return 1;
+  }
+  if (m->args) {
+    if (m->submitted + m->staged >= m->n)
+      return 0;
+    *arg = m->args[m->submitted + m->staged];
+    *len = m->lens[m->submitted + m->staged];
+    return 1;
+  }
+  rc = m->gen(m->gen_state, arg, len);
+  return rc > 0 ? 1 : (rc < 0 ? rc : 0);
+}
+
+/* Fills the stage, outside the lock, up to chunksize arguments, what one
+ * frame holds, and the window. Returns 0 or a PP_E* that ends the map. */
+static int fill_stage(pp_map *m) {
+  size_t max_frame = m->pool->sh->max_frame - sizeof(struct task_hdr);
+  const void *arg;
+  size_t len;
+  int rc;
+
+  while (!m->source_done && m->staged < m->chunksize &&
+         m->submitted + m->staged - m->yielded < m->window) {
+    if ((rc = next_arg(m, &arg, &len)) <= 0) {
+      m->source_done = 1;
+      return rc;
+    }
+    if (len > m->pool->opts.max_payload)
+      return PP_ETOOBIG;
+    if (m->staged && m->stage_bytes + 8 + pad8(len) > max_frame) {
+      m->held = 1; /* starts the next chunk */
+      m->held_arg = arg;
+      m->held_len = len;
+      break;
+    }
+    if (m->gen && len) {
+      memcpy(m->stage_copy + m->stage_bytes, arg, len);
+      arg = m->stage_copy + m->stage_bytes;
+    }
+    m->stage_args[m->staged] = arg;
+    m->stage_lens[m->staged++] = len;
+    m->stage_bytes += 8 + pad8(len);
+  }
+  return 0;
+}
+
+/* With mu held: turns the stage into a task. With `wait` it may wait for a
+ * slot or ring room (only when nothing of this map is in flight, so a full
+ * ring never keeps finished results from being handed back). Returns 0 when
+ * queued, PP_ETIMEDOUT when it must wait, or the pool's failure. */
+static int submit_stage_locked(pp_map *m, int wait) {
+  pp_pool *p = m->pool;
+  uint32_t index;
+  struct slot *s;
+  int rc;
+
+  if (p->shutdown)
+    return PP_ESHUTDOWN;
+  if ((rc = pool_alloc_slot(p, wait, m->deadline_ns, &index)) != 0)
+    return rc;
+  rc =
+      pool_task_frame(p, index, m->fn, m->stage_args, m->stage_lens, m->staged);
+  if (rc != 0) {
+    pool_free_slot(p, index);
+    return rc;
+  }
+  s = &p->slots[index];
+  s->kind = SLOT_MAP;
+  s->owner = m;
+  s->base = m->submitted;
+  m->tasks++;
+  m->submitted += m->staged;
+  m->staged = m->stage_bytes = 0;
+  rc = pool_queue_frame(p, index, wait ? m->deadline_ns : RING_NOWAIT);
+  if (rc == PP_ETIMEDOUT && s->kind == SLOT_MAP && s->owner == m && !wait) {
+    /* Keep it: the collector's backlog queues it when room appears. */
+    struct backlog *b = malloc(sizeof *b);
+    if (!b) {
+      pp_future *none = NULL;
+      collector_fail_slot_locked(p, index, PP_ENOMEM, "out of memory", &none);
+      return 0;
+    }
+    b->id = ((uint64_t)s->gen << 32) | index;
+    b->next = NULL;
+    *p->backlog_tail = b;
+    p->backlog_tail = &b->next;
+    return 0;
+  }
+  return rc == 1 ? 0 : rc;
+}
+
+/* Submits as much as the window allows. Called and returns with mu held;
+ * drops it to run the generator. */
+static int refill_locked(pp_map *m) {
+  int rc;
+
+  while (!m->source_err) {
+    int idle = m->tasks == 0;
+    if (m->staged == 0) {
+      pthread_mutex_unlock(&m->pool->mu);
+      rc = fill_stage(m);
+      pthread_mutex_lock(&m->pool->mu);
+      if (rc != 0) {
+        m->source_err = rc;
+        m->source_done = 1;
+      }
+      if (m->staged == 0)
+        return 0;
+    }
+    rc = submit_stage_locked(m, idle);
+    if (rc == PP_ETIMEDOUT && !idle)
+      return 0;
+    if (rc != 0)
+      return rc;
+    if (m->submitted - m->yielded >= m->window)
+      return 0;
+  }
+  return 0;
+}
+
+void map_resolve_locked(pp_map *m, size_t index, int status, int code,
+                        const void *data, size_t len, const char *msg) {
+  struct map_item *it;
+
+  if (index < m->yielded || index >= m->submitted)
+    return;
+  it = &m->items[index % m->window];
+  if (it->done)
+    return; /* a retried chunk answering again */
+  it->status = status;
+  it->code = code;
+  if (status == 0 && len) {
+    if ((it->data = malloc(len)) != NULL) {
+      memcpy(it->data, data, len);
+      it->len = len;
+    } else {
+      it->status = PP_ENOMEM;
+    }
+  }
+  if (msg && *msg)
+    it->msg = strdup(msg);
+  it->done = 1;
+}
+
+void map_task_gone_locked(pp_map *m) {
+  m->tasks--;
+}
+
+/* Shared constructor of both sources. */
+static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
+                   pp_map **out) {
+  pp_map *m;
+  size_t chunk;
+
+  if (!p || !fn || !out)
+    return PP_EINVAL;
+  *out = NULL;
+  if (!(m = calloc(1, sizeof *m)))
+    return PP_ENOMEM;
+  m->pool = p;
+  m->fn = fn;
+  chunk = opts && opts->chunksize > 1 ? opts->chunksize : 1;
+  m->chunksize = chunk;
+  m->window = opts && opts->window ? opts->window
+                                   : (size_t)4 * (size_t)p->nworkers * 64;
+  if (m->window < 2 * chunk)
+    m->window = 2 * chunk;
+  if (m->window > p->sh->nslots * chunk)
+    m->window = p->sh->nslots * chunk;
+  m->deadline_ns =
+      pp_deadline_ns(opts && opts->timeout > 0 ? opts->timeout : PP_FOREVER);
+  m->items = calloc(m->window, sizeof *m->items);
+  m->stage_args = malloc(chunk * sizeof *m->stage_args);
+  m->stage_lens = malloc(chunk * sizeof *m->stage_lens);
+  m->stage_copy = malloc(p->sh->max_frame);
+  if (!m->items || !m->stage_args || !m->stage_lens || !m->stage_copy) {
+    pp_map_destroy(m);
+    return PP_ENOMEM;
+  }
+  *out = m;
+  return 0;
+}
+
+int pp_map_array(pp_pool *p, pp_task_fn fn, const void *const *args,
+                 const size_t *lens, size_t n, const pp_map_options *opts,
+                 pp_map **out) {
+  int rc;
+  if (n && (!args || !lens))
+    return PP_EINVAL;
+  if ((rc = map_new(p, fn, opts, out)) != 0)
+    return rc;
+  (*out)->args = args;
+  (*out)->lens = lens;
+  (*out)->n = n;
+  (*out)->source_done = n == 0;
+  return 0;
+}
+
+int pp_map_gen(pp_pool *p, pp_task_fn fn, pp_gen_fn gen, void *state,
+               const pp_map_options *opts, pp_map **out) {
+  int rc;
+  if (!gen)
+    return PP_EINVAL;
+  if ((rc = map_new(p, fn, opts, out)) != 0)
+    return rc;
+  (*out)->gen = gen;
+  (*out)->gen_state = state;
+  return 0;
+}
+
+int pp_map_next(pp_map *m, const void **data, size_t *len) {
+  struct map_item *it;
+  int rc = 0;
+
+  if (data)
+    *data = NULL;
+  if (len)
+    *len = 0;
+  if (!m)
+    return PP_EINVAL;
+  item_clear(&m->current);
+  pthread_mutex_lock(&m->pool->mu);
+  for (;;) {
+    if ((rc = refill_locked(m)) != 0 && m->yielded == m->submitted)
+      break;
+    rc = 0;
+    if (m->yielded == m->submitted) {
+      rc = m->source_err ? m->source_err : PP_EOF;
+      break;
+    }
+    it = &m->items[m->yielded % m->window];
+    if (it->done)
+      break;
+    if (m->deadline_ns != RING_FOREVER && pp_now_ns() >= m->deadline_ns) {
+      rc = PP_ETIMEDOUT;
+      break;
+    }
+    if (m->deadline_ns == RING_FOREVER) {
+      pthread_cond_wait(&m->pool->changed, &m->pool->mu);
+    } else {
+      struct timespec ts = {(time_t)(m->deadline_ns / 1000000000u),
+                            (long)(m->deadline_ns % 1000000000u)};
+      pthread_cond_timedwait(&m->pool->changed, &m->pool->mu, &ts);
+    }
+  }
+  if (rc == 0) {
+    m->current = *it;
+    memset(it, 0, sizeof *it);
+    m->current_index = m->yielded++;
+    rc = m->current.status;
+  }
+  pthread_mutex_unlock(&m->pool->mu);
+  if (rc == 0) {
+    if (data)
+      *data = m->current.data;
+    if (len)
+      *len = m->current.len;
+  }
+  return rc;
+}
+
+size_t pp_map_index(const pp_map *m) {
+  return m ? m->current_index : 0;
+}
+
+const char *pp_map_message(const pp_map *m) {
+  return m && m->current.msg ? m->current.msg : "";
+}
+
+int pp_map_task_code(const pp_map *m) {
+  return m ? m->current.code : 0;
+}
+
+void pp_map_destroy(pp_map *m) {
+  pp_pool *p;
+  pp_future *none = NULL;
+
+  if (!m)
+    return;
+  p = m->pool;
+  pthread_mutex_lock(&p->mu);
+  for (uint32_t i = 0; i < p->sh->nslots && m->tasks; i++)
+    if (p->slots[i].kind == SLOT_MAP && p->slots[i].owner == m)
+      pool_cancel_slot(p, ((uint64_t)p->slots[i].gen << 32) | i, &none);
+  while (m->tasks > 0)
+    pthread_cond_wait(&p->changed, &p->mu);
+  pthread_mutex_unlock(&p->mu);
+  if (m->items)
+    for (size_t i = 0; i < m->window; i++)
+      item_clear(&m->items[i]);
+  item_clear(&m->current);
+  free(m->items);
+  free(m->stage_args);
+  free(m->stage_lens);
+  free(m->stage_copy);
+  free(m);
+}

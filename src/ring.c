@@ -1,0 +1,346 @@
+/*
+ * The shared-memory ring: see ring.h for the full/empty rule and the locking
+ * rules. Producers write whole frames past `tail` and only then move `tail`
+ * (one store), so a producer that dies mid-copy leaves nothing visible;
+ * consumers copy frames out and only then move `head`, so a consumer that
+ * dies mid-copy leaves the frames in place for the next one.
+ */
+#include "ring.h"
+#include "testhook.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#define FRAME_DROPPED ((uint64_t)1 << 63)
+
+uint64_t pp_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* A CLOCK_MONOTONIC deadline `timeout_s` from now; 0 (for ever) when
+ * negative. */
+uint64_t pp_deadline_ns(double timeout_s) {
+  if (timeout_s < 0)
+    return RING_FOREVER;
+  if (timeout_s > 1e9)
+    timeout_s = 1e9;
+  return pp_now_ns() + (uint64_t)(timeout_s * 1e9) + 1;
+}
+
+size_t ring_footprint(size_t cap) {
+  return sizeof(struct ring) + cap;
+}
+
+int ring_init(struct ring *r, size_t cap) {
+  pthread_mutexattr_t ma;
+  int rc;
+
+  r->cap = cap;
+  if ((rc = pthread_mutexattr_init(&ma)) != 0)
+    return -rc;
+  pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+  rc = pthread_mutex_init(&r->lock, &ma);
+  pthread_mutexattr_destroy(&ma);
+  if (rc != 0)
+    return -rc;
+  if (sem_init(&r->readable, 1, 0) != 0)
+    goto out_mutex;
+  if (sem_init(&r->writable, 1, 0) != 0)
+    goto out_readable;
+  return 0;
+
+out_readable:
+  sem_destroy(&r->readable);
+out_mutex:
+  rc = errno;
+  pthread_mutex_destroy(&r->lock);
+  return -rc;
+}
+
+void ring_destroy(struct ring *r) {
+  sem_destroy(&r->writable);
+  sem_destroy(&r->readable);
+  pthread_mutex_destroy(&r->lock);
+}
+
+/* Copies n bytes into the ring at logical offset `off`, in two parts when
+ * the range wraps. */
+static void copy_in(struct ring *r, uint64_t off, const void *src, size_t n) {
+  size_t pos = off & (r->cap - 1), first = r->cap - pos;
+  if (first > n)
+    first = n;
+  memcpy(r->data + pos, src, first);
+  memcpy(r->data, (const char *)src + first, n - first);
+}
+
+static void copy_out(const struct ring *r, uint64_t off, void *dst, size_t n) {
+  size_t pos = off & (r->cap - 1), first = r->cap - pos;
+  if (first > n)
+    first = n;
+  memcpy(dst, r->data + pos, first);
+  memcpy((char *)dst + first, r->data, n - first);
+}
+
+/* The payload length in the frame header at `off` (never wraps: frames
+ * start 8-aligned and cap is a multiple of 8). */
+static uint64_t frame_len_at(const struct ring *r, uint64_t off) {
+  uint64_t len;
+  memcpy(&len, r->data + (off & (r->cap - 1)), 8);
+  return len;
+}
+
+/*
+ * Restores the invariants after a lock holder died. Its death can only have
+ * happened at a ring_step: the frames between head and tail are whole
+ * (tail moves after the copy, head after the claims), so what can be wrong
+ * is `count` (PUT_TAIL, GET_HEAD) and the waiter bookkeeping. Walking the
+ * frames recomputes count; a frame that does not parse (memory scribbled on
+ * by a dying task) truncates the ring there rather than trusting it.
+ */
+static void ring_repair(struct ring *r) {
+  uint64_t off = r->head, n = 0;
+
+  if (r->tail < r->head || r->tail - r->head > r->cap)
+    r->tail = r->head;
+  while (off < r->tail) {
+    uint64_t len = frame_len_at(r, off) & ~FRAME_DROPPED;
+    uint64_t size = ring_frame_size(len);
+    if (len > r->cap || size > r->tail - off)
+      break;
+    off += size;
+    n++;
+  }
+  if (off != r->tail || n != r->count)
+    r->repairs++;
+  r->tail = off;
+  r->count = n;
+  if (r->read_posts > r->read_waiters)
+    r->read_posts = r->read_waiters;
+  if (r->write_posts > r->write_waiters)
+    r->write_posts = r->write_waiters;
+}
+
+void ring_lock(struct ring *r) {
+  if (pthread_mutex_lock(&r->lock) == EOWNERDEAD) {
+    ring_repair(r);
+    pthread_mutex_consistent(&r->lock);
+  }
+}
+
+void ring_unlock(struct ring *r) {
+  pthread_mutex_unlock(&r->lock);
+}
+
+uint64_t ring_count_locked(const struct ring *r) {
+  return r->count;
+}
+
+/* Posts `sem` once for each waiter not yet posted for, at most `n` times. */
+static void wake(sem_t *sem, uint32_t waiters, uint32_t *posts, size_t n) {
+  while (*posts < waiters && n-- > 0) {
+    (*posts)++;
+    sem_post(sem);
+  }
+}
+
+int ring_fits_locked(const struct ring *r, size_t len) {
+  return r->cap - (r->tail - r->head) >= len;
+}
+
+int ring_put_locked(struct ring *r, const void *frames, size_t len, size_t n) {
+  if (!ring_fits_locked(r, len))
+    return 0;
+  copy_in(r, r->tail, frames, len);
+  PP_TEST_STEP(RING_STEP_PUT_COPIED);
+  /* Frames are complete before tail covers them; the unlock publishes both
+   * to the next locker. */
+  r->tail += len;
+  PP_TEST_STEP(RING_STEP_PUT_TAIL);
+  r->count += n;
+  wake(&r->readable, r->read_waiters, &r->read_posts, n);
+  return 1;
+}
+
+/* Sleeps on `sem` until posted or `deadline_ns`; called and returns with the
+ * lock held, counted in *waiters meanwhile. Returns 0 or -ETIMEDOUT. */
+static int wait_locked(struct ring *r, sem_t *sem, uint32_t *waiters,
+                       uint32_t *posts, volatile uint32_t *waiting,
+                       uint64_t deadline_ns) {
+  int rc;
+
+  (*waiters)++;
+  if (waiting)
+    *waiting = 1;
+  ring_unlock(r);
+  if (deadline_ns == RING_FOREVER) {
+    while ((rc = sem_wait(sem)) != 0 && errno == EINTR)
+      ;
+  } else {
+    struct timespec ts = {(time_t)(deadline_ns / 1000000000u),
+                          (long)(deadline_ns % 1000000000u)};
+    while ((rc = sem_clockwait(sem, CLOCK_MONOTONIC, &ts)) != 0 &&
+           errno == EINTR)
+      ;
+  }
+  ring_lock(r);
+  if (waiting)
+    *waiting = 0;
+  if (*waiters > 0)
+    (*waiters)--;
+  if (rc == 0 && *posts > 0)
+    (*posts)--;
+  return rc == 0 ? 0 : -ETIMEDOUT;
+}
+
+int ring_wait_space(struct ring *r, size_t len, uint64_t deadline_ns) {
+  int rc = 0;
+
+  ring_lock(r);
+  while (!ring_fits_locked(r, len)) {
+    if ((deadline_ns != RING_FOREVER && pp_now_ns() >= deadline_ns) ||
+        wait_locked(r, &r->writable, &r->write_waiters, &r->write_posts, NULL,
+                    deadline_ns) != 0) {
+      rc = ring_fits_locked(r, len) ? 0 : -ETIMEDOUT;
+      break;
+    }
+  }
+  ring_unlock(r);
+  return rc;
+}
+
+int ring_put(struct ring *r, const void *frames, size_t len, size_t n,
+             uint64_t deadline_ns) {
+  int rc = 0;
+
+  ring_lock(r);
+  while (!ring_put_locked(r, frames, len, n)) {
+    if (deadline_ns == RING_NOWAIT ||
+        (deadline_ns != RING_FOREVER && pp_now_ns() >= deadline_ns) ||
+        wait_locked(r, &r->writable, &r->write_waiters, &r->write_posts, NULL,
+                    deadline_ns) != 0) {
+      rc = -ETIMEDOUT;
+      break;
+    }
+  }
+  ring_unlock(r);
+  return rc;
+}
+
+/* With the lock held and the ring not empty: copies up to `max` whole frames
+ * (at most `cap` bytes) into buf, runs the claims, then moves head. */
+static size_t take_locked(struct ring *r, void *buf, size_t cap, size_t max,
+                          size_t *len, const struct ring_reader *rd) {
+  uint64_t off = r->head;
+  size_t n = 0, used, pos;
+
+  while (n < max && off < r->tail) {
+    uint64_t size = ring_frame_size(frame_len_at(r, off) & ~FRAME_DROPPED);
+    if (off + size - r->head > cap)
+      break;
+    off += size;
+    n++;
+  }
+  used = (size_t)(off - r->head);
+  copy_out(r, r->head, buf, used);
+  PP_TEST_STEP(RING_STEP_GET_COPIED);
+  for (pos = 0; rd && rd->claim && pos < used;) {
+    uint64_t flen;
+    memcpy(&flen, (char *)buf + pos, 8);
+    if (!rd->claim(rd->ctx, (char *)buf + pos + 8, (size_t)flen)) {
+      flen |= FRAME_DROPPED;
+      memcpy((char *)buf + pos, &flen, 8);
+    }
+    pos += ring_frame_size(flen & ~FRAME_DROPPED);
+  }
+  PP_TEST_STEP(RING_STEP_GET_CLAIMED);
+  /* The claims are recorded before head passes the frames: a reader that
+   * dies before this store leaves them to be taken (and refused) again. */
+  r->head = off;
+  PP_TEST_STEP(RING_STEP_GET_HEAD);
+  r->count -= n;
+  wake(&r->writable, r->write_waiters, &r->write_posts, r->write_waiters);
+  *len = used;
+  return n;
+}
+
+int ring_get(struct ring *r, void *buf, size_t cap, size_t max, size_t *len,
+             uint64_t deadline_ns, const struct ring_reader *rd) {
+  int rc = 0;
+
+  *len = 0;
+  ring_lock(r);
+  while (r->count == 0) {
+    if ((rd && rd->stop && *rd->stop) || deadline_ns == RING_NOWAIT ||
+        (deadline_ns != RING_FOREVER && pp_now_ns() >= deadline_ns)) {
+      rc = (rd && rd->stop && *rd->stop) ? 0 : -ETIMEDOUT;
+      goto out_unlock;
+    }
+    if (wait_locked(r, &r->readable, &r->read_waiters, &r->read_posts,
+                    rd ? rd->waiting : NULL, deadline_ns) != 0 &&
+        r->count == 0) {
+      rc = -ETIMEDOUT;
+      goto out_unlock;
+    }
+  }
+  rc = (int)take_locked(r, buf, cap, max ? max : 1, len, rd);
+out_unlock:
+  ring_unlock(r);
+  return rc;
+}
+
+void ring_wake_all(struct ring *r) {
+  ring_lock(r);
+  wake(&r->readable, r->read_waiters, &r->read_posts, r->read_waiters);
+  wake(&r->writable, r->write_waiters, &r->write_posts, r->write_waiters);
+  ring_unlock(r);
+}
+
+void ring_forget_reader(struct ring *r) {
+  ring_lock(r);
+  if (r->read_waiters > 0)
+    r->read_waiters--;
+  if (r->read_posts > r->read_waiters)
+    r->read_posts = r->read_waiters;
+  ring_unlock(r);
+}
+
+int ring_frame_append(void *buf, size_t cap, size_t *used,
+                      const struct iovec *parts, int nparts) {
+  uint64_t len = 0;
+  size_t size;
+  char *p = (char *)buf + *used;
+
+  for (int i = 0; i < nparts; i++)
+    len += parts[i].iov_len;
+  size = ring_frame_size(len);
+  if (cap - *used < size)
+    return -1;
+  memcpy(p, &len, 8);
+  p += 8;
+  for (int i = 0; i < nparts; i++) {
+    if (parts[i].iov_len)
+      memcpy(p, parts[i].iov_base, parts[i].iov_len);
+    p += parts[i].iov_len;
+  }
+  memset(p, 0, size - 8 - len);
+  *used += size;
+  return 0;
+}
+
+int ring_frame_next(const void *buf, size_t len, size_t *off, void **payload,
+                    size_t *payload_len) {
+  while (*off + 8 <= len) {
+    uint64_t flen;
+    memcpy(&flen, (const char *)buf + *off, 8);
+    *payload = (char *)buf + *off + 8;
+    *payload_len = (size_t)(flen & ~FRAME_DROPPED);
+    *off += ring_frame_size(*payload_len);
+    if (!(flen & FRAME_DROPPED))
+      return 1;
+  }
+  return 0;
+}

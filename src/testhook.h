@@ -1,0 +1,32 @@
+/*
+ * Fault-injection hooks, compiled only into the procpool_testing library
+ * (PP_TEST_HOOKS). A test sets pp_test_die_step in the master before the
+ * pool forks; a worker that reaches that step of a ring operation while it
+ * holds the ring's lock kills itself with SIGKILL, so the recovery path of
+ * the robust mutex runs for real. In other builds the hook compiles away.
+ */
+#ifndef PP_TESTHOOK_H
+#define PP_TESTHOOK_H
+
+#ifdef PP_TEST_HOOKS
+#include <signal.h>
+#include <unistd.h>
+
+/* The step of a ring operation at which a worker dies (0: none), and the
+ * number of times it may still do so (so that replacements do not all die). */
+extern volatile int pp_test_die_step;
+extern volatile int pp_test_die_budget;
+extern int pp_test_is_worker;
+
+#define PP_TEST_STEP(step)                                                     \
+  do {                                                                         \
+    if (pp_test_is_worker && pp_test_die_step == (step) &&                     \
+        __atomic_fetch_sub(pp_test_shared_budget(), 1, __ATOMIC_SEQ_CST) > 0)  \
+      raise(SIGKILL);                                                          \
+  } while (0)
+int *pp_test_shared_budget(void);
+#else
+#define PP_TEST_STEP(step) ((void)0)
+#endif
+
+#endif
