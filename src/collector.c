@@ -14,6 +14,7 @@
  * the risk of hitting a recycled pid.
  */
 #include "internal.h"
+#include "testhook.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -127,7 +128,7 @@ static int spawn(pp_pool *p, int i) {
   rec->waiting = 0;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid = fork();
+  pid = PP_TEST_FORK_FAILS() ? -1 : fork();
   if (pid == 0)
     worker_main(p->sh, i, p->opts.initializer, p->opts.initarg,
                 p->opts.max_tasks_per_worker);
@@ -285,7 +286,10 @@ static void reap(struct collector *c, int w) {
   p->pids[w] = 0;
   p->live--;
   settle_worker_tasks_locked(p, w, cause, &done);
-  if (init_status != 0) {
+  if (init_status > 1 || (init_status == 1 && !p->started)) {
+    /* Its initializer failed (or, before the pool started, died): Python's
+     * executor calls that a broken pool, and so do we. A worker killed
+     * from outside during its initializer, later on, is just replaced. */
     snprintf(cause, sizeof cause, "worker initializer failed (%d)",
              init_status);
     if (!p->started)

@@ -292,17 +292,28 @@ out_unlock:
   return rc;
 }
 
+/* Posts once per waiter whatever the bookkeeping says: an extra post is a
+ * spurious wake-up, a missing one a worker asleep for ever. */
 void ring_wake_all(struct ring *r) {
   ring_lock(r);
-  wake(&r->readable, r->read_waiters, &r->read_posts, r->read_waiters);
-  wake(&r->writable, r->write_waiters, &r->write_posts, r->write_waiters);
+  for (uint32_t i = 0; i < r->read_waiters; i++)
+    sem_post(&r->readable);
+  r->read_posts = r->read_waiters;
+  for (uint32_t i = 0; i < r->write_waiters; i++)
+    sem_post(&r->writable);
+  r->write_posts = r->write_waiters;
   ring_unlock(r);
 }
 
+/* The dead reader may have taken a post without accounting for it, so the
+ * count of posts in flight is lowered too: when it is wrong now, it is too
+ * low, which costs a spurious wake-up, never a lost one. */
 void ring_forget_reader(struct ring *r) {
   ring_lock(r);
   if (r->read_waiters > 0)
     r->read_waiters--;
+  if (r->read_posts > 0)
+    r->read_posts--;
   if (r->read_posts > r->read_waiters)
     r->read_posts = r->read_waiters;
   ring_unlock(r);

@@ -19,10 +19,14 @@
 #ifdef PP_TEST_HOOKS
 volatile int pp_test_die_step;
 volatile int pp_test_die_budget;
+volatile int pp_test_fail_forks;
 int pp_test_is_worker;
 static struct shared *test_region;
+/* The budget is shared by every worker of the test's pool; a ring tested
+ * on its own uses the process's copy. */
 int *pp_test_shared_budget(void) {
-  return (int *)&test_region->test_die_budget;
+  return test_region ? (int *)&test_region->test_die_budget
+                     : (int *)&pp_test_die_budget;
 }
 #endif
 

@@ -18,6 +18,12 @@ extern volatile int pp_test_die_step;
 extern volatile int pp_test_die_budget;
 extern int pp_test_is_worker;
 
+/* Forks the pool refuses to make, as if fork() failed (RLIMIT_NPROC cannot
+ * be tested as root). */
+extern volatile int pp_test_fail_forks;
+#define PP_TEST_FORK_FAILS()                                                   \
+  (pp_test_fail_forks > 0 ? (pp_test_fail_forks--, 1) : 0)
+
 #define PP_TEST_STEP(step)                                                     \
   do {                                                                         \
     if (pp_test_is_worker && pp_test_die_step == (step) &&                     \
@@ -27,6 +33,7 @@ extern int pp_test_is_worker;
 int *pp_test_shared_budget(void);
 #else
 #define PP_TEST_STEP(step) ((void)0)
+#define PP_TEST_FORK_FAILS() 0
 #endif
 
 #endif

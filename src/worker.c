@@ -15,6 +15,7 @@
 #include "internal.h"
 #include "testhook.h"
 
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@
 #define LONG_NS 1000000u
 #define FLUSH_NS 2000000u
 #define LOCAL_BUF (64 * 1024)
+#define IDLE_RECHECK_S 1.0
 
 struct pp_task {
   struct shared *sh;
@@ -281,5 +283,8 @@ void worker_main(struct shared *sh, int index, pp_init_fn init, void *initarg,
       break;
   }
   flush(&w);
+  free(w.in);
+  free(w.out);
+  free(w.task.result);
   _exit(0);
 }

@@ -1,0 +1,494 @@
+/*
+ * Fault injection: workers killed at random, workers dying while they hold
+ * a ring's lock at each step, tasks that crash, hang or run past their
+ * timeout, a master killed with SIGKILL, and pool creation failing (the
+ * initializer, fork, shared memory). Every future must resolve exactly once
+ * and nothing may be left behind. Check's per-test timeout is the watchdog
+ * that turns a hang into a failure.
+ */
+#include "procpool.h"
+#include "testhook.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+
+static int shm_before;
+
+static void setup(void) {
+  shm_before = tu_shm_entries();
+  pp_test_die_step = 0;
+  pp_test_die_budget = 0;
+  pp_test_fail_forks = 0;
+}
+
+static void teardown(void) {
+  ck_assert_msg(tu_wait_no_children(5), "worker processes left behind");
+  ck_assert_int_eq(tu_shm_entries(), shm_before);
+}
+
+static pp_pool *make_pool(int workers, unsigned retries) {
+  pp_options o;
+  pp_pool *p;
+  pp_options_init(&o);
+  o.workers = workers;
+  o.retries = retries;
+  ck_assert_int_eq(pp_pool_create(&p, &o), 0);
+  return p;
+}
+
+static int square(pp_task *t, const void *arg, size_t len) {
+  int64_t x;
+  if (len != 8)
+    return pp_task_fail(t, 1, "want 8 bytes");
+  memcpy(&x, arg, 8);
+  x *= x;
+  return pp_task_return(t, &x, 8);
+}
+
+static int sleeper(pp_task *t, const void *arg, size_t len) {
+  double s;
+  (void)t;
+  (void)len;
+  memcpy(&s, arg, 8);
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+    ;
+  return 0;
+}
+
+/* Dies the way its argument names: 1 abort, 2 SIGSEGV, 3 exit(3), 4
+ * SIGKILL; otherwise answers 0. */
+static int crasher(pp_task *t, const void *arg, size_t len) {
+  int how;
+  (void)t;
+  (void)len;
+  memcpy(&how, arg, sizeof how);
+  switch (how) {
+  case 1:
+    abort();
+  case 2:
+    raise(SIGSEGV);
+    break;
+  case 3:
+    exit(3);
+  case 4:
+    raise(SIGKILL);
+    break;
+  }
+  return 0;
+}
+
+/* ---------------------------------------------------- random kills */
+
+struct killer {
+  pp_pool *pool;
+  volatile int stop;
+  int kills;
+};
+
+/* Kills a random worker every 5 ms until told to stop. */
+static void *kill_loop(void *arg) {
+  struct killer *k = arg;
+  unsigned seed = 12345;
+  while (!k->stop) {
+    int pids[16];
+    int n = pp_pool_worker_pids(k->pool, pids, 16);
+    if (n > 0 && kill(pids[rand_r(&seed) % n], SIGKILL) == 0)
+      k->kills++;
+    usleep(5000);
+  }
+  return NULL;
+}
+
+#define KILL_TASKS 100000
+
+/* 100,000 futures while a worker dies every 5 ms: each resolves exactly
+ * once, either correctly or with an error naming SIGKILL. Run with no
+ * retries and with two. */
+START_TEST(test_random_kills) {
+  unsigned retries = _i ? 2 : 0;
+  pp_pool *p = make_pool(2, retries);
+  pp_future **fs = calloc(KILL_TASKS, sizeof *fs);
+  unsigned char *seen = calloc(KILL_TASKS, 1);
+  struct killer k = {p, 0, 0};
+  pthread_t th;
+  pp_completed *it;
+  pp_future *f;
+  int ok = 0, crashed = 0, rc;
+
+  ck_assert_int_eq(pthread_create(&th, NULL, kill_loop, &k), 0);
+  for (int64_t i = 0; i < KILL_TASKS; i++)
+    ck_assert_int_eq(pp_submit(p, square, &i, 8, &fs[i]), 0);
+  ck_assert_int_eq(pp_as_completed(fs, KILL_TASKS, PP_FOREVER, &it), 0);
+  while ((rc = pp_completed_next(it, &f)) == 0) {
+    const void *d;
+    size_t len;
+    int64_t v, i = -1;
+    for (int64_t j = 0; j < KILL_TASKS && i < 0; j++)
+      i = fs[j] == f ? j : -1;
+    (void)i;
+    rc = pp_future_result(f, 0, &d, &len);
+    if (rc == 0) {
+      ok++;
+    } else {
+      ck_assert_int_eq(rc, PP_ECRASHED);
+      ck_assert_msg(strstr(pp_future_message(f), "signal 9"),
+                    "crash message does not name the signal: %s",
+                    pp_future_message(f));
+      crashed++;
+    }
+    (void)d;
+    (void)len;
+    (void)v;
+  }
+  ck_assert_int_eq(rc, PP_EOF);
+  k.stop = 1;
+  pthread_join(th, NULL);
+  /* Exactly once, and right where it succeeded. */
+  for (int64_t i = 0; i < KILL_TASKS; i++) {
+    const void *d;
+    size_t len;
+    ck_assert(pp_future_done(fs[i]));
+    if (pp_future_result(fs[i], 0, &d, &len) == 0) {
+      int64_t v;
+      ck_assert_uint_eq(len, 8);
+      memcpy(&v, d, 8);
+      ck_assert_int_eq(v, i * i);
+      seen[i] = 1;
+    }
+    pp_future_release(fs[i]);
+  }
+  ck_assert_int_eq(ok + crashed, KILL_TASKS);
+  ck_assert_int_gt(k.kills, 0);
+  if (retries)
+    ck_assert_int_gt(ok, KILL_TASKS / 2);
+  pp_completed_destroy(it);
+  pp_pool_destroy(p);
+  free(fs);
+  free(seen);
+}
+END_TEST
+
+/* The same through an ordered map with retries: every item answers, in
+ * order, right or with an error naming SIGKILL. */
+START_TEST(test_random_kills_map) {
+  pp_pool *p = make_pool(2, 2);
+  struct killer k = {p, 0, 0};
+  enum { N = 50000 };
+  static int64_t args[N];
+  static const void *ptrs[N];
+  static size_t lens[N];
+  pp_map_options mo = {.chunksize = _i ? 50 : 1};
+  pthread_t th;
+  pp_map *m;
+  const void *d;
+  size_t len;
+  int rc;
+  int64_t i = 0;
+
+  for (int j = 0; j < N; j++) {
+    args[j] = j;
+    ptrs[j] = &args[j];
+    lens[j] = 8;
+  }
+  ck_assert_int_eq(pthread_create(&th, NULL, kill_loop, &k), 0);
+  ck_assert_int_eq(pp_map_array(p, square, ptrs, lens, N, &mo, &m), 0);
+  while ((rc = pp_map_next(m, &d, &len)) != PP_EOF) {
+    ck_assert_uint_eq(pp_map_index(m), (size_t)i);
+    if (rc == 0) {
+      int64_t v;
+      memcpy(&v, d, 8);
+      ck_assert_int_eq(v, i * i);
+    } else {
+      ck_assert_int_eq(rc, PP_ECRASHED);
+      ck_assert_ptr_nonnull(strstr(pp_map_message(m), "signal 9"));
+    }
+    i++;
+  }
+  ck_assert_int_eq(i, N);
+  k.stop = 1;
+  pthread_join(th, NULL);
+  ck_assert_int_gt(k.kills, 0);
+  pp_map_destroy(m);
+  pp_pool_destroy(p);
+}
+END_TEST
+
+/* ------------------------------------------- deaths holding the lock */
+
+/* A worker dies (once) at step _i of a ring operation while it holds the
+ * lock; with one retry every task still succeeds and the pool goes on. */
+START_TEST(test_die_holding_lock) {
+  enum { N = 5000 };
+  pp_pool *p;
+  pp_map *m;
+  const void *d;
+  size_t len;
+  int64_t i = 0;
+  int rc;
+
+  pp_test_die_step = _i;
+  pp_test_die_budget = 1;
+  p = make_pool(2, 1);
+  static int64_t args[N];
+  static const void *ptrs[N];
+  static size_t lens[N];
+  for (int j = 0; j < N; j++) {
+    args[j] = j;
+    ptrs[j] = &args[j];
+    lens[j] = 8;
+  }
+  ck_assert_int_eq(pp_map_array(p, square, ptrs, lens, N, NULL, &m), 0);
+  while ((rc = pp_map_next(m, &d, &len)) == 0) {
+    int64_t v;
+    memcpy(&v, d, 8);
+    ck_assert_int_eq(v, i * i);
+    i++;
+  }
+  ck_assert_msg(rc == PP_EOF, "item %ld failed: %s (%s)", (long)i,
+                pp_errname(rc), pp_map_message(m));
+  ck_assert_int_eq(i, N);
+  ck_assert_msg(*pp_test_shared_budget() <= 0, "no worker reached step %d", _i);
+  pp_map_destroy(m);
+  /* Still healthy. */
+  pp_future *f;
+  int64_t x = 12;
+  ck_assert_int_eq(pp_submit(p, square, &x, 8, &f), 0);
+  ck_assert_int_eq(pp_future_result(f, 10, &d, &len), 0);
+  ck_assert_int_eq(*(const int64_t *)d, 144);
+  pp_future_release(f);
+  pp_pool_destroy(p);
+  pp_test_die_step = 0;
+}
+END_TEST
+
+/* ------------------------------------------------- crashing tasks */
+
+START_TEST(test_crash_kinds) {
+  static const struct {
+    int how;
+    const char *says;
+  } cases[] = {{1, "signal 6"},
+               {2, "signal 11"},
+               {3, "exited with status 3"},
+               {4, "signal 9"}};
+  pp_pool *p = make_pool(2, 0);
+  pp_future *bad[4], *good[50];
+  int zero = 0;
+
+  for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(pp_submit(p, crasher, &cases[i].how, sizeof(int), &bad[i]),
+                     0);
+  for (int i = 0; i < 50; i++)
+    ck_assert_int_eq(pp_submit(p, crasher, &zero, sizeof zero, &good[i]), 0);
+  for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(pp_future_result(bad[i], 30, NULL, NULL), PP_ECRASHED);
+    ck_assert_msg(strstr(pp_future_message(bad[i]), cases[i].says),
+                  "'%s' does not say '%s'", pp_future_message(bad[i]),
+                  cases[i].says);
+    pp_future_release(bad[i]);
+  }
+  for (int i = 0; i < 50; i++) {
+    ck_assert_int_eq(pp_future_result(good[i], 30, NULL, NULL), 0);
+    pp_future_release(good[i]);
+  }
+  /* Replacements are running. */
+  int pids[2];
+  for (int tries = 0; tries < 100 && pp_pool_worker_pids(p, pids, 2) < 2;
+       tries++)
+    usleep(10000);
+  ck_assert_int_eq(pp_pool_worker_pids(p, pids, 2), 2);
+  pp_pool_destroy(p);
+}
+END_TEST
+
+static int *attempts; /* shared page: attempts per task */
+
+/* Crashes on the first attempt at each argument, succeeds after. */
+static int crash_once(pp_task *t, const void *arg, size_t len) {
+  int i;
+  (void)t;
+  (void)len;
+  memcpy(&i, arg, sizeof i);
+  if (__atomic_fetch_add(&attempts[i], 1, __ATOMIC_SEQ_CST) == 0)
+    raise(SIGKILL);
+  return 0;
+}
+
+START_TEST(test_retries) {
+  unsigned retries = (unsigned)_i;
+  pp_pool *p;
+  pp_future *fs[8];
+
+  attempts = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(attempts, MAP_FAILED);
+  p = make_pool(2, retries);
+  for (int i = 0; i < 8; i++)
+    ck_assert_int_eq(pp_submit(p, crash_once, &i, sizeof i, &fs[i]), 0);
+  for (int i = 0; i < 8; i++) {
+    int rc = pp_future_result(fs[i], 30, NULL, NULL);
+    ck_assert_int_eq(rc, retries ? 0 : PP_ECRASHED);
+    ck_assert_int_eq(attempts[i], retries ? 2 : 1);
+    pp_future_release(fs[i]);
+  }
+  pp_pool_destroy(p);
+  munmap(attempts, 4096);
+}
+END_TEST
+
+/* ------------------------------------------ timeouts and cancelling */
+
+START_TEST(test_task_timeout) {
+  pp_pool *p = make_pool(2, 0);
+  double ten = 10, short_task = 0.01;
+  pp_future *slow, *quick;
+  int pids_before[2], pids_after[2];
+
+  ck_assert_int_eq(pp_pool_worker_pids(p, pids_before, 2), 2);
+  double t0 = tu_now();
+  ck_assert_int_eq(pp_submit_timeout(p, sleeper, &ten, 8, 0.3, &slow), 0);
+  ck_assert_int_eq(pp_submit_timeout(p, sleeper, &short_task, 8, 5, &quick), 0);
+  ck_assert_int_eq(pp_future_result(slow, 30, NULL, NULL), PP_EDEADLINE);
+  ck_assert_double_lt(tu_now() - t0, 9.0);
+  ck_assert_ptr_nonnull(strstr(pp_future_message(slow), "timeout"));
+  ck_assert_int_eq(pp_future_result(quick, 30, NULL, NULL), 0);
+  /* The killed worker was replaced. */
+  for (int tries = 0; tries < 100; tries++) {
+    if (pp_pool_worker_pids(p, pids_after, 2) == 2 &&
+        (pids_after[0] != pids_before[0] || pids_after[1] != pids_before[1]))
+      break;
+    usleep(10000);
+  }
+  ck_assert(pids_after[0] != pids_before[0] || pids_after[1] != pids_before[1]);
+  pp_future_release(slow);
+  pp_future_release(quick);
+  pp_pool_destroy(p);
+}
+END_TEST
+
+START_TEST(test_cancel_running) {
+  pp_pool *p = make_pool(1, 0);
+  double ten = 10;
+  int64_t x = 9;
+  pp_future *slow, *after;
+  const void *d;
+
+  ck_assert_int_eq(pp_submit(p, sleeper, &ten, 8, &slow), 0);
+  for (int tries = 0; tries < 500 && !pp_future_running(slow); tries++)
+    usleep(10000);
+  ck_assert(pp_future_running(slow));
+  ck_assert_int_eq(pp_future_cancel(slow), PP_EBUSY);
+  double t0 = tu_now();
+  ck_assert_int_eq(pp_future_cancel_running(slow), 0);
+  ck_assert_int_eq(pp_future_result(slow, 30, NULL, NULL), PP_ECANCELLED);
+  ck_assert(pp_future_cancelled(slow));
+  ck_assert_double_lt(tu_now() - t0, 9.0);
+  ck_assert_int_eq(pp_submit(p, square, &x, 8, &after), 0);
+  ck_assert_int_eq(pp_future_result(after, 30, &d, NULL), 0);
+  ck_assert_int_eq(*(const int64_t *)d, 81);
+  ck_assert_int_eq(pp_future_cancel_running(after), PP_EINVAL);
+  pp_future_release(slow);
+  pp_future_release(after);
+  pp_pool_destroy(p);
+}
+END_TEST
+
+/* ------------------------------------------------ the master's death */
+
+/* A child creates a pool busy with long tasks and is killed with SIGKILL:
+ * its workers die too (this process is their subreaper, so it sees them). */
+START_TEST(test_master_killed) {
+  int fds[2], pids[2], status;
+  pid_t master;
+
+  ck_assert_int_eq(prctl(PR_SET_CHILD_SUBREAPER, 1), 0);
+  ck_assert_int_eq(pipe(fds), 0);
+  master = fork();
+  if (master == 0) {
+    pp_pool *p = make_pool(2, 0);
+    pp_future *f[4];
+    double ten = 10;
+    for (int i = 0; i < 4; i++)
+      pp_submit(p, sleeper, &ten, 8, &f[i]);
+    pp_pool_worker_pids(p, pids, 2);
+    if (write(fds[1], pids, sizeof pids) != sizeof pids)
+      _exit(1);
+    pause();
+    _exit(0);
+  }
+  close(fds[1]);
+  ck_assert_int_eq(read(fds[0], pids, sizeof pids), (ssize_t)sizeof pids);
+  kill(master, SIGKILL);
+  ck_assert_int_eq(waitpid(master, &status, 0), master);
+  double t0 = tu_now();
+  for (int i = 0; i < 2; i++) {
+    pid_t got;
+    while ((got = waitpid(pids[i], &status, WNOHANG)) == 0 && tu_now() - t0 < 5)
+      usleep(10000);
+    ck_assert_msg(got == pids[i], "worker %d outlived its master", pids[i]);
+    ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  }
+  close(fds[0]);
+}
+END_TEST
+
+/* ------------------------------------------------ creation failures */
+
+static int failing_init(void *arg) {
+  (void)arg;
+  return 7;
+}
+
+START_TEST(test_creation_failures) {
+  pp_options o;
+  pp_pool *p = (pp_pool *)1;
+
+  pp_options_init(&o);
+  o.workers = 2;
+  o.initializer = failing_init;
+  ck_assert_int_eq(pp_pool_create(&p, &o), PP_EINIT);
+  ck_assert_ptr_null(p);
+
+  pp_options_init(&o);
+  o.workers = 2;
+  pp_test_fail_forks = 2; /* the second worker cannot be forked */
+  pp_test_fail_forks = 1;
+  ck_assert_int_eq(pp_pool_create(&p, &o), PP_EFORK);
+  pp_test_fail_forks = 0;
+
+  pp_options_init(&o);
+  o.workers = 2;
+  o.ring_capacity = (size_t)1 << 44; /* 2 x 16 TiB of shared memory */
+  ck_assert_int_eq(pp_pool_create(&p, &o), PP_ESHM);
+}
+END_TEST
+
+static Suite *make_faults_suite(void) {
+  Suite *s = suite_create("faults");
+  TCase *tc = tcase_create("kills");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 240);
+  tcase_add_loop_test(tc, test_random_kills, 0, 2);
+  tcase_add_loop_test(tc, test_random_kills_map, 0, 2);
+  tcase_add_loop_test(tc, test_die_holding_lock, 1, 6);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("tasks");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_crash_kinds);
+  tcase_add_loop_test(tc, test_retries, 0, 2);
+  tcase_add_test(tc, test_task_timeout);
+  tcase_add_test(tc, test_cancel_running);
+  tcase_add_test(tc, test_master_killed);
+  tcase_add_test(tc, test_creation_failures);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+TU_MAIN(make_faults_suite)

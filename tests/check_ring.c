@@ -1,0 +1,288 @@
+/*
+ * The shared-memory ring on its own: empty, full, wrap-around, blocking,
+ * several producers and consumers in different processes, and recovery
+ * after a process dies holding the lock at each step.
+ */
+#include "ring.h"
+#include "testhook.h"
+#include "testutil.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+static struct ring *make_ring(size_t cap) {
+  void *m = mmap(NULL, ring_footprint(cap), PROT_READ | PROT_WRITE,
+                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(m, MAP_FAILED);
+  memset(m, 0, ring_footprint(cap));
+  ck_assert_int_eq(ring_init(m, cap), 0);
+  return m;
+}
+
+static void free_ring(struct ring *r) {
+  size_t cap = r->cap;
+  ring_destroy(r);
+  munmap(r, ring_footprint(cap));
+}
+
+/* Puts one frame holding `len` bytes of value `v` (the first 8 bytes are a
+ * u64 tag). */
+static int put_tagged(struct ring *r, uint64_t tag, size_t len,
+                      uint64_t deadline) {
+  unsigned char body[512];
+  unsigned char frame[600];
+  size_t used = 0;
+  struct iovec iov = {body, len};
+  ck_assert_uint_le(len, sizeof body);
+  ck_assert_uint_ge(len, 8);
+  memset(body, (int)(tag & 0xff), len);
+  memcpy(body, &tag, 8);
+  ck_assert_int_eq(ring_frame_append(frame, sizeof frame, &used, &iov, 1), 0);
+  return ring_put(r, frame, used, 1, deadline);
+}
+
+/* Takes one frame and checks its bytes; returns its tag. */
+static uint64_t get_tagged(struct ring *r, uint64_t deadline, int *rc) {
+  unsigned char buf[600];
+  size_t len, off = 0, plen;
+  void *payload;
+  uint64_t tag;
+
+  *rc = ring_get(r, buf, sizeof buf, 1, &len, deadline, NULL);
+  if (*rc <= 0)
+    return 0;
+  ck_assert(ring_frame_next(buf, len, &off, &payload, &plen));
+  memcpy(&tag, payload, 8);
+  for (size_t i = 8; i < plen; i++)
+    ck_assert_uint_eq(((unsigned char *)payload)[i], tag & 0xff);
+  return tag;
+}
+
+START_TEST(test_empty) {
+  struct ring *r = make_ring(256);
+  int rc;
+  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 0);
+  ck_assert_int_eq(rc, -ETIMEDOUT);
+  uint64_t t0 = pp_now_ns();
+  get_tagged(r, pp_deadline_ns(0.05), &rc);
+  ck_assert_int_eq(rc, -ETIMEDOUT);
+  ck_assert_uint_ge(pp_now_ns() - t0, 40000000u);
+  free_ring(r);
+}
+END_TEST
+
+START_TEST(test_full) {
+  struct ring *r = make_ring(256);
+  int n = 0, rc;
+  /* 32-byte payloads make 40-byte frames: six fit in 256 bytes. */
+  while (put_tagged(r, (uint64_t)n + 1, 32, RING_NOWAIT) == 0)
+    n++;
+  ck_assert_int_eq(n, 6);
+  ck_assert_uint_eq(r->count, 6);
+  ck_assert_int_eq(put_tagged(r, 99, 32, pp_deadline_ns(0.02)), -ETIMEDOUT);
+  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 1);
+  ck_assert_int_eq(put_tagged(r, 7, 32, RING_NOWAIT), 0);
+  for (uint64_t want = 2; want <= 7; want++)
+    ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), want);
+  ck_assert_uint_eq(r->count, 0);
+  free_ring(r);
+}
+END_TEST
+
+START_TEST(test_wrap_around) {
+  struct ring *r = make_ring(256);
+  int rc;
+  /* Sizes that do not divide the capacity make frames straddle the end. */
+  for (uint64_t i = 1; i <= 5000; i++) {
+    size_t len = 8 + (i * 37) % 150;
+    ck_assert_int_eq(put_tagged(r, i, len, RING_NOWAIT), 0);
+    if (i % 3 == 0)
+      ck_assert_int_eq(put_tagged(r, i + 100000, 8 + i % 40, RING_NOWAIT), 0);
+    ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), i);
+    if (i % 3 == 0)
+      ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), i + 100000);
+  }
+  ck_assert_uint_gt(r->head, 10 * r->cap);
+  free_ring(r);
+}
+END_TEST
+
+START_TEST(test_blocking_consumer_and_producer) {
+  struct ring *r = make_ring(128);
+  int rc, status;
+  pid_t pid = fork();
+  if (pid == 0) {
+    /* The consumer blocks until the parent puts. */
+    int crc;
+    uint64_t tag = get_tagged(r, RING_FOREVER, &crc);
+    _exit(tag == 42 && crc == 1 ? 0 : 1);
+  }
+  usleep(50000);
+  ck_assert_int_eq(put_tagged(r, 42, 16, RING_FOREVER), 0);
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+  /* The producer blocks on a full ring until a child takes a frame. */
+  while (put_tagged(r, 5, 16, RING_NOWAIT) == 0)
+    ;
+  pid = fork();
+  if (pid == 0) {
+    usleep(50000);
+    int crc;
+    get_tagged(r, RING_FOREVER, &crc);
+    _exit(crc == 1 ? 0 : 1);
+  }
+  double t0 = tu_now();
+  ck_assert_int_eq(put_tagged(r, 6, 16, RING_FOREVER), 0);
+  ck_assert_double_ge(tu_now() - t0, 0.03);
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  (void)rc;
+  free_ring(r);
+}
+END_TEST
+
+#define PRODUCERS 3
+#define CONSUMERS 3
+#define PER_PRODUCER 20000
+
+/* Three producer and three consumer processes; every frame arrives exactly
+ * once and each producer's frames arrive in order at any one consumer. */
+START_TEST(test_many_processes) {
+  struct ring *r = make_ring(1024);
+  /* seen[p][i]: how many times frame i of producer p arrived. */
+  unsigned char *seen =
+      mmap(NULL, PRODUCERS * PER_PRODUCER, PROT_READ | PROT_WRITE,
+           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  volatile int *stop = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  pid_t pids[PRODUCERS + CONSUMERS];
+  int status;
+
+  ck_assert_ptr_ne(seen, MAP_FAILED);
+  memset(seen, 0, PRODUCERS * PER_PRODUCER);
+  for (int c = 0; c < CONSUMERS; c++) {
+    if ((pids[c] = fork()) == 0) {
+      struct ring_reader rd = {stop, NULL, NULL, NULL};
+      uint64_t last[PRODUCERS] = {0};
+      unsigned char buf[4096];
+      size_t len, off, plen;
+      void *payload;
+      int n, bad = 0;
+      while ((n = ring_get(r, buf, sizeof buf, 8, &len, RING_FOREVER, &rd)) >
+             0) {
+        off = 0;
+        while (ring_frame_next(buf, len, &off, &payload, &plen)) {
+          uint64_t tag;
+          memcpy(&tag, payload, 8);
+          uint64_t p = tag >> 32, i = tag & 0xffffffff;
+          if (p >= PRODUCERS || i >= PER_PRODUCER || (last[p] && i <= last[p]))
+            bad = 1;
+          last[p] = i;
+          __atomic_fetch_add(&seen[p * PER_PRODUCER + i], 1, __ATOMIC_SEQ_CST);
+        }
+      }
+      _exit(bad);
+    }
+  }
+  for (int p = 0; p < PRODUCERS; p++) {
+    if ((pids[CONSUMERS + p] = fork()) == 0) {
+      for (uint64_t i = 0; i < PER_PRODUCER; i++)
+        if (put_tagged(r, ((uint64_t)p << 32) | i, 8 + i % 24, RING_FOREVER))
+          _exit(1);
+      _exit(0);
+    }
+  }
+  for (int p = 0; p < PRODUCERS; p++) {
+    ck_assert_int_eq(waitpid(pids[CONSUMERS + p], &status, 0),
+                     pids[CONSUMERS + p]);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  *stop = 1;
+  ring_wake_all(r);
+  for (int c = 0; c < CONSUMERS; c++) {
+    ck_assert_int_eq(waitpid(pids[c], &status, 0), pids[c]);
+    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                  "consumer %d saw frames out of order", c);
+  }
+  for (int i = 0; i < PRODUCERS * PER_PRODUCER; i++)
+    ck_assert_msg(seen[i] == 1, "frame %d arrived %d times", i, seen[i]);
+  ck_assert_uint_eq(r->count, 0);
+  munmap(seen, PRODUCERS * PER_PRODUCER);
+  munmap((void *)stop, 4096);
+  free_ring(r);
+}
+END_TEST
+
+/* A child dies (SIGKILL) at step `_i` of a put or a get while it holds the
+ * lock; the next locker repairs the ring, and what a reader then sees is
+ * consistent: the frame is there exactly once or not at all. */
+START_TEST(test_owner_dies_at_each_step) {
+  int step = _i;
+  struct ring *r = make_ring(256);
+  int status, rc;
+  pid_t pid;
+
+  ck_assert_int_eq(put_tagged(r, 1, 16, RING_NOWAIT), 0);
+  pid = fork();
+  if (pid == 0) {
+    pp_test_is_worker = 1;
+    pp_test_die_step = step;
+    pp_test_die_budget = 1;
+    int crc;
+    if (step <= RING_STEP_PUT_TAIL)
+      put_tagged(r, 2, 16, RING_NOWAIT);
+    else
+      get_tagged(r, RING_NOWAIT, &crc);
+    _exit(0);
+  }
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
+                "child did not die at step %d", step);
+  ring_lock(r); /* EOWNERDEAD: repaired here */
+  uint64_t count = r->count;
+  ck_assert_uint_eq(r->tail - r->head, count * ring_frame_size(16));
+  ring_unlock(r);
+  switch (step) {
+  case RING_STEP_PUT_COPIED: /* invisible */
+    ck_assert_uint_eq(count, 1);
+    break;
+  case RING_STEP_PUT_TAIL: /* visible, count repaired */
+    ck_assert_uint_eq(count, 2);
+    break;
+  case RING_STEP_GET_COPIED:
+  case RING_STEP_GET_CLAIMED: /* still there for the next reader */
+    ck_assert_uint_eq(count, 1);
+    break;
+  case RING_STEP_GET_HEAD: /* gone, count repaired */
+    ck_assert_uint_eq(count, 0);
+    break;
+  }
+  for (uint64_t i = 0; i < count; i++)
+    ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), i + 1);
+  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 0);
+  /* The ring works afterwards. */
+  ck_assert_int_eq(put_tagged(r, 9, 24, RING_NOWAIT), 0);
+  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 9);
+  free_ring(r);
+}
+END_TEST
+
+static Suite *make_ring_suite(void) {
+  Suite *s = suite_create("ring");
+  TCase *tc = tcase_create("ring");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_empty);
+  tcase_add_test(tc, test_full);
+  tcase_add_test(tc, test_wrap_around);
+  tcase_add_test(tc, test_blocking_consumer_and_producer);
+  tcase_add_test(tc, test_many_processes);
+  tcase_add_loop_test(tc, test_owner_dies_at_each_step, RING_STEP_PUT_COPIED,
+                      RING_STEP_COUNT);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+TU_MAIN(make_ring_suite)
