@@ -2,7 +2,7 @@
  * The collector: one thread per pool, in the master, that
  *  - takes result frames off the result ring and resolves futures and map
  *    items (then runs done-callbacks, outside the lock);
- *  - forks the workers, notices a worker's death through its pidfd, reaps
+ *  - forks the workers, notices a worker's death through its pipe, reaps
  *    it, fails or retries what it was running, queues again what it had
  *    claimed, and forks a replacement;
  *  - kills the worker of a task that ran past its timeout.
@@ -10,20 +10,22 @@
  * DESIGN
  * It sleeps in poll() on an eventfd (written by a worker that puts results
  * while the collector sleeps, or by a master thread that wants attention)
- * and on one pidfd per worker. pidfds also let it signal a worker without
- * the risk of hitting a recycled pid.
+ * and on one death pipe per worker: the worker holds the only write end, so
+ * the read end reports end-of-file when it exits, however it exits. (pidfds
+ * would do the same, but valgrind and older kernels lack them.) A worker is
+ * signalled only while it has not been reaped, so its pid cannot have been
+ * recycled.
  */
 #include "internal.h"
 #include "testhook.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/pidfd.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +37,8 @@ struct collector {
   unsigned char *buf;
   size_t cap;
   struct pollfd *fds;
+  char *hung_up; /* [nworkers]: death pipe at end-of-file, not reaped yet
+                    (the worker is exiting, or a task closed the pipe) */
 };
 
 /* ------------------------------------------------------ resolving */
@@ -120,8 +124,10 @@ static int spawn(pp_pool *p, int i) {
   struct worker_record *rec = &p->sh->workers[i];
   sigset_t all, old;
   pid_t pid;
-  int fd;
+  int death[2];
 
+  if (pipe2(death, O_CLOEXEC) != 0)
+    return PP_EFORK;
   atomic_store(&rec->init_status, 1);
   atomic_store(&rec->current, 0);
   atomic_store(&rec->pid, 0);
@@ -129,40 +135,42 @@ static int spawn(pp_pool *p, int i) {
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   pid = PP_TEST_FORK_FAILS() ? -1 : fork();
-  if (pid == 0)
+  if (pid == 0) {
+    close(death[0]);
     worker_main(p->sh, i, p->opts.initializer, p->opts.initarg,
                 p->opts.max_tasks_per_worker);
+  }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (pid < 0)
-    return PP_EFORK;
-  fd = pidfd_open(pid, 0);
-  if (fd < 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
+  close(death[1]);
+  if (pid < 0) {
+    close(death[0]);
     return PP_EFORK;
   }
   p->pids[i] = pid;
-  p->pidfds[i] = fd;
+  p->deathfds[i] = death[0];
   p->init_done[i] = 0;
   p->live++;
   return 0;
 }
 
+/* With mu held: SIGKILLs worker place `worker`. Its pid is not reaped yet
+ * (pids[] is cleared when it is), so it cannot name another process. */
 int collector_kill_worker_locked(pp_pool *p, int worker) {
-  if (worker < 0 || worker >= p->nworkers || p->pidfds[worker] < 0)
+  if (worker < 0 || worker >= p->nworkers || p->pids[worker] <= 0)
     return PP_EINVAL;
-  return pidfd_send_signal(p->pidfds[worker], SIGKILL, NULL, 0) == 0 ? 0
-                                                                     : PP_ESYS;
+  return kill(p->pids[worker], SIGKILL) == 0 ? 0 : PP_ESYS;
 }
 
 /* Says how a worker ended, for the futures it fails. */
-static void describe_exit(char *buf, size_t size, const siginfo_t *si) {
-  if (si->si_code == CLD_EXITED)
+static void describe_exit(char *buf, size_t size, pid_t pid, int status) {
+  if (WIFEXITED(status))
     snprintf(buf, size, "worker %d exited with status %d while running it",
-             (int)si->si_pid, si->si_status);
+             (int)pid, WEXITSTATUS(status));
+  else if (WIFSIGNALED(status))
+    snprintf(buf, size, "worker %d was killed by signal %d (%s)", (int)pid,
+             WTERMSIG(status), strsignal(WTERMSIG(status)));
   else
-    snprintf(buf, size, "worker %d was killed by signal %d (%s)",
-             (int)si->si_pid, si->si_status, strsignal(si->si_status));
+    snprintf(buf, size, "worker %d ended", (int)pid);
 }
 
 /* With mu held: queues slot `index` again, or keeps it for later when the
@@ -267,22 +275,28 @@ static int wants_worker_locked(pp_pool *p) {
 static void reap(struct collector *c, int w) {
   pp_pool *p = c->p;
   struct worker_record *rec = &p->sh->workers[w];
-  siginfo_t si = {0};
   char cause[PP_MESSAGE_MAX];
   pp_future *done = NULL;
-  int init_status;
+  int init_status, status = 0;
+  pid_t got;
 
-  if (waitid(P_PIDFD, (id_t)p->pidfds[w], &si, WEXITED | WNOHANG) != 0 ||
-      si.si_pid == 0)
+  /* End-of-file on the death pipe comes as the worker exits, a moment
+   * before it can be reaped: until then, poll() is told to look again. */
+  while ((got = waitpid(p->pids[w], &status, WNOHANG)) < 0 && errno == EINTR)
+    ;
+  if (got == 0) {
+    c->hung_up[w] = 1;
     return;
-  describe_exit(cause, sizeof cause, &si);
+  }
+  c->hung_up[w] = 0;
+  describe_exit(cause, sizeof cause, p->pids[w], status);
   if (rec->waiting)
     ring_forget_reader(p->sh->tasks);
   drain_results(c); /* what it put before dying counts */
   init_status = atomic_load(&rec->init_status);
   pthread_mutex_lock(&p->mu);
-  close(p->pidfds[w]);
-  p->pidfds[w] = -1;
+  close(p->deathfds[w]);
+  p->deathfds[w] = -1;
   p->pids[w] = 0;
   p->live--;
   settle_worker_tasks_locked(p, w, cause, &done);
@@ -365,8 +379,12 @@ static void sleep_once(struct collector *c, int timeout_ms) {
   int n = 0, pending;
 
   c->fds[n++] = (struct pollfd){p->sh->wake_fd, POLLIN, 0};
-  for (int i = 0; i < p->nworkers; i++)
-    c->fds[n++] = (struct pollfd){p->pidfds[i], POLLIN, 0};
+  for (int i = 0; i < p->nworkers; i++) {
+    int fd = c->hung_up[i] ? -1 : p->deathfds[i];
+    c->fds[n++] = (struct pollfd){fd, POLLIN, 0};
+    if (c->hung_up[i])
+      timeout_ms = 1;
+  }
   atomic_store(&p->sh->collector_asleep, 1);
   ring_lock(p->sh->results);
   pending = ring_count_locked(p->sh->results) > 0;
@@ -379,7 +397,8 @@ static void sleep_once(struct collector *c, int timeout_ms) {
   }
   atomic_store(&p->sh->collector_asleep, 0);
   for (int i = 0; i < p->nworkers; i++)
-    if (c->fds[1 + i].fd >= 0 && (c->fds[1 + i].revents & (POLLIN | POLLHUP)))
+    if (c->hung_up[i] ||
+        (c->fds[1 + i].fd >= 0 && (c->fds[1 + i].revents & (POLLIN | POLLHUP))))
       reap(c, i);
 }
 
@@ -427,7 +446,8 @@ void *collector_main(void *arg) {
   c.cap = p->sh->max_frame + 8 > 256 * 1024 ? p->sh->max_frame + 8 : 256 * 1024;
   c.buf = malloc(c.cap);
   c.fds = malloc(((size_t)p->nworkers + 1) * sizeof *c.fds);
-  if (!c.buf || !c.fds) {
+  c.hung_up = calloc((size_t)p->nworkers, 1);
+  if (!c.buf || !c.fds || !c.hung_up) {
     pthread_mutex_lock(&p->mu);
     p->create_status = PP_ENOMEM;
     pthread_cond_broadcast(&p->changed);
@@ -447,6 +467,7 @@ void *collector_main(void *arg) {
     respawn_missing(p);
     sleep_once(&c, n ? 0 : nap_ms(p));
   }
+  free(c.hung_up);
   free(c.fds);
   free(c.buf);
   return NULL;

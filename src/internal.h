@@ -207,8 +207,8 @@ struct pp_pool {
   int nworkers;
   /* Workers (indexed like sh->workers), touched by the collector only,
    * except pid reads under mu. */
-  int *pids; /* 0: no process in this place */
-  int *pidfds;
+  int *pids;     /* 0: no process in this place */
+  int *deathfds; /* read ends of the workers' death pipes */
   int *init_done;
   int started;       /* all first workers reported their init */
   int create_status; /* what pp_pool_create() returns */

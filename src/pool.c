@@ -54,14 +54,14 @@ static int alloc_master_side(pp_pool *p) {
 
   p->slots = calloc(n, sizeof *p->slots);
   p->pids = calloc((size_t)p->nworkers, sizeof *p->pids);
-  p->pidfds = malloc((size_t)p->nworkers * sizeof *p->pidfds);
+  p->deathfds = malloc((size_t)p->nworkers * sizeof *p->deathfds);
   p->init_done = calloc((size_t)p->nworkers, sizeof *p->init_done);
-  if (!p->slots || !p->pids || !p->pidfds || !p->init_done)
+  if (!p->slots || !p->pids || !p->deathfds || !p->init_done)
     return PP_ENOMEM;
   for (uint32_t i = 0; i < n; i++)
     p->slots[i].next_free = i + 1 < n ? i + 1 : NO_SLOT;
   for (int i = 0; i < p->nworkers; i++)
-    p->pidfds[i] = -1;
+    p->deathfds[i] = -1;
   p->free_head = 0;
   p->backlog_tail = &p->backlog;
   return 0;
@@ -73,7 +73,7 @@ static void free_master_side(pp_pool *p) {
       free(p->slots[i].frame);
   free(p->slots);
   free(p->pids);
-  free(p->pidfds);
+  free(p->deathfds);
   free(p->init_done);
 }
 
