@@ -272,10 +272,13 @@ typedef struct pp_map pp_map;
 typedef int (*pp_gen_fn)(void *state, const void **arg, size_t *len);
 
 typedef struct pp_map_options {
-  size_t chunksize; /* arguments per task; 0 or 1: one per task */
-  size_t window;    /* most tasks in flight; 0: 4 * workers * 64 */
-  double timeout;   /* seconds from pp_map_*() to each result; <= 0: none
-                       (so that a zeroed struct means no timeout) */
+  size_t chunksize;    /* arguments per task; 0 or 1: one per task */
+  size_t window;       /* most arguments in flight; 0: 4 * workers * 64 */
+  double timeout;      /* seconds from pp_map_*() to each result; <= 0: none
+                          (so that a zeroed struct means no timeout) */
+  double task_timeout; /* seconds a task (a whole chunk) may run before its
+                          worker is killed and its items fail with
+                          PP_EDEADLINE; <= 0: none */
 } pp_map_options;
 
 /* An ordered, lazy map of fn over arguments: `args[i]` of `lens[i]` bytes

@@ -34,6 +34,7 @@ struct pp_map {
   void *gen_state;
   size_t chunksize, window;
   uint64_t deadline_ns;
+  double task_timeout;
   size_t submitted; /* arguments turned into tasks */
   size_t yielded;   /* results handed back */
   size_t tasks;     /* tasks in flight */
@@ -137,6 +138,11 @@ static int submit_stage_locked(pp_map *m, int wait) {
   s->kind = SLOT_MAP;
   s->owner = m;
   s->base = m->submitted;
+  if (m->task_timeout > 0) {
+    s->timeout = m->task_timeout;
+    p->timed_tasks++;
+    shared_wake_collector(p->sh);
+  }
   m->tasks++;
   m->submitted += m->staged;
   m->staged = m->stage_bytes = 0;
@@ -238,6 +244,7 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
     m->window = p->sh->nslots * chunk;
   m->deadline_ns =
       pp_deadline_ns(opts && opts->timeout > 0 ? opts->timeout : PP_FOREVER);
+  m->task_timeout = opts && opts->task_timeout > 0 ? opts->task_timeout : 0;
   m->items = calloc(m->window, sizeof *m->items);
   m->stage_args = malloc(chunk * sizeof *m->stage_args);
   m->stage_lens = malloc(chunk * sizeof *m->stage_lens);

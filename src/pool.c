@@ -202,7 +202,7 @@ int pp_pool_shutdown(pp_pool *p, int wait, int cancel_pending) {
   poke_collector(p);
   if (wait) {
     pthread_mutex_lock(&p->mu);
-    while (p->in_flight > 0)
+    while (p->in_flight > 0 || p->live > 0)
       pthread_cond_wait(&p->changed, &p->mu);
     pthread_mutex_unlock(&p->mu);
   }

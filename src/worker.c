@@ -265,8 +265,10 @@ void worker_main(struct shared *sh, int index, pp_init_fn init, void *initarg,
   shared_wake_collector(sh);
   if (rc)
     _exit(3);
+  /* Buffers hold at least one frame of the largest size, and the result
+   * buffer no more than the result ring, else a flush could never fit. */
   w.in_cap = sh->max_frame + 8 > LOCAL_BUF ? sh->max_frame + 8 : LOCAL_BUF;
-  w.out_cap = w.in_cap;
+  w.out_cap = w.in_cap < sh->results->cap ? w.in_cap : sh->results->cap;
   w.in = malloc(w.in_cap);
   w.out = malloc(w.out_cap);
   if (!w.in || !w.out)

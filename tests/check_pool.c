@@ -1,0 +1,1140 @@
+/*
+ * The pool's semantics through the public API: submit and results, task
+ * errors, ordered maps (array and generator, chunked), as_completed, waits
+ * and timeouts, cancellation, done-callbacks, printable futures, the
+ * shutdown variants, payload limits, many tiny tasks through a small ring,
+ * initializers, worker recycling and use from several threads.
+ *
+ * Workers are forked from the test process, so tasks are functions of this
+ * file. A page of MAP_SHARED memory, mapped by the fixture before any pool
+ * forks, lets tasks say that they ran and lets the test hold them (a gate).
+ */
+#include "procpool.h"
+#include "testutil.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#define GATE_MAX_S 10.0
+
+/* What tests and tasks share across the fork. */
+struct page {
+  atomic_int gate; /* gate tasks wait until it is set */
+  atomic_int init_count;
+  atomic_int init_pids[64];
+  atomic_int ran[256]; /* ran[i]: a marking task of index i ran */
+};
+
+static struct page *page;
+static int live_pools;
+static int shm_before;
+
+/* ------------------------------------------------------------ fixture */
+
+static void setup(void) {
+  shm_before = tu_shm_entries();
+  live_pools = 0;
+  page = mmap(NULL, sizeof *page, PROT_READ | PROT_WRITE,
+              MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(page, MAP_FAILED);
+}
+
+static void teardown(void) {
+  ck_assert_int_eq(live_pools, 0);
+  ck_assert(tu_wait_no_children(5));
+  ck_assert_int_le(tu_shm_entries(), shm_before);
+  munmap(page, sizeof *page);
+}
+
+static pp_pool *new_pool(const pp_options *opts) {
+  pp_pool *p = NULL;
+  ck_assert_int_eq(pp_pool_create(&p, opts), 0);
+  ck_assert_ptr_nonnull(p);
+  live_pools++;
+  return p;
+}
+
+static pp_pool *new_pool_n(int workers) {
+  pp_options o;
+  pp_options_init(&o);
+  o.workers = workers;
+  return new_pool(&o);
+}
+
+static void end_pool(pp_pool *p) {
+  pp_pool_destroy(p);
+  live_pools--;
+}
+
+static void sleep_ms(double ms) {
+  time_t sec = (time_t)(ms / 1000);
+  struct timespec ts = {sec, (long)((ms - (double)sec * 1000) * 1e6)};
+  nanosleep(&ts, NULL);
+}
+
+/* Polls `cond(arg)` for up to `seconds`. */
+static int eventually(int (*cond)(void *), void *arg, double seconds) {
+  double end = tu_now() + seconds;
+  while (!cond(arg)) {
+    if (tu_now() > end)
+      return 0;
+    sleep_ms(1);
+  }
+  return 1;
+}
+
+static int is_running(void *f) {
+  return pp_future_running(f);
+}
+
+static int64_t as_i64(const void *data, size_t len) {
+  int64_t v;
+  ck_assert_uint_eq(len, sizeof v);
+  memcpy(&v, data, sizeof v);
+  return v;
+}
+
+static uint32_t rng_state = 12345;
+
+static uint32_t rng(void) {
+  rng_state = rng_state * 1103515245u + 12345u;
+  return rng_state >> 16;
+}
+
+/* -------------------------------------------------------------- tasks */
+
+static int task_echo(pp_task *t, const void *arg, size_t len) {
+  return pp_task_return(t, arg, len);
+}
+
+static int task_fail(pp_task *t, const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  return pp_task_fail(t, 42, "bad %d", 7);
+}
+
+static int64_t arg_i64(const void *arg, size_t len) {
+  int64_t v = 0;
+  if (len == sizeof v)
+    memcpy(&v, arg, sizeof v);
+  return v;
+}
+
+/* Sleeps `arg` ms and returns it. */
+static int task_sleep(pp_task *t, const void *arg, size_t len) {
+  sleep_ms((double)arg_i64(arg, len));
+  return pp_task_return(t, arg, len);
+}
+
+/* Sleeps (n % 5) * 2 ms and returns n, so that tasks finish out of order. */
+static int task_order(pp_task *t, const void *arg, size_t len) {
+  int64_t n = arg_i64(arg, len);
+  sleep_ms((double)(n % 5) * 2);
+  return pp_task_return(t, &n, sizeof n);
+}
+
+/* As task_order, but items n % 10 == 3 fail with code 100 + n. */
+static int task_order_fail(pp_task *t, const void *arg, size_t len) {
+  int64_t n = arg_i64(arg, len);
+  if (n % 10 == 3)
+    return pp_task_fail(t, 100 + (int)n, "item %d failed", (int)n);
+  return task_order(t, arg, len);
+}
+
+/* Marks ran[n], then waits for the gate (at most GATE_MAX_S). */
+static int task_gate(pp_task *t, const void *arg, size_t len) {
+  int64_t n = arg_i64(arg, len);
+  double end = tu_now() + GATE_MAX_S;
+  atomic_store(&page->ran[n], 1);
+  while (!atomic_load(&page->gate))
+    if (tu_now() > end)
+      return pp_task_fail(t, 99, "gate never opened");
+    else
+      sleep_ms(1);
+  return pp_task_return(t, &n, sizeof n);
+}
+
+/* Marks ran[n] and returns n. */
+static int task_mark(pp_task *t, const void *arg, size_t len) {
+  int64_t n = arg_i64(arg, len);
+  atomic_store(&page->ran[n], 1);
+  return pp_task_return(t, &n, sizeof n);
+}
+
+/* Returns `arg` bytes of a known pattern (the result may be too big). */
+static int task_sized(pp_task *t, const void *arg, size_t len) {
+  size_t n = (size_t)arg_i64(arg, len);
+  unsigned char *buf = malloc(n ? n : 1);
+  if (!buf)
+    return 1;
+  for (size_t i = 0; i < n; i++)
+    buf[i] = (unsigned char)(i * 7 + 3);
+  pp_task_return(t, buf, n);
+  free(buf);
+  return 0;
+}
+
+static int task_pid(pp_task *t, const void *arg, size_t len) {
+  int64_t pid = getpid();
+  (void)arg;
+  (void)len;
+  return pp_task_return(t, &pid, sizeof pid);
+}
+
+/* Returns {n, n * n}. */
+static int task_square(pp_task *t, const void *arg, size_t len) {
+  int64_t n = arg_i64(arg, len), out[2] = {n, n * n};
+  return pp_task_return(t, out, sizeof out);
+}
+
+static pp_future *submit_i64(pp_pool *p, pp_task_fn fn, int64_t v) {
+  pp_future *f = NULL;
+  ck_assert_int_eq(pp_submit(p, fn, &v, sizeof v, &f), 0);
+  ck_assert_ptr_nonnull(f);
+  return f;
+}
+
+static int64_t result_i64(pp_future *f) {
+  const void *data;
+  size_t len;
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
+  return as_i64(data, len);
+}
+
+/* ------------------------------------------------------ submit/result */
+
+START_TEST(test_submit_roundtrip) {
+  pp_pool *p = new_pool_n(2);
+  unsigned char arg[1000];
+  const void *data;
+  size_t len;
+  pp_future *f;
+
+  for (size_t i = 0; i < sizeof arg; i++)
+    arg[i] = (unsigned char)rng();
+  ck_assert_int_eq(pp_submit(p, task_echo, arg, sizeof arg, &f), 0);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
+  ck_assert_uint_eq(len, sizeof arg);
+  ck_assert_mem_eq(data, arg, sizeof arg);
+  ck_assert(pp_future_done(f));
+  ck_assert_int_eq(pp_future_state(f), PP_FINISHED);
+  ck_assert(!pp_future_cancelled(f));
+  ck_assert_str_eq(pp_future_message(f), "");
+  pp_future_release(f);
+  end_pool(p);
+}
+END_TEST
+
+START_TEST(test_task_error) {
+  pp_pool *p = new_pool_n(2);
+  const void *data = (void *)1;
+  size_t len = 1;
+  pp_future *f;
+
+  ck_assert_int_eq(pp_submit(p, task_fail, NULL, 0, &f), 0);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), PP_ETASK);
+  ck_assert_int_eq(pp_future_task_code(f), 42);
+  ck_assert_str_eq(pp_future_message(f), "bad 7");
+  ck_assert_int_eq(pp_future_state(f), PP_FINISHED);
+  pp_future_release(f);
+  f = submit_i64(p, task_order, 8);
+  ck_assert_int_eq(result_i64(f), 8);
+  pp_future_release(f);
+  end_pool(p);
+}
+END_TEST
+
+/* -------------------------------------------------------------- maps */
+
+struct counter_gen {
+  int64_t next, n, cur;
+};
+
+/* Yields 0 .. n-1 as int64. */
+static int counter_gen(void *state, const void **arg, size_t *len) {
+  struct counter_gen *g = state;
+  if (g->next >= g->n)
+    return 0;
+  g->cur = g->next++;
+  *arg = &g->cur;
+  *len = sizeof g->cur;
+  return 1;
+}
+
+/* Reads every result of `m` and checks order, values and failures (items
+ * n % 10 == 3 fail when `failing`). */
+static void check_map(pp_map *m, int64_t n, int failing) {
+  const void *data;
+  size_t len;
+  int rc;
+
+  for (int64_t i = 0; i < n; i++) {
+    rc = pp_map_next(m, &data, &len);
+    ck_assert_uint_eq(pp_map_index(m), (size_t)i);
+    if (failing && i % 10 == 3) {
+      ck_assert_int_eq(rc, PP_ETASK);
+      ck_assert_int_eq(pp_map_task_code(m), 100 + i);
+      ck_assert_int_eq(atoi(pp_map_message(m) + 5), (int)i);
+      ck_assert(strncmp(pp_map_message(m), "item ", 5) == 0);
+      continue;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(as_i64(data, len), i);
+    ck_assert_int_eq(pp_map_task_code(m), 0);
+    ck_assert_str_eq(pp_map_message(m), "");
+  }
+  ck_assert_int_eq(pp_map_next(m, &data, &len), PP_EOF);
+}
+
+static void map_array_case(pp_pool *p, pp_task_fn fn, size_t chunk,
+                           int failing) {
+  enum { N = 60 };
+  int64_t vals[N];
+  const void *args[N];
+  size_t lens[N];
+  pp_map_options mo = {.chunksize = chunk, .window = 8};
+  pp_map *m;
+
+  for (int i = 0; i < N; i++) {
+    vals[i] = i;
+    args[i] = &vals[i];
+    lens[i] = sizeof vals[i];
+  }
+  ck_assert_int_eq(pp_map_array(p, fn, args, lens, N, &mo, &m), 0);
+  check_map(m, N, failing);
+  pp_map_destroy(m);
+}
+
+static void map_gen_case(pp_pool *p, pp_task_fn fn, size_t chunk, int failing) {
+  struct counter_gen g = {0, 60, 0};
+  pp_map_options mo = {.chunksize = chunk, .window = 8};
+  pp_map *m;
+
+  ck_assert_int_eq(pp_map_gen(p, fn, counter_gen, &g, &mo, &m), 0);
+  check_map(m, 60, failing);
+  pp_map_destroy(m);
+}
+
+START_TEST(test_map_array_order) {
+  pp_pool *p = new_pool_n(2);
+  map_array_case(p, task_order, 1, 0);
+  map_array_case(p, task_order, 7, 0);
+  end_pool(p);
+}
+END_TEST
+
+START_TEST(test_map_gen_order) {
+  pp_pool *p = new_pool_n(2);
+  map_gen_case(p, task_order, 1, 0);
+  map_gen_case(p, task_order, 7, 0);
+  end_pool(p);
+}
+END_TEST
+
+START_TEST(test_map_failed_item) {
+  pp_pool *p = new_pool_n(2);
+  map_array_case(p, task_order_fail, 1, 1);
+  map_array_case(p, task_order_fail, 7, 1);
+  map_gen_case(p, task_order_fail, 1, 1);
+  map_gen_case(p, task_order_fail, 7, 1);
+  end_pool(p);
+}
+END_TEST
+
+/* ------------------------------------------------------ as_completed */
+
+START_TEST(test_as_completed_all) {
+  enum { N = 100 };
+  pp_pool *p = new_pool_n(2);
+  pp_future *fs[N], *f;
+  unsigned char seen[N] = {0};
+  int64_t sleeps[N];
+  pp_completed *it;
+
+  for (int i = 0; i < N; i++)
+    fs[i] = submit_i64(p, task_sleep, sleeps[i] = rng() % 10);
+  ck_assert_int_eq(pp_as_completed(fs, N, PP_FOREVER, &it), 0);
+  for (int k = 0; k < N; k++) {
+    int i;
+    ck_assert_int_eq(pp_completed_next(it, &f), 0);
+    for (i = 0; i < N && fs[i] != f; i++)
+      ;
+    ck_assert_int_lt(i, N);
+    ck_assert(!seen[i]);
+    seen[i] = 1;
+    ck_assert(pp_future_done(f));
+    ck_assert_int_eq(result_i64(f), sleeps[i]);
+  }
+  ck_assert_int_eq(pp_completed_next(it, &f), PP_EOF);
+  ck_assert_ptr_null(f);
+  ck_assert_int_eq(pp_completed_next(it, &f), PP_EOF);
+  pp_completed_destroy(it);
+  for (int i = 0; i < N; i++)
+    pp_future_release(fs[i]);
+  end_pool(p);
+}
+END_TEST
+
+/* Ten futures done before the iterator exists, ten held by the gate: the
+ * done ones come first, a timeout fires while the rest are held. */
+START_TEST(test_as_completed_some_done) {
+  enum { N = 20 };
+  pp_pool *p = new_pool_n(2);
+  pp_future *fs[N], *f;
+  unsigned char seen[N] = {0};
+  pp_completed *it, *it2;
+  double t0;
+
+  for (int i = 0; i < N / 2; i++)
+    fs[i] = submit_i64(p, task_order, i);
+  ck_assert_int_eq(pp_wait(fs, N / 2, 30, PP_ALL_COMPLETED, NULL), N / 2);
+  for (int i = N / 2; i < N; i++)
+    fs[i] = submit_i64(p, task_gate, i);
+  ck_assert_int_eq(pp_as_completed(fs, N, PP_FOREVER, &it), 0);
+  ck_assert_int_eq(pp_as_completed(fs, N, 0.1, &it2), 0);
+  for (int k = 0; k < N / 2; k++) {
+    ck_assert_int_eq(pp_completed_next(it, &f), 0);
+    int i;
+    for (i = 0; i < N / 2 && fs[i] != f; i++)
+      ;
+    ck_assert_int_lt(i, N / 2); /* one of the done ones */
+    ck_assert(!seen[i]);
+    seen[i] = 1;
+    ck_assert_int_eq(pp_completed_next(it2, &f), 0);
+  }
+  t0 = tu_now();
+  ck_assert_int_eq(pp_completed_next(it2, &f), PP_ETIMEDOUT);
+  ck_assert_double_lt(tu_now() - t0, 0.9);
+  ck_assert_ptr_null(f);
+  pp_completed_destroy(it2);
+  atomic_store(&page->gate, 1);
+  for (int k = N / 2; k < N; k++) {
+    int i;
+    ck_assert_int_eq(pp_completed_next(it, &f), 0);
+    for (i = N / 2; i < N && fs[i] != f; i++)
+      ;
+    ck_assert_int_lt(i, N);
+    ck_assert(!seen[i]);
+    seen[i] = 1;
+    ck_assert_int_eq(result_i64(f), i);
+  }
+  ck_assert_int_eq(pp_completed_next(it, &f), PP_EOF);
+  pp_completed_destroy(it);
+  for (int i = 0; i < N; i++)
+    pp_future_release(fs[i]);
+  end_pool(p);
+}
+END_TEST
+
+/* ---------------------------------------------------------- timeouts */
+
+START_TEST(test_timeouts) {
+  pp_pool *p = new_pool_n(2);
+  pp_future *f = submit_i64(p, task_sleep, 1000), *g;
+  int64_t v[2] = {1000, 1000};
+  const void *args[2] = {&v[0], &v[1]};
+  size_t lens[2] = {sizeof v[0], sizeof v[1]};
+  pp_map_options mo = {.chunksize = 1, .timeout = 0.05};
+  unsigned char done = 9;
+  pp_completed *it;
+  const void *data;
+  pp_map *m;
+  double t0;
+
+  t0 = tu_now();
+  ck_assert_int_eq(pp_future_result(f, 0.05, &data, NULL), PP_ETIMEDOUT);
+  ck_assert_double_lt(tu_now() - t0, 0.9);
+  ck_assert_double_ge(tu_now() - t0, 0.04);
+  ck_assert_ptr_null(data);
+  ck_assert(!pp_future_done(f));
+
+  ck_assert_int_eq(pp_as_completed(&f, 1, 0.05, &it), 0);
+  t0 = tu_now();
+  ck_assert_int_eq(pp_completed_next(it, &g), PP_ETIMEDOUT);
+  ck_assert_double_lt(tu_now() - t0, 0.9);
+  pp_completed_destroy(it);
+
+  t0 = tu_now();
+  ck_assert_int_eq(pp_wait(&f, 1, 0.05, PP_ALL_COMPLETED, &done), 0);
+  ck_assert_double_lt(tu_now() - t0, 0.9);
+  ck_assert_int_eq(done, 0);
+
+  ck_assert_int_eq(pp_map_array(p, task_sleep, args, lens, 2, &mo, &m), 0);
+  t0 = tu_now();
+  ck_assert_int_eq(pp_map_next(m, &data, NULL), PP_ETIMEDOUT);
+  ck_assert_double_lt(tu_now() - t0, 0.9);
+  pp_map_destroy(m);
+
+  ck_assert_int_eq(result_i64(f), 1000);
+  pp_future_release(f);
+  end_pool(p);
+}
+END_TEST
+
+/* -------------------------------------------------------------- wait */
+
+START_TEST(test_wait_modes) {
+  pp_pool *p = new_pool_n(4);
+  pp_future *g1 = submit_i64(p, task_gate, 1),
+            *g2 = submit_i64(p, task_gate, 2);
+  pp_future *fast = submit_i64(p, task_order, 5), *bad, *fast2;
+  unsigned char done[4];
+  double t0;
+
+  pp_future *first[3] = {g1, fast, g2};
+  ck_assert_int_eq(pp_wait(first, 3, 30, PP_FIRST_COMPLETED, done), 1);
+  ck_assert(!done[0] && done[1] && !done[2]);
+
+  ck_assert_int_eq(pp_submit(p, task_fail, NULL, 0, &bad), 0);
+  pp_future *exc[4] = {g1, fast, bad, g2};
+  ck_assert_int_eq(pp_wait(exc, 4, 30, PP_FIRST_EXCEPTION, done), 2);
+  ck_assert(!done[0] && done[1] && done[2] && !done[3]);
+
+  fast2 = submit_i64(p, task_order, 6);
+  pp_future *ok[2] = {fast, fast2};
+  ck_assert_int_eq(pp_wait(ok, 2, 30, PP_FIRST_EXCEPTION, done), 2);
+  ck_assert(done[0] && done[1]);
+
+  t0 = tu_now();
+  ck_assert_int_eq(pp_wait(exc, 4, 0.1, PP_ALL_COMPLETED, done), 2);
+  ck_assert_double_lt(tu_now() - t0, 0.9);
+  ck_assert(!done[0] && !done[3]);
+
+  atomic_store(&page->gate, 1);
+  ck_assert_int_eq(pp_wait(exc, 4, 30, PP_ALL_COMPLETED, done), 4);
+  ck_assert(done[0] && done[1] && done[2] && done[3]);
+  ck_assert_int_eq(result_i64(g1), 1);
+  ck_assert_int_eq(result_i64(g2), 2);
+  pp_future_release(g1);
+  pp_future_release(g2);
+  pp_future_release(fast);
+  pp_future_release(fast2);
+  pp_future_release(bad);
+  end_pool(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------ cancel */
+
+START_TEST(test_cancel) {
+  pp_pool *p = new_pool_n(1);
+  pp_future *lng = submit_i64(p, task_gate, 0), *f[4];
+  const void *data = (void *)1;
+
+  for (int i = 1; i <= 3; i++)
+    f[i] = submit_i64(p, task_mark, i);
+  ck_assert(eventually(is_running, lng, 10));
+  ck_assert_int_eq(pp_future_cancel(f[2]), 0);
+  ck_assert_int_eq(pp_future_state(f[2]), PP_CANCELLED);
+  ck_assert(pp_future_cancelled(f[2]));
+  ck_assert(pp_future_done(f[2]));
+  ck_assert_int_eq(pp_future_result(f[2], 0, &data, NULL), PP_ECANCELLED);
+  ck_assert_ptr_null(data);
+  ck_assert_int_eq(pp_future_cancel(lng), PP_EBUSY);
+  ck_assert(!pp_future_done(lng));
+
+  atomic_store(&page->gate, 1);
+  ck_assert_int_eq(result_i64(lng), 0);
+  ck_assert_int_eq(result_i64(f[1]), 1);
+  ck_assert_int_eq(result_i64(f[3]), 3);
+  ck_assert_int_eq(pp_future_cancel(f[1]), PP_EINVAL);
+  ck_assert_int_eq(pp_future_cancel(lng), PP_EINVAL);
+  ck_assert(!pp_future_cancelled(f[1]));
+  end_pool(p);
+  ck_assert_int_eq(atomic_load(&page->ran[2]), 0);
+  ck_assert_int_eq(atomic_load(&page->ran[1]), 1);
+  ck_assert_int_eq(atomic_load(&page->ran[3]), 1);
+  pp_future_release(lng);
+  for (int i = 1; i <= 3; i++)
+    pp_future_release(f[i]);
+}
+END_TEST
+
+/* --------------------------------------------------------- callbacks */
+
+struct cb_log {
+  atomic_int calls;
+  atomic_int order[8];
+  atomic_int saw_done[8];
+  pthread_t thread[8];
+};
+
+static void record(struct cb_log *log, pp_future *f, int tag) {
+  int k = atomic_fetch_add(&log->calls, 1);
+  if (k < 8) {
+    log->order[k] = tag;
+    log->saw_done[k] = pp_future_done(f);
+    log->thread[k] = pthread_self();
+  }
+}
+
+static void cb_a(pp_future *f, void *arg) {
+  record(arg, f, 'A');
+}
+
+static void cb_b(pp_future *f, void *arg) {
+  record(arg, f, 'B');
+}
+
+static void cb_c(pp_future *f, void *arg) {
+  record(arg, f, 'C');
+}
+
+static int two_calls(void *log) {
+  return atomic_load(&((struct cb_log *)log)->calls) >= 2;
+}
+
+START_TEST(test_done_callbacks) {
+  pp_pool *p = new_pool_n(1);
+  pp_future *f = submit_i64(p, task_gate, 0);
+  static struct cb_log log;
+
+  ck_assert_int_eq(pp_future_add_done_callback(f, cb_a, &log), 0);
+  ck_assert_int_eq(pp_future_add_done_callback(f, cb_b, &log), 0);
+  sleep_ms(20);
+  ck_assert_int_eq(atomic_load(&log.calls), 0);
+  atomic_store(&page->gate, 1);
+  ck_assert_int_eq(result_i64(f), 0);
+  ck_assert(eventually(two_calls, &log, 10));
+  ck_assert_int_eq(log.order[0], 'A');
+  ck_assert_int_eq(log.order[1], 'B');
+  ck_assert(log.saw_done[0] && log.saw_done[1]);
+  ck_assert(!pthread_equal(log.thread[0], pthread_self()));
+
+  ck_assert_int_eq(pp_future_add_done_callback(f, cb_c, &log), 0);
+  ck_assert_int_eq(atomic_load(&log.calls), 3);
+  ck_assert_int_eq(log.order[2], 'C');
+  ck_assert(log.saw_done[2]);
+  ck_assert(pthread_equal(log.thread[2], pthread_self()));
+  sleep_ms(20);
+  ck_assert_int_eq(atomic_load(&log.calls), 3);
+  end_pool(p);
+  ck_assert_int_eq(atomic_load(&log.calls), 3);
+  pp_future_release(f);
+}
+END_TEST
+
+/* ------------------------------------------------------------ format */
+
+static void check_format(pp_future *f, const char *want) {
+  char buf[256];
+  int n = pp_future_format(f, buf, sizeof buf);
+  ck_assert_int_eq(n, (int)strlen(buf));
+  ck_assert_msg(strncmp(buf, "<Future at ", 11) == 0, "got %s", buf);
+  ck_assert_msg(strstr(buf, want) != NULL, "want %s in %s", want, buf);
+  ck_assert_int_eq(buf[n - 1], '>');
+}
+
+START_TEST(test_format) {
+  pp_pool *p = new_pool_n(1);
+  pp_future *run = submit_i64(p, task_gate, 0);
+  pp_future *pend = submit_i64(p, task_mark, 1), *bad;
+  char small[8];
+  int n;
+
+  ck_assert(eventually(is_running, run, 10));
+  check_format(run, " state=running>");
+  check_format(pend, " state=pending>");
+  ck_assert_int_eq(pp_future_cancel(pend), 0);
+  check_format(pend, " state=cancelled>");
+  atomic_store(&page->gate, 1);
+  ck_assert_int_eq(result_i64(run), 0);
+  check_format(run, " state=finished returned 8 bytes>");
+  ck_assert_int_eq(pp_submit(p, task_fail, NULL, 0, &bad), 0);
+  ck_assert_int_eq(pp_future_result(bad, 30, NULL, NULL), PP_ETASK);
+  check_format(bad, " state=finished raised PP_ETASK: bad 7>");
+
+  n = pp_future_format(run, small, sizeof small);
+  ck_assert_int_gt(n, (int)sizeof small - 1);
+  ck_assert_uint_eq(strlen(small), sizeof small - 1);
+  end_pool(p);
+  pp_future_release(run);
+  pp_future_release(pend);
+  pp_future_release(bad);
+}
+END_TEST
+
+/* ---------------------------------------------------------- shutdown */
+
+START_TEST(test_shutdown_wait) {
+  enum { N = 20 };
+  pp_pool *p = new_pool_n(2);
+  pp_future *fs[N], *f = (void *)1;
+  int64_t v = 1;
+
+  for (int i = 0; i < N; i++)
+    fs[i] = submit_i64(p, task_sleep, 5);
+  ck_assert_int_eq(pp_pool_shutdown(p, 1, 0), 0);
+  for (int i = 0; i < N; i++) {
+    const void *data;
+    size_t len;
+    ck_assert(pp_future_done(fs[i]));
+    ck_assert_int_eq(pp_future_result(fs[i], 0, &data, &len), 0);
+    ck_assert_int_eq(as_i64(data, len), 5);
+  }
+  ck_assert_int_eq(tu_children(), 0); /* every worker has exited */
+  ck_assert_int_eq(pp_submit(p, task_echo, &v, sizeof v, &f), PP_ESHUTDOWN);
+  ck_assert_ptr_null(f);
+  end_pool(p);
+  for (int i = 0; i < N; i++)
+    pp_future_release(fs[i]);
+}
+END_TEST
+
+START_TEST(test_shutdown_cancel) {
+  enum { N = 10 };
+  pp_pool *p = new_pool_n(1);
+  pp_future *lng = submit_i64(p, task_sleep, 200), *fs[N], *f;
+
+  for (int i = 0; i < N; i++)
+    fs[i] = submit_i64(p, task_mark, i);
+  ck_assert(eventually(is_running, lng, 10));
+  ck_assert_int_eq(pp_pool_shutdown(p, 1, 1), 0);
+  ck_assert(pp_future_done(lng));
+  ck_assert_int_eq(result_i64(lng), 200);
+  for (int i = 0; i < N; i++) {
+    ck_assert(pp_future_cancelled(fs[i]));
+    ck_assert_int_eq(pp_future_result(fs[i], 0, NULL, NULL), PP_ECANCELLED);
+    ck_assert_int_eq(atomic_load(&page->ran[i]), 0);
+  }
+  ck_assert_int_eq(pp_submit(p, task_echo, NULL, 0, &f), PP_ESHUTDOWN);
+  end_pool(p);
+  pp_future_release(lng);
+  for (int i = 0; i < N; i++)
+    pp_future_release(fs[i]);
+}
+END_TEST
+
+START_TEST(test_shutdown_nowait) {
+  enum { N = 4 };
+  pp_pool *p = new_pool_n(2);
+  pp_future *fs[N], *f;
+  double t0;
+  int done = 0;
+
+  for (int i = 0; i < N; i++)
+    fs[i] = submit_i64(p, task_sleep, 200);
+  t0 = tu_now();
+  ck_assert_int_eq(pp_pool_shutdown(p, 0, 0), 0);
+  ck_assert_double_lt(tu_now() - t0, 0.15);
+  for (int i = 0; i < N; i++)
+    done += pp_future_done(fs[i]);
+  ck_assert_int_lt(done, N);
+  ck_assert_int_eq(pp_submit(p, task_echo, NULL, 0, &f), PP_ESHUTDOWN);
+  end_pool(p);
+  ck_assert_int_eq(tu_children(), 0);
+  for (int i = 0; i < N; i++) {
+    ck_assert(pp_future_done(fs[i]));
+    ck_assert_int_eq(result_i64(fs[i]), 200);
+    pp_future_release(fs[i]);
+  }
+  pp_pool_destroy(NULL);
+}
+END_TEST
+
+/* ---------------------------------------------------------- payloads */
+
+START_TEST(test_payload_empty) {
+  pp_pool *p = new_pool_n(1);
+  const void *data;
+  size_t len = 99;
+  pp_future *f;
+
+  ck_assert_int_eq(pp_submit(p, task_echo, NULL, 0, &f), 0);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
+  ck_assert_uint_eq(len, 0);
+  check_format(f, " state=finished returned 0 bytes>");
+  pp_future_release(f);
+  end_pool(p);
+}
+END_TEST
+
+/* Round-trips exactly max bytes both ways, and one byte over each way. */
+static void payload_limits(pp_pool *p, size_t max) {
+  unsigned char *arg = malloc(max + 1);
+  const void *data;
+  size_t len;
+  pp_future *f = (void *)1;
+
+  ck_assert_ptr_nonnull(arg);
+  ck_assert_uint_eq(pp_pool_max_payload(p), max);
+  for (size_t i = 0; i <= max; i++)
+    arg[i] = (unsigned char)rng();
+  ck_assert_int_eq(pp_submit(p, task_echo, arg, max, &f), 0);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
+  ck_assert_uint_eq(len, max);
+  ck_assert_mem_eq(data, arg, max);
+  pp_future_release(f);
+
+  ck_assert_int_eq(pp_submit(p, task_echo, arg, max + 1, &f), PP_ETOOBIG);
+  ck_assert_ptr_null(f);
+
+  f = submit_i64(p, task_sized, (int64_t)max);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
+  ck_assert_uint_eq(len, max);
+  for (size_t i = 0; i < max; i++)
+    arg[i] = (unsigned char)(i * 7 + 3);
+  ck_assert_mem_eq(data, arg, max);
+  pp_future_release(f);
+
+  f = submit_i64(p, task_sized, (int64_t)max + 1);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), PP_ETOOBIG);
+  ck_assert_ptr_null(data);
+  pp_future_release(f);
+  free(arg);
+}
+
+START_TEST(test_payload_max_small) {
+  pp_options o;
+  pp_pool *p;
+
+  pp_options_init(&o);
+  o.workers = 2;
+  o.max_payload = 4096;
+  p = new_pool(&o);
+  payload_limits(p, 4096);
+  end_pool(p);
+}
+END_TEST
+
+START_TEST(test_payload_max_default) {
+  pp_pool *p = new_pool_n(2);
+  payload_limits(p, (size_t)1 << 20);
+  end_pool(p);
+}
+END_TEST
+
+/* ----------------------------------------------------- many tasks */
+
+enum { MANY = 100000 };
+
+static pp_pool *small_ring_pool(void) {
+  pp_options o;
+  pp_options_init(&o);
+  o.workers = 2;
+  o.ring_capacity = 512;
+  o.max_payload = 64;
+  return new_pool(&o);
+}
+
+START_TEST(test_many_map) {
+  pp_pool *p = small_ring_pool();
+  struct counter_gen g = {0, MANY, 0};
+  const void *data;
+  size_t len;
+  pp_map *m;
+
+  ck_assert_int_eq(pp_map_gen(p, task_square, counter_gen, &g, NULL, &m), 0);
+  for (int64_t i = 0; i < MANY; i++) {
+    int64_t out[2];
+    ck_assert_int_eq(pp_map_next(m, &data, &len), 0);
+    ck_assert_uint_eq(len, sizeof out);
+    memcpy(out, data, sizeof out);
+    if (out[0] != i || out[1] != i * i)
+      ck_abort_msg("item %lld: got %lld %lld", (long long)i, (long long)out[0],
+                   (long long)out[1]);
+  }
+  ck_assert_int_eq(pp_map_next(m, &data, &len), PP_EOF);
+  pp_map_destroy(m);
+  end_pool(p);
+}
+END_TEST
+
+START_TEST(test_many_as_completed) {
+  pp_pool *p = small_ring_pool();
+  pp_future **fs = malloc(MANY * sizeof *fs), *f;
+  unsigned char *seen = calloc(MANY, 1);
+  pp_completed *it;
+  const void *data;
+  size_t len;
+
+  ck_assert(fs && seen);
+  for (int64_t i = 0; i < MANY; i++)
+    ck_assert_int_eq(pp_submit(p, task_square, &i, sizeof i, &fs[i]), 0);
+  ck_assert_int_eq(pp_as_completed(fs, MANY, PP_FOREVER, &it), 0);
+  for (int k = 0; k < MANY; k++) {
+    int64_t out[2];
+    ck_assert_int_eq(pp_completed_next(it, &f), 0);
+    ck_assert_int_eq(pp_future_result(f, 0, &data, &len), 0);
+    ck_assert_uint_eq(len, sizeof out);
+    memcpy(out, data, sizeof out);
+    if (out[0] < 0 || out[0] >= MANY || seen[out[0]] || fs[out[0]] != f ||
+        out[1] != out[0] * out[0])
+      ck_abort_msg("bad or repeated result %lld", (long long)out[0]);
+    seen[out[0]] = 1;
+  }
+  ck_assert_int_eq(pp_completed_next(it, &f), PP_EOF);
+  pp_completed_destroy(it);
+  for (int i = 0; i < MANY; i++)
+    pp_future_release(fs[i]);
+  free(fs);
+  free(seen);
+  end_pool(p);
+}
+END_TEST
+
+/* ----------------------------------------------------------- workers */
+
+static int init_magic; /* set by the initializer, in the worker */
+
+static int init_record(void *arg) {
+  int k = atomic_fetch_add(&page->init_count, 1);
+  if (k < 64)
+    atomic_store(&page->init_pids[k], getpid());
+  init_magic = *(int *)arg;
+  return 0;
+}
+
+static int init_fail(void *arg) {
+  (void)arg;
+  return 5;
+}
+
+static int task_magic(pp_task *t, const void *arg, size_t len) {
+  int64_t v = init_magic;
+  (void)arg;
+  (void)len;
+  return pp_task_return(t, &v, sizeof v);
+}
+
+static int cmp_int(const void *a, const void *b) {
+  return (*(const int *)a > *(const int *)b) -
+         (*(const int *)a < *(const int *)b);
+}
+
+START_TEST(test_initializer) {
+  static int magic = 4242;
+  pp_options o;
+  pp_pool *p;
+  int pids[3], inits[3];
+
+  pp_options_init(&o);
+  o.workers = 3;
+  o.initializer = init_record;
+  o.initarg = &magic;
+  p = new_pool(&o);
+  ck_assert_int_eq(atomic_load(&page->init_count), 3);
+  ck_assert_int_eq(pp_pool_worker_pids(p, pids, 3), 3);
+  for (int i = 0; i < 3; i++)
+    inits[i] = atomic_load(&page->init_pids[i]);
+  qsort(pids, 3, sizeof *pids, cmp_int);
+  qsort(inits, 3, sizeof *inits, cmp_int);
+  ck_assert_mem_eq(pids, inits, sizeof pids);
+  for (int i = 0; i < 6; i++) {
+    pp_future *f = submit_i64(p, task_magic, 0);
+    ck_assert_int_eq(result_i64(f), 4242);
+    pp_future_release(f);
+  }
+  ck_assert_int_eq(atomic_load(&page->init_count), 3);
+  end_pool(p);
+}
+END_TEST
+
+START_TEST(test_initializer_fails) {
+  pp_options o;
+  pp_pool *p = (void *)1;
+
+  pp_options_init(&o);
+  o.workers = 2;
+  o.initializer = init_fail;
+  ck_assert_int_eq(pp_pool_create(&p, &o), PP_EINIT);
+  ck_assert_ptr_null(p);
+  ck_assert_int_eq(tu_children(), 0);
+  ck_assert_int_le(tu_shm_entries(), shm_before);
+}
+END_TEST
+
+START_TEST(test_max_tasks_per_worker) {
+  enum { N = 30 };
+  pp_options o;
+  pp_pool *p;
+  pp_future *fs[N];
+  int pids[N], distinct = 0, run = 0;
+
+  pp_options_init(&o);
+  o.workers = 2;
+  o.max_tasks_per_worker = 3;
+  p = new_pool(&o);
+  for (int i = 0; i < N; i++)
+    fs[i] = submit_i64(p, task_pid, 0);
+  for (int i = 0; i < N; i++) {
+    pids[i] = (int)result_i64(fs[i]);
+    pp_future_release(fs[i]);
+  }
+  qsort(pids, N, sizeof *pids, cmp_int);
+  for (int i = 0; i < N; i++) {
+    run = i > 0 && pids[i] == pids[i - 1] ? run + 1 : 1;
+    distinct += run == 1;
+    ck_assert_int_le(run, 3); /* no worker ran more than 3 tasks */
+  }
+  ck_assert_int_ge(distinct, N / 3);
+  end_pool(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------ threads */
+
+enum { THREADS = 4, PER_THREAD = 2000 };
+
+struct thread_job {
+  pp_pool *pool;
+  int id;
+  int errors;
+};
+
+/* Submits PER_THREAD tasks, then checks each result. */
+static void *submitter(void *arg) {
+  struct thread_job *j = arg;
+  pp_future **fs = malloc(PER_THREAD * sizeof *fs);
+  int64_t out[2];
+  const void *data;
+  size_t len;
+
+  if (!fs) {
+    j->errors = PER_THREAD;
+    return NULL;
+  }
+  for (int i = 0; i < PER_THREAD; i++) {
+    int64_t v = (int64_t)j->id * 1000000 + i;
+    if (pp_submit(j->pool, task_square, &v, sizeof v, &fs[i]) != 0)
+      fs[i] = NULL, j->errors++;
+  }
+  for (int i = 0; i < PER_THREAD; i++) {
+    int64_t v = (int64_t)j->id * 1000000 + i;
+    if (!fs[i])
+      continue;
+    if (pp_future_result(fs[i], 60, &data, &len) != 0 || len != sizeof out)
+      j->errors++;
+    else if (memcpy(out, data, sizeof out), out[0] != v || out[1] != v * v)
+      j->errors++;
+    pp_future_release(fs[i]);
+  }
+  free(fs);
+  return NULL;
+}
+
+START_TEST(test_threads) {
+  pp_pool *p = new_pool_n(2);
+  struct thread_job jobs[THREADS];
+  pthread_t th[THREADS];
+
+  for (int i = 0; i < THREADS; i++) {
+    jobs[i] = (struct thread_job){p, i, 0};
+    ck_assert_int_eq(pthread_create(&th[i], NULL, submitter, &jobs[i]), 0);
+  }
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(th[i], NULL);
+    ck_assert_int_eq(jobs[i].errors, 0);
+  }
+  end_pool(p);
+}
+END_TEST
+
+/* ------------------------------------------------------------- errors */
+
+START_TEST(test_strerror) {
+  const char *msgs[16], *names[16];
+
+  for (int c = PP_EINVAL; c >= PP_ESYS; c--) {
+    int i = -c - 1;
+    msgs[i] = pp_strerror(c);
+    names[i] = pp_errname(c);
+    ck_assert_ptr_nonnull(msgs[i]);
+    ck_assert_ptr_nonnull(names[i]);
+    ck_assert_uint_gt(strlen(msgs[i]), 0);
+    ck_assert(strncmp(names[i], "PP_E", 4) == 0);
+    for (int k = 0; k < i; k++) {
+      ck_assert_str_ne(msgs[i], msgs[k]);
+      ck_assert_str_ne(names[i], names[k]);
+    }
+  }
+  ck_assert_str_eq(pp_errname(PP_ETIMEDOUT), "PP_ETIMEDOUT");
+  ck_assert_ptr_nonnull(pp_strerror(12345));
+  ck_assert_uint_gt(strlen(pp_strerror(12345)), 0);
+  ck_assert_str_eq(pp_errname(12345), "PP_UNKNOWN");
+}
+END_TEST
+
+START_TEST(test_create_args) {
+  pp_options o;
+  pp_pool *p = (void *)1;
+
+  ck_assert_int_eq(pp_pool_create(NULL, NULL), PP_EINVAL);
+  pp_options_init(&o);
+  o.workers = -1;
+  ck_assert_int_eq(pp_pool_create(&p, &o), PP_EINVAL);
+  ck_assert_ptr_null(p);
+  ck_assert_int_eq(tu_children(), 0);
+  pp_pool_destroy(NULL);
+}
+END_TEST
+
+/* -------------------------------------------------------------- suite */
+
+static TCase *tcase(const char *name) {
+  TCase *tc = tcase_create(name);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60);
+  return tc;
+}
+
+static Suite *make_pool_suite(void) {
+  Suite *s = suite_create("pool");
+  TCase *tc;
+
+  tc = tcase("basics");
+  tcase_add_test(tc, test_submit_roundtrip);
+  tcase_add_test(tc, test_task_error);
+  tcase_add_test(tc, test_strerror);
+  tcase_add_test(tc, test_create_args);
+  suite_add_tcase(s, tc);
+
+  tc = tcase("map");
+  tcase_add_test(tc, test_map_array_order);
+  tcase_add_test(tc, test_map_gen_order);
+  tcase_add_test(tc, test_map_failed_item);
+  suite_add_tcase(s, tc);
+
+  tc = tcase("waiting");
+  tcase_add_test(tc, test_as_completed_all);
+  tcase_add_test(tc, test_as_completed_some_done);
+  tcase_add_test(tc, test_timeouts);
+  tcase_add_test(tc, test_wait_modes);
+  suite_add_tcase(s, tc);
+
+  tc = tcase("futures");
+  tcase_add_test(tc, test_cancel);
+  tcase_add_test(tc, test_done_callbacks);
+  tcase_add_test(tc, test_format);
+  suite_add_tcase(s, tc);
+
+  tc = tcase("shutdown");
+  tcase_add_test(tc, test_shutdown_wait);
+  tcase_add_test(tc, test_shutdown_cancel);
+  tcase_add_test(tc, test_shutdown_nowait);
+  suite_add_tcase(s, tc);
+
+  tc = tcase("payloads");
+  tcase_add_test(tc, test_payload_empty);
+  tcase_add_test(tc, test_payload_max_small);
+  tcase_add_test(tc, test_payload_max_default);
+  suite_add_tcase(s, tc);
+
+  tc = tcase("load");
+  tcase_set_timeout(tc, 30); /* ~2 s normally, ~7 s with sanitizers */
+  tcase_add_test(tc, test_many_map);
+  tcase_add_test(tc, test_many_as_completed);
+  tcase_add_test(tc, test_threads);
+  suite_add_tcase(s, tc);
+
+  tc = tcase("workers");
+  tcase_add_test(tc, test_initializer);
+  tcase_add_test(tc, test_initializer_fails);
+  tcase_add_test(tc, test_max_tasks_per_worker);
+  suite_add_tcase(s, tc);
+  return s;
+}
+
+TU_MAIN(make_pool_suite)
