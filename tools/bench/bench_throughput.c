@@ -1,0 +1,417 @@
+/*
+ * bench_throughput: what one tiny task costs in procpool, on this machine.
+ *
+ * Throughput: N tasks that square an int64, through pp_map_gen() one
+ * argument per task, through pp_map_gen() in chunks, and through
+ * pp_submit() of all N futures followed by pp_as_completed(). When python3
+ * is on the PATH, the same work runs on concurrent.futures'
+ * ProcessPoolExecutor with the same number of workers (an inline script
+ * passed with -c): executor.map unchunked over a smaller N, and with the
+ * same chunksize over N. Pool start-up is left out on both sides (Python's
+ * workers are warmed up first).
+ *
+ * Latency: submit + result of one task on an idle pool, next to a 1-byte
+ * ping-pong over two pipes between two processes, measured in the same run.
+ *
+ * Targets: 1,000,000 tasks/s unchunked, and an idle round trip no slower
+ * than the pipe ping-pong.
+ */
+#include <procpool.h>
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define THROUGHPUT_TARGET 1e6
+#define RT_WARMUP 200
+#define RT_ROUNDS 2000
+#define PIPE_ROUNDS 20000
+
+struct config {
+  long n;    /* tasks for procpool and chunked Python */
+  long py_n; /* tasks for unchunked Python */
+  int workers;
+  long chunk;
+};
+
+/* No single quotes: it goes inside '...' on a shell command line. */
+static const char python_script[] =
+    "import multiprocessing, sys, time\n"
+    "from concurrent.futures import ProcessPoolExecutor\n"
+    "def sq(x):\n"
+    "    return x * x\n"
+    "w, n, chunk = (int(a) for a in sys.argv[1:4])\n"
+    "ctx = multiprocessing.get_context(\"fork\")\n"
+    "with ProcessPoolExecutor(max_workers=w, mp_context=ctx) as ex:\n"
+    "    list(ex.map(sq, range(4 * w)))\n"
+    "    t = time.perf_counter()\n"
+    "    s = sum(ex.map(sq, range(n), chunksize=chunk))\n"
+    "    dt = time.perf_counter() - t\n"
+    "assert s == sum(x * x for x in range(n))\n"
+    "print(n / dt)\n";
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, int rc) {
+  fprintf(stderr, "bench_throughput: %s: %s\n", what, pp_strerror(rc));
+  exit(1);
+}
+
+/* Formats v with thousands separators ("1,234,567"). */
+static const char *commas(double v, char *buf, size_t size) {
+  char digits[32];
+  int n = snprintf(digits, sizeof digits, "%.0f", v), out = 0;
+
+  for (int i = 0; i < n && out + 2 < (int)size; i++) {
+    if (i > 0 && (n - i) % 3 == 0)
+      buf[out++] = ',';
+    buf[out++] = digits[i];
+  }
+  buf[out] = '\0';
+  return buf;
+}
+
+/* ------------------------------------------------------------- tasks */
+
+static int task_square(pp_task *t, const void *arg, size_t len) {
+  int64_t x;
+  if (len != sizeof x)
+    return 1;
+  memcpy(&x, arg, sizeof x);
+  x *= x;
+  return pp_task_return(t, &x, sizeof x);
+}
+
+struct counter {
+  int64_t next, n, cur;
+};
+
+/* Yields 0 .. n-1. */
+static int counter_gen(void *state, const void **arg, size_t *len) {
+  struct counter *c = state;
+  if (c->next >= c->n)
+    return 0;
+  c->cur = c->next++;
+  *arg = &c->cur;
+  *len = sizeof c->cur;
+  return 1;
+}
+
+/* Sum of x * x over 0 .. n-1, wrapping, to check the results. */
+static uint64_t expected_sum(long n) {
+  uint64_t s = 0;
+  for (long x = 0; x < n; x++)
+    s += (uint64_t)x * (uint64_t)x;
+  return s;
+}
+
+static uint64_t read_u64(const void *data, size_t len) {
+  uint64_t v = 0;
+  if (len == sizeof v)
+    memcpy(&v, data, sizeof v);
+  return v;
+}
+
+/* -------------------------------------------------------- throughput */
+
+/* Tasks per second of a map over 0 .. n-1 with `chunk` arguments a task. */
+static double bench_map(pp_pool *pool, long n, long chunk) {
+  struct counter c = {0, n, 0};
+  pp_map_options mo = {.chunksize = (size_t)chunk};
+  uint64_t sum = 0;
+  const void *data;
+  size_t len;
+  pp_map *m;
+  double t0 = now();
+  int rc;
+
+  if ((rc = pp_map_gen(pool, task_square, counter_gen, &c, &mo, &m)) != 0)
+    die("pp_map_gen", rc);
+  while ((rc = pp_map_next(m, &data, &len)) == 0)
+    sum += read_u64(data, len);
+  if (rc != PP_EOF)
+    die("pp_map_next", rc);
+  pp_map_destroy(m);
+  t0 = now() - t0;
+  if (sum != expected_sum(n))
+    die("map results", PP_EINVAL);
+  return (double)n / t0;
+}
+
+/* Tasks per second of submitting n futures, then taking them as they
+ * complete. */
+static double bench_submit(pp_pool *pool, long n) {
+  pp_future **fs = malloc((size_t)n * sizeof *fs), *f;
+  pp_completed *it;
+  uint64_t sum = 0;
+  const void *data;
+  size_t len;
+  double t0 = now();
+  int rc;
+
+  if (!fs)
+    die("malloc", PP_ENOMEM);
+  for (int64_t x = 0; x < n; x++)
+    if ((rc = pp_submit(pool, task_square, &x, sizeof x, &fs[x])) != 0)
+      die("pp_submit", rc);
+  if ((rc = pp_as_completed(fs, (size_t)n, PP_FOREVER, &it)) != 0)
+    die("pp_as_completed", rc);
+  while ((rc = pp_completed_next(it, &f)) == 0) {
+    if ((rc = pp_future_result(f, 0, &data, &len)) != 0)
+      die("pp_future_result", rc);
+    sum += read_u64(data, len);
+  }
+  pp_completed_destroy(it);
+  for (long i = 0; i < n; i++)
+    pp_future_release(fs[i]);
+  t0 = now() - t0;
+  free(fs);
+  if (sum != expected_sum(n))
+    die("as_completed results", PP_EINVAL);
+  return (double)n / t0;
+}
+
+/* Whether `name` is an executable on the PATH. */
+static int on_path(const char *name) {
+  const char *path = getenv("PATH");
+  char buf[4096];
+
+  while (path && *path) {
+    size_t len = strcspn(path, ":");
+    snprintf(buf, sizeof buf, "%.*s/%s", (int)len, path, name);
+    if (len && access(buf, X_OK) == 0)
+      return 1;
+    path += len + (path[len] == ':');
+  }
+  return 0;
+}
+
+/* Tasks per second of ProcessPoolExecutor.map, or 0 on failure. */
+static double bench_python(int workers, long n, long chunk) {
+  char cmd[sizeof python_script + 128];
+  double rate = 0;
+  FILE *f;
+
+  snprintf(cmd, sizeof cmd, "python3 -c '%s' %d %ld %ld", python_script,
+           workers, n, chunk);
+  if (!(f = popen(cmd, "r")))
+    return 0;
+  if (fscanf(f, "%lf", &rate) != 1)
+    rate = 0;
+  if (pclose(f) != 0)
+    rate = 0;
+  return rate;
+}
+
+/* ----------------------------------------------------------- latency */
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Sorts `v` and returns its p-th percentile (0..100). */
+static double percentile(double *v, size_t n, double p) {
+  size_t i;
+  qsort(v, n, sizeof *v, cmp_double);
+  i = (size_t)(p / 100 * (double)(n - 1) + 0.5);
+  return v[i < n ? i : n - 1];
+}
+
+/* One task, submitted and waited for; returns its seconds. */
+static double round_trip(pp_pool *pool, int64_t x) {
+  pp_future *f;
+  const void *data;
+  size_t len;
+  double t0 = now();
+  int rc;
+
+  if ((rc = pp_submit(pool, task_square, &x, sizeof x, &f)) != 0)
+    die("pp_submit", rc);
+  if ((rc = pp_future_result(f, PP_FOREVER, &data, &len)) != 0)
+    die("pp_future_result", rc);
+  t0 = now() - t0;
+  if (read_u64(data, len) != (uint64_t)(x * x))
+    die("round-trip result", PP_EINVAL);
+  pp_future_release(f);
+  return t0;
+}
+
+/* Median and p99 of RT_ROUNDS idle round trips, in seconds. */
+static void bench_round_trip(pp_pool *pool, double *median, double *p99) {
+  static double t[RT_ROUNDS];
+
+  for (int i = 0; i < RT_WARMUP; i++)
+    round_trip(pool, i);
+  for (int i = 0; i < RT_ROUNDS; i++)
+    t[i] = round_trip(pool, i);
+  *median = percentile(t, RT_ROUNDS, 50);
+  *p99 = percentile(t, RT_ROUNDS, 99);
+}
+
+/* Median seconds of a 1-byte ping-pong with a child over two pipes. */
+static double bench_pipe(void) {
+  static double t[PIPE_ROUNDS];
+  int to_child[2], to_parent[2];
+  char b = 'x';
+  pid_t pid;
+
+  if (pipe(to_child) != 0 || pipe(to_parent) != 0)
+    die("pipe", PP_ESYS);
+  if ((pid = fork()) < 0)
+    die("fork", PP_EFORK);
+  if (pid == 0) {
+    close(to_child[1]);
+    close(to_parent[0]);
+    while (read(to_child[0], &b, 1) == 1 && write(to_parent[1], &b, 1) == 1)
+      ;
+    _exit(0);
+  }
+  close(to_child[0]);
+  close(to_parent[1]);
+  for (int i = -RT_WARMUP; i < PIPE_ROUNDS; i++) {
+    double t0 = now();
+    if (write(to_child[1], &b, 1) != 1 || read(to_parent[0], &b, 1) != 1)
+      die("ping-pong", PP_ESYS);
+    if (i >= 0)
+      t[i] = now() - t0;
+  }
+  close(to_child[1]);
+  close(to_parent[0]);
+  waitpid(pid, NULL, 0);
+  return percentile(t, PIPE_ROUNDS, 50);
+}
+
+/* ------------------------------------------------------------- main */
+
+static void usage(FILE *out) {
+  fprintf(out,
+          "usage: bench_throughput [-n N] [-w W] [-c C] [-p P]\n"
+          "  -n N  tasks per throughput run (default 1000000)\n"
+          "  -w W  workers (default 2)\n"
+          "  -c C  chunksize of the chunked runs (default 1000)\n"
+          "  -p P  tasks of the unchunked Python run (default 100000)\n"
+          "  -h, --help  this text\n"
+          "Prints tiny-task throughput (procpool, and Python's\n"
+          "ProcessPoolExecutor when python3 is on the PATH), the idle\n"
+          "round-trip latency next to a pipe ping-pong, and the targets.\n");
+}
+
+/* Parses argv into *cfg; exits on --help or a bad option. */
+static void parse_args(int argc, char **argv, struct config *cfg) {
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+  int c;
+
+  while ((c = getopt_long(argc, argv, "n:w:c:p:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'n':
+      cfg->n = atol(optarg);
+      break;
+    case 'w':
+      cfg->workers = atoi(optarg);
+      break;
+    case 'c':
+      cfg->chunk = atol(optarg);
+      break;
+    case 'p':
+      cfg->py_n = atol(optarg);
+      break;
+    case 'h':
+      usage(stdout);
+      exit(0);
+    default:
+      usage(stderr);
+      exit(2);
+    }
+  }
+  if (optind < argc || cfg->n < 1 || cfg->workers < 1 || cfg->chunk < 1 ||
+      cfg->py_n < 1) {
+    usage(stderr);
+    exit(2);
+  }
+}
+
+static void print_rate(const char *what, double rate) {
+  char buf[32];
+  printf("  %-44s %14s tasks/s\n", what, commas(rate, buf, sizeof buf));
+}
+
+/* Runs the Python side and prints it with the ratios. */
+static void python_section(const struct config *cfg, const double pp[2]) {
+  char what[64], buf[32];
+  double py[2];
+
+  if (!on_path("python3")) {
+    printf("python3: not on PATH, comparison skipped\n");
+    return;
+  }
+  printf("Python ProcessPoolExecutor, %d workers:\n", cfg->workers);
+  py[0] = bench_python(cfg->workers, cfg->py_n, 1);
+  py[1] = bench_python(cfg->workers, cfg->n, cfg->chunk);
+  snprintf(what, sizeof what, "executor.map unchunked (N=%s)",
+           commas((double)cfg->py_n, buf, sizeof buf));
+  print_rate(what, py[0]);
+  snprintf(what, sizeof what, "executor.map chunksize %ld", cfg->chunk);
+  print_rate(what, py[1]);
+  for (int i = 0; i < 2; i++)
+    if (py[i] > 0)
+      printf("  ratio procpool/Python %-9s %10.1fx\n",
+             i ? "chunked" : "unchunked", pp[i] / py[i]);
+    else
+      printf("  ratio procpool/Python %-9s   (Python run failed)\n",
+             i ? "chunked" : "unchunked");
+}
+
+int main(int argc, char **argv) {
+  struct config cfg = {1000000, 100000, 2, 1000};
+  double rate[3], rt_median, rt_p99, pipe_median;
+  char what[64], buf[32];
+  pp_options opts;
+  pp_pool *pool;
+  int rc;
+
+  parse_args(argc, argv, &cfg);
+  pp_options_init(&opts);
+  opts.workers = cfg.workers;
+  if ((rc = pp_pool_create(&pool, &opts)) != 0)
+    die("pp_pool_create", rc);
+
+  printf("procpool, %d workers, N=%s tiny tasks (square an int64):\n",
+         cfg.workers, commas((double)cfg.n, buf, sizeof buf));
+  rate[0] = bench_map(pool, cfg.n, 1);
+  print_rate("pp_map_gen unchunked", rate[0]);
+  rate[1] = bench_map(pool, cfg.n, cfg.chunk);
+  snprintf(what, sizeof what, "pp_map_gen chunksize %ld", cfg.chunk);
+  print_rate(what, rate[1]);
+  rate[2] = bench_submit(pool, cfg.n);
+  print_rate("pp_submit + pp_as_completed", rate[2]);
+  fflush(stdout);
+  python_section(&cfg, rate);
+
+  bench_round_trip(pool, &rt_median, &rt_p99);
+  pp_pool_destroy(pool);
+  pipe_median = bench_pipe();
+  printf("Latency:\n");
+  printf("  idle round trip (submit + result, %d runs): median %.1f us, "
+         "p99 %.1f us\n",
+         RT_ROUNDS, rt_median * 1e6, rt_p99 * 1e6);
+  printf("  pipe ping-pong (1 byte, %d round trips):   median %.1f us\n",
+         PIPE_ROUNDS, pipe_median * 1e6);
+  printf("  ratio round trip / ping-pong: %.2f\n", rt_median / pipe_median);
+
+  printf("target 1,000,000 tasks/s unchunked with %d workers: %s\n",
+         cfg.workers, rate[0] >= THROUGHPUT_TARGET ? "met" : "NOT met");
+  printf("target idle round trip <= pipe ping-pong: %s\n",
+         rt_median <= pipe_median ? "met" : "NOT met");
+  return 0;
+}
