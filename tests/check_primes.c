@@ -1,0 +1,918 @@
+/*
+ * Tests of the primes tool. The unit tests call primes_core.c directly:
+ * the parsers on every kind of bad input, isqrt and both primality tests
+ * at the edges of 64 bits, and the two algorithms against each other and
+ * against a sieve. The CLI tests run the built binary (PRIMES_PATH) with
+ * its standard streams on temporary files: output shape, refused inputs
+ * (exit 2, the input and line named, nothing printed on stdout), equal
+ * results across modes and algorithms, and Ctrl-C (exit 130, no worker
+ * left behind).
+ *
+ * The fixture is checked with --algo mr, which is instant; trial division
+ * is checked on numbers that cost it little, except for two numbers near
+ * 2^64 that make sure its square root bound is exact there.
+ */
+#include "primes_core.h"
+
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+__extension__ typedef unsigned __int128 u128;
+
+#define MAX_U64_TEXT "18446744073709551615"
+#define NOT_INTEGER " is not an integer from 0 to " MAX_U64_TEXT
+
+/* The primes of the fixture, verified with Miller-Rabin and by the five
+ * composites being squares of primes (57735047^2, 66666667^2, 74535583^2,
+ * 81649661^2, 88191709^2). */
+static const uint64_t fixture_primes[] = {2u,
+                                          142702110479723u,
+                                          299593572317531u,
+                                          3333333333333301u,
+                                          4444444444444423u,
+                                          5555555555555503u,
+                                          6666666666666719u,
+                                          7777777777777753u,
+                                          9999999999999917u};
+#define N_FIXTURE_PRIMES (sizeof fixture_primes / sizeof fixture_primes[0])
+
+static const uint64_t square_roots[] = {57735047u, 66666667u, 74535583u,
+                                        81649661u, 88191709u};
+
+static int is_fixture_prime(uint64_t n) {
+  for (size_t i = 0; i < N_FIXTURE_PRIMES; i++)
+    if (fixture_primes[i] == n)
+      return 1;
+  return 0;
+}
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void sleep_s(double s) {
+  struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+  nanosleep(&ts, NULL);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+static int parses(const char *s, uint64_t *out) {
+  return pc_parse_u64(s, strlen(s), out) == PC_OK;
+}
+
+START_TEST(parse_accepts_every_u64) {
+  uint64_t x;
+
+  ck_assert(parses("0", &x) && x == 0);
+  ck_assert(parses("7", &x) && x == 7);
+  ck_assert(parses("007", &x) && x == 7);
+  ck_assert(parses(MAX_U64_TEXT, &x) && x == UINT64_MAX);
+  ck_assert(parses("18446744073709551614", &x) && x == UINT64_MAX - 1);
+  ck_assert(parses("00018446744073709551615", &x) && x == UINT64_MAX);
+}
+END_TEST
+
+START_TEST(parse_refuses_the_rest) {
+  static const char *bad[] = {"",
+                              "-1",
+                              "+1",
+                              " 1",
+                              "1 ",
+                              "1 2",
+                              "12a",
+                              "a12",
+                              "0x10",
+                              "1e3",
+                              "1.0",
+                              "1\r",
+                              "18446744073709551616",
+                              "18446744073709551620",
+                              "99999999999999999999",
+                              "184467440737095516150"};
+  uint64_t x = 42;
+
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    ck_assert_msg(!parses(bad[i], &x), "accepted '%s'", bad[i]);
+    ck_assert(x == 42);
+  }
+  ck_assert_int_eq(pc_parse_u64("12\0"
+                                "3",
+                                4, &x),
+                   PC_EBAD);
+}
+END_TEST
+
+/* Runs pc_parse_lines and returns its code; the numbers go to *nums. */
+static int parse_text(const char *text, pc_numbers *nums, pc_bad_line *bad) {
+  memset(nums, 0, sizeof *nums);
+  return pc_parse_lines(text, strlen(text), nums, bad);
+}
+
+START_TEST(lines_good) {
+  pc_numbers nums;
+  pc_bad_line bad;
+
+  ck_assert_int_eq(parse_text("3\n1\n2\n", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 3);
+  ck_assert(nums.v[0] == 3 && nums.v[1] == 1 && nums.v[2] == 2);
+  pc_numbers_free(&nums);
+  ck_assert_int_eq(parse_text("3\n1\n2", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 3);
+  pc_numbers_free(&nums);
+  ck_assert_int_eq(parse_text("", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 0);
+  pc_numbers_free(&nums);
+}
+END_TEST
+
+/* Expects text to fail at `line` with the bytes `what`. */
+static void expect_bad_line(const char *text, size_t line, const char *what) {
+  pc_numbers nums;
+  pc_bad_line bad;
+
+  ck_assert_int_eq(parse_text(text, &nums, &bad), PC_EBAD);
+  ck_assert_uint_eq(bad.line, line);
+  ck_assert_uint_eq(bad.len, strlen(what));
+  ck_assert(memcmp(bad.text, what, bad.len) == 0);
+  pc_numbers_free(&nums);
+}
+
+START_TEST(lines_bad) {
+  expect_bad_line("1\n2\n12a\n", 3, "12a");
+  expect_bad_line("1\n\n3\n", 2, "");
+  expect_bad_line("1\n2\n\n", 3, "");
+  expect_bad_line("\n", 1, "");
+  expect_bad_line("5\n-3\n", 2, "-3");
+  expect_bad_line("5\r\n6\r\n", 1, "5\r");
+  expect_bad_line(" 5\n", 1, " 5");
+  expect_bad_line("1\n18446744073709551616\n", 2, "18446744073709551616");
+}
+END_TEST
+
+START_TEST(range_parsing) {
+  uint64_t a, b;
+  const char *bad = NULL;
+  size_t len = 0;
+
+  ck_assert_int_eq(pc_parse_range("5:10", &a, &b, &bad, &len), PC_OK);
+  ck_assert(a == 5 && b == 10);
+  ck_assert_int_eq(pc_parse_range("0:" MAX_U64_TEXT, &a, &b, &bad, &len),
+                   PC_OK);
+  ck_assert(a == 0 && b == UINT64_MAX);
+  ck_assert_int_eq(pc_parse_range("10:5", &a, &b, &bad, &len), PC_EEMPTY);
+  ck_assert_int_eq(pc_parse_range("5:5", &a, &b, &bad, &len), PC_EEMPTY);
+  ck_assert_int_eq(pc_parse_range("5", &a, &b, &bad, &len), PC_ESYNTAX);
+  ck_assert_int_eq(pc_parse_range("x:5", &a, &b, &bad, &len), PC_EBAD);
+  ck_assert(len == 1 && bad[0] == 'x');
+  ck_assert_int_eq(pc_parse_range("5:", &a, &b, &bad, &len), PC_EBAD);
+  ck_assert_uint_eq(len, 0);
+  ck_assert_int_eq(pc_parse_range("-1:5", &a, &b, &bad, &len), PC_EBAD);
+  ck_assert(len == 2 && memcmp(bad, "-1", 2) == 0);
+  ck_assert_int_eq(pc_parse_range("1:2:3", &a, &b, &bad, &len), PC_EBAD);
+  ck_assert_int_eq(pc_parse_range("1:18446744073709551616", &a, &b, &bad, &len),
+                   PC_EBAD);
+}
+END_TEST
+
+/* -------------------------------------------------------------- isqrt */
+
+static void expect_isqrt(uint64_t n) {
+  u128 r = pc_isqrt(n);
+  ck_assert_msg(r * r <= n && (r + 1) * (r + 1) > n, "isqrt(%" PRIu64 ")", n);
+}
+
+START_TEST(isqrt_exact) {
+  static const uint64_t edges[] = {0,
+                                   1,
+                                   2,
+                                   3,
+                                   4,
+                                   15,
+                                   16,
+                                   17,
+                                   (uint64_t)1 << 32,
+                                   ((uint64_t)1 << 32) + 1,
+                                   18446744030759878681u, /* 4294967291^2 */
+                                   18446744030759878680u,
+                                   18446744030759878682u,
+                                   18446744065119617025u, /* (2^32-1)^2 */
+                                   18446744065119617024u,
+                                   18446744065119617026u,
+                                   UINT64_MAX - 1,
+                                   UINT64_MAX};
+  uint64_t x = 88172645463325252u;
+
+  for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++)
+    expect_isqrt(edges[i]);
+  ck_assert(pc_isqrt(UINT64_MAX) == 4294967295u);
+  ck_assert(pc_isqrt(18446744030759878681u) == 4294967291u);
+  ck_assert(pc_isqrt(18446744030759878680u) == 4294967290u);
+  for (int i = 0; i < 100000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    expect_isqrt(x);
+    expect_isqrt(x >> (i % 64));
+  }
+  for (uint64_t r = 1; r < 100000; r++) {
+    expect_isqrt(r * r);
+    expect_isqrt(r * r - 1);
+  }
+}
+END_TEST
+
+/* ------------------------------------------------------ primality */
+
+/* Both tests must give `want` for n. */
+static void expect_both(uint64_t n, int want) {
+  ck_assert_msg(pc_miller_rabin(n) == want, "mr(%" PRIu64 ")", n);
+  ck_assert_msg(pc_trial_division(n, NULL) == want, "trial(%" PRIu64 ")", n);
+}
+
+START_TEST(edges_small) {
+  expect_both(0, PC_COMPOSITE);
+  expect_both(1, PC_COMPOSITE);
+  expect_both(2, PC_PRIME);
+  expect_both(3, PC_PRIME);
+  expect_both(4, PC_COMPOSITE);
+  expect_both(9, PC_COMPOSITE);
+  expect_both(25, PC_COMPOSITE);
+  expect_both(37, PC_PRIME);
+  expect_both(41, PC_PRIME);
+  expect_both(561, PC_COMPOSITE);                  /* Carmichael */
+  expect_both(3215031751u, PC_COMPOSITE);          /* spsp to 2, 3, 5, 7 */
+  expect_both(3825123056546413051u, PC_COMPOSITE); /* spsp to 2 .. 23 */
+  expect_both(4294967291u, PC_PRIME);              /* largest below 2^32 */
+  expect_both(4294967297u, PC_COMPOSITE);          /* 641 * 6700417 */
+  expect_both(65521u * 65521u, PC_COMPOSITE);
+  expect_both(UINT64_MAX, PC_COMPOSITE);
+  expect_both(UINT64_MAX - 1, PC_COMPOSITE);
+  ck_assert(pc_miller_rabin(18446744073709551557u) == PC_PRIME);
+  ck_assert(pc_miller_rabin(18446744030759878681u) == PC_COMPOSITE);
+  ck_assert(pc_miller_rabin(18446744073709551533u) == PC_PRIME);
+}
+END_TEST
+
+/* The two slow ones: trial division must reach exactly 2^32 - 5. */
+START_TEST(edges_trial_near_2_64) {
+  ck_assert(pc_trial_division(18446744030759878681u, NULL) == PC_COMPOSITE);
+  ck_assert(pc_trial_division(18446744073709551557u, NULL) == PC_PRIME);
+}
+END_TEST
+
+START_TEST(fixture_marks) {
+  size_t primes = 0;
+
+  for (size_t i = 0; i < PC_FIXTURE_COUNT; i++) {
+    int want = is_fixture_prime(pc_fixture[i]) ? PC_PRIME : PC_COMPOSITE;
+    ck_assert_msg(pc_miller_rabin(pc_fixture[i]) == want, "%" PRIu64,
+                  pc_fixture[i]);
+    primes += want == PC_PRIME;
+    if (i > 0)
+      ck_assert(pc_fixture[i] < pc_fixture[i - 1]);
+  }
+  ck_assert_uint_eq(primes, N_FIXTURE_PRIMES);
+  for (size_t i = 0; i < sizeof square_roots / sizeof square_roots[0]; i++) {
+    uint64_t sq = square_roots[i] * square_roots[i];
+    ck_assert(pc_miller_rabin(square_roots[i]) == PC_PRIME);
+    expect_both(sq, PC_COMPOSITE);
+  }
+}
+END_TEST
+
+START_TEST(agree_with_sieve) {
+  enum { LIMIT = 2000000 };
+  unsigned char *composite = calloc(LIMIT, 1);
+
+  ck_assert_ptr_nonnull(composite);
+  composite[0] = composite[1] = 1;
+  for (uint64_t i = 2; i * i < LIMIT; i++)
+    if (!composite[i])
+      for (uint64_t j = i * i; j < LIMIT; j += i)
+        composite[j] = 1;
+  for (uint64_t n = 0; n < LIMIT; n++) {
+    int want = composite[n] ? PC_COMPOSITE : PC_PRIME;
+    ck_assert_msg(pc_miller_rabin(n) == want, "mr(%" PRIu64 ")", n);
+    if (n < 200000)
+      ck_assert_msg(pc_trial_division(n, NULL) == want, "trial(%" PRIu64 ")",
+                    n);
+  }
+  free(composite);
+}
+END_TEST
+
+START_TEST(agree_100000_near_1e12) {
+  const uint64_t base = 1000000000000u;
+  size_t primes = 0;
+
+  for (uint64_t n = base; n < base + 100000; n++) {
+    int mr = pc_miller_rabin(n);
+    ck_assert_msg(pc_trial_division(n, NULL) == mr, "%" PRIu64, n);
+    primes += mr == PC_PRIME;
+  }
+  /* About 100000 / ln(10^12) = 3619. */
+  ck_assert(primes > 3000 && primes < 4300);
+}
+END_TEST
+
+START_TEST(trial_stops_when_asked) {
+  atomic_int stop;
+
+  atomic_init(&stop, 1);
+  ck_assert_int_eq(pc_trial_division(18446744073709551557u, &stop), PC_STOPPED);
+  ck_assert_int_eq(pc_trial_division(97, &stop), PC_PRIME);
+  atomic_store(&stop, 0);
+  ck_assert_int_eq(pc_trial_division(9999999999999917u, &stop), PC_PRIME);
+}
+END_TEST
+
+/* -------------------------------------------------------------- CLI */
+
+#ifdef PRIMES_PATH
+
+struct run {
+  int status; /* exit status, or 128 + signal */
+  char *out, *err;
+};
+
+static char *slurp(FILE *f) {
+  size_t cap = 4096, n = 0, got;
+  char *b = malloc(cap);
+
+  ck_assert_ptr_nonnull(b);
+  rewind(f);
+  while ((got = fread(b + n, 1, cap - n - 1, f)) > 0) {
+    n += got;
+    if (n + 1 == cap)
+      ck_assert_ptr_nonnull(b = realloc(b, cap *= 2));
+  }
+  b[n] = '\0';
+  return b;
+}
+
+/* Runs primes with argv (NULL-terminated) and `input` on standard input. */
+static void run_argv(struct run *r, const char *input, const char **argv) {
+  FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
+  pid_t pid;
+  int st;
+
+  ck_assert(in && out && err);
+  if (input)
+    fputs(input, in);
+  fflush(in);
+  rewind(in);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    dup2(fileno(in), 0);
+    dup2(fileno(out), 1);
+    dup2(fileno(err), 2);
+    execv(PRIMES_PATH, (char *const *)argv);
+    _exit(127);
+  }
+  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  r->out = slurp(out);
+  r->err = slurp(err);
+  fclose(in);
+  fclose(out);
+  fclose(err);
+}
+
+/* run_argv() with the arguments listed after `input`, up to a NULL. */
+static void run_primes(struct run *r, const char *input, ...) {
+  const char *argv[32];
+  const char *a;
+  int argc = 0;
+  va_list ap;
+
+  argv[argc++] = PRIMES_PATH;
+  va_start(ap, input);
+  while ((a = va_arg(ap, const char *)) != NULL && argc < 31)
+    argv[argc++] = a;
+  va_end(ap);
+  argv[argc] = NULL;
+  run_argv(r, input, argv);
+}
+
+static void run_free(struct run *r) {
+  free(r->out);
+  free(r->err);
+}
+
+/* Splits text into its lines, in place; returns how many. */
+static size_t split_lines(char *text, char **lines, size_t cap) {
+  size_t n = 0;
+  char *save = NULL;
+
+  for (char *l = strtok_r(text, "\n", &save); l && n < cap;
+       l = strtok_r(NULL, "\n", &save))
+    lines[n++] = l;
+  return n;
+}
+
+/* Checks one text result line and returns its number and mark. */
+static uint64_t parse_row(const char *line, char *mark) {
+  char head[17];
+  uint64_t n;
+  double elapsed;
+
+  ck_assert_msg(strlen(line) == 30, "row '%s'", line);
+  ck_assert(line[16] == ' ' && line[17] == ' ' && line[19] == ' ');
+  ck_assert(line[18] == 'P' || line[18] == ' ');
+  ck_assert(line[29] == 's');
+  n = strtoull(line, NULL, 10);
+  snprintf(head, sizeof head, "%16" PRIu64, n);
+  ck_assert(memcmp(head, line, 16) == 0);
+  ck_assert(sscanf(line + 20, "%lf", &elapsed) == 1 && elapsed >= 0);
+  *mark = line[18];
+  return n;
+}
+
+START_TEST(cli_fixture_shape) {
+  struct run r;
+  char *lines[64];
+  double total;
+  size_t n;
+
+  run_primes(&r, NULL, "--algo", "mr", "-w", "2", NULL);
+  ck_assert_int_eq(r.status, 0);
+  n = split_lines(r.out, lines, 64);
+  ck_assert_uint_eq(n, 22);
+  ck_assert_str_eq(lines[0], "Checking 20 numbers with 2 processes:");
+  for (size_t i = 1; i <= 20; i++) {
+    char mark;
+    uint64_t x = parse_row(lines[i], &mark);
+    ck_assert(x == pc_fixture[i - 1]); /* descending */
+    ck_assert_int_eq(mark == 'P', is_fixture_prime(x));
+  }
+  ck_assert(sscanf(lines[21], "Total time: %lfs", &total) == 1);
+  ck_assert(strncmp(lines[21], "Total time: ", 12) == 0);
+  ck_assert(strchr(lines[21], '.') && strlen(strchr(lines[21], '.')) == 4);
+  ck_assert_str_eq(r.err, "");
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(cli_headers) {
+  struct run r;
+
+  run_primes(&r, NULL, "--algo", "mr", "--sequential", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strncmp(r.out, "Checking 20 numbers sequentially:\n", 34) == 0);
+  run_free(&r);
+  run_primes(&r, NULL, "-w", "1", "97", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strncmp(r.out,
+                    "Checking 1 number with 1 process:\n"
+                    "              97  P ",
+                    54) == 0);
+  run_free(&r);
+  run_primes(&r, NULL, "--sequential", "8", NULL);
+  ck_assert(strncmp(r.out,
+                    "Checking 1 number sequentially:\n"
+                    "               8    ",
+                    52) == 0);
+  run_free(&r);
+  run_primes(&r, NULL, "--workers=3", "--mode", "completed", "8", "9", NULL);
+  ck_assert(strncmp(r.out, "Checking 2 numbers with 3 processes:\n", 37) == 0);
+  run_free(&r);
+}
+END_TEST
+
+/* Drops the elapsed column of CSV output: "n,prime" per line, in order. */
+static void strip_csv(char *s) {
+  char *w = s;
+
+  while (*s) {
+    char *comma = strchr(s, ',');
+    char *nl = strchr(s, '\n');
+    char *cut = comma ? strchr(comma + 1, ',') : NULL;
+    size_t keep = cut && nl && cut < nl ? (size_t)(cut - s) : (size_t)(nl - s);
+    memmove(w, s, keep);
+    w += keep;
+    *w++ = '\n';
+    s = nl + 1;
+  }
+  *w = '\0';
+}
+
+/* Explicit numbers keep their order; files and stdin are read. */
+START_TEST(cli_inputs_keep_order) {
+  char path[] = "/tmp/check_primes_XXXXXX";
+  int fd = mkstemp(path);
+  struct run r;
+
+  ck_assert_int_ge(fd, 0);
+  ck_assert(write(fd, "11\n4\n18446744073709551557", 25) == 25);
+  close(fd);
+  run_primes(&r, "10\n3\n", "--algo", "mr", "--format", "csv", "5", "2", "-f",
+             path, "--file", "-", "--range", "20:23", NULL);
+  ck_assert_int_eq(r.status, 0);
+  strip_csv(r.out);
+  ck_assert_str_eq(r.out, "n,prime\n"
+                          "5,1\n"
+                          "2,1\n"
+                          "11,1\n"
+                          "4,0\n"
+                          "18446744073709551557,1\n"
+                          "10,0\n"
+                          "3,1\n"
+                          "20,0\n"
+                          "21,0\n"
+                          "22,0\n");
+  run_free(&r);
+  unlink(path);
+}
+END_TEST
+
+/* A bad input: exit 2, nothing on stdout, and `want` in the message. */
+static void expect_refused(struct run *r, const char *want) {
+  ck_assert_msg(r->status == 2, "status %d for '%s'", r->status, want);
+  ck_assert_str_eq(r->out, "");
+  ck_assert_msg(strstr(r->err, want) != NULL, "'%s' not in '%s'", want, r->err);
+  run_free(r);
+}
+
+START_TEST(cli_bad_numbers) {
+  struct run r;
+
+  run_primes(&r, NULL, "7", "12a", NULL);
+  expect_refused(&r, "primes: argument 2: '12a'" NOT_INTEGER "\n");
+  run_primes(&r, NULL, "+5", NULL);
+  expect_refused(&r, "primes: argument 1: '+5'" NOT_INTEGER);
+  run_primes(&r, NULL, "1 2", NULL);
+  expect_refused(&r, "argument 1: '1 2'" NOT_INTEGER);
+  run_primes(&r, NULL, "", NULL);
+  expect_refused(&r, "argument 1: ''" NOT_INTEGER);
+  run_primes(&r, NULL, "18446744073709551616", NULL);
+  expect_refused(&r, "argument 1: '18446744073709551616'" NOT_INTEGER);
+  run_primes(&r, NULL, "-5", NULL);
+  expect_refused(&r, "'-5'" NOT_INTEGER);
+  run_primes(&r, NULL, "3", "--", "-5", NULL);
+  expect_refused(&r, "argument 2: '-5'" NOT_INTEGER);
+}
+END_TEST
+
+START_TEST(cli_bad_files) {
+  char path[] = "/tmp/check_primes_XXXXXX", want[128];
+  int fd = mkstemp(path);
+  struct run r;
+
+  ck_assert_int_ge(fd, 0);
+  ck_assert(write(fd, "1\n2\n12a\n", 8) == 8);
+  close(fd);
+  run_primes(&r, NULL, "-f", path, NULL);
+  snprintf(want, sizeof want, "primes: %s:3: '12a'" NOT_INTEGER "\n", path);
+  expect_refused(&r, want);
+  run_primes(&r, "5\n\n6\n", "-f", "-", NULL);
+  expect_refused(&r, "primes: <stdin>:2: ''" NOT_INTEGER);
+  run_primes(&r, "5\n6\n\n", "-f", "-", NULL);
+  expect_refused(&r, "primes: <stdin>:3: ''" NOT_INTEGER);
+  run_primes(&r, "5\n-6\n", "-f", "-", NULL);
+  expect_refused(&r, "primes: <stdin>:2: '-6'" NOT_INTEGER);
+  run_primes(&r, "1\n99999999999999999999\n", "-f", "-", NULL);
+  expect_refused(&r, "<stdin>:2: '99999999999999999999'" NOT_INTEGER);
+  run_primes(&r, "7\r\n", "-f", "-", NULL);
+  expect_refused(&r, "<stdin>:1: '7\\x0d'" NOT_INTEGER);
+  run_primes(&r, "", "-f", "-", NULL);
+  expect_refused(&r, "<stdin>: no numbers");
+  unlink(path);
+  run_primes(&r, NULL, "-f", path, NULL);
+  snprintf(want, sizeof want, "primes: %s: No such file", path);
+  expect_refused(&r, want);
+}
+END_TEST
+
+START_TEST(cli_bad_ranges) {
+  struct run r;
+
+  run_primes(&r, NULL, "--range", "5:3", NULL);
+  expect_refused(&r, "--range '5:3': the range is empty");
+  run_primes(&r, NULL, "--range", "5:5", NULL);
+  expect_refused(&r, "--range '5:5': the range is empty");
+  run_primes(&r, NULL, "--range", "5", NULL);
+  expect_refused(&r, "--range '5': expected A:B");
+  run_primes(&r, NULL, "--range", "1:x", NULL);
+  expect_refused(&r, "--range '1:x': 'x'" NOT_INTEGER);
+  run_primes(&r, NULL, "--range=-1:5", NULL);
+  expect_refused(&r, "--range '-1:5': '-1'" NOT_INTEGER);
+  run_primes(&r, NULL, "--range", "0:18446744073709551616", NULL);
+  expect_refused(&r, "'18446744073709551616'" NOT_INTEGER);
+  run_primes(&r, NULL, "--range", "0:" MAX_U64_TEXT, "--range",
+             "0:" MAX_U64_TEXT, NULL);
+  expect_refused(&r, "more than " MAX_U64_TEXT " numbers");
+}
+END_TEST
+
+START_TEST(cli_bad_options) {
+  struct run r;
+
+  run_primes(&r, NULL, "--bogus", NULL);
+  expect_refused(&r, "unknown option '--bogus'; see 'primes --help'");
+  run_primes(&r, NULL, "-x", NULL);
+  expect_refused(&r, "unknown option '-x'");
+  run_primes(&r, NULL, "--range", NULL);
+  expect_refused(&r, "option '--range' needs a value");
+  run_primes(&r, NULL, "-w", "0", NULL);
+  expect_refused(&r, "--workers '0': expected a number of processes");
+  run_primes(&r, NULL, "-w", "two", NULL);
+  expect_refused(&r, "--workers 'two'");
+  run_primes(&r, NULL, "--mode", "fast", NULL);
+  expect_refused(&r, "--mode 'fast': expected 'map' or 'completed'");
+  run_primes(&r, NULL, "--algo", "aks", NULL);
+  expect_refused(&r, "--algo 'aks': expected 'trial' or 'mr'");
+  run_primes(&r, NULL, "--format", "xml", NULL);
+  expect_refused(&r, "--format 'xml': expected 'text', 'csv' or 'json'");
+  run_primes(&r, NULL, "--retries", "-1", NULL);
+  expect_refused(&r, "--retries '-1'");
+  run_primes(&r, NULL, "--mode", "completed", "--task-timeout", "0", NULL);
+  expect_refused(&r, "--task-timeout '0'");
+  run_primes(&r, NULL, "--sequential", "--task-timeout", "5", NULL);
+  expect_refused(&r, "--task-timeout needs worker processes");
+  run_primes(&r, NULL, "--help", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strstr(r.out, "Usage: primes") && strstr(r.out, "--task-timeout"));
+  run_free(&r);
+}
+END_TEST
+
+/* The options that belong to fault tolerance are accepted. */
+START_TEST(cli_fault_options) {
+  struct run r;
+
+  run_primes(&r, NULL, "--retries", "0", "--mode", "completed",
+             "--task-timeout", "30", "--algo", "mr", "97", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strstr(r.out, "              97  P "));
+  run_free(&r);
+}
+END_TEST
+
+/* A task past --task-timeout fails alone, in either mode: named on stderr,
+ * exit 1. */
+START_TEST(cli_task_timeout) {
+  struct run r;
+
+  run_primes(&r, NULL, "--mode", _i ? "completed" : "map", "--task-timeout",
+             "0.3", "--retries", "0", "18446744073709551557", "7", NULL);
+  ck_assert_int_eq(r.status, 1);
+  ck_assert(strstr(r.out, "               7  P "));
+  ck_assert(!strstr(r.out, "18446744073709551557"));
+  ck_assert(strstr(r.err, "primes: 18446744073709551557: "));
+  ck_assert(strstr(r.err, "PP_EDEADLINE"));
+  run_free(&r);
+}
+END_TEST
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The lines of a text run without elapsed times, sorted. */
+static size_t sorted_rows(char *out, char **rows, size_t cap) {
+  size_t n = split_lines(out, rows, cap);
+
+  ck_assert_uint_ge(n, 2);
+  n -= 2; /* header and total */
+  memmove(rows, rows + 1, n * sizeof *rows);
+  for (size_t i = 0; i < n; i++)
+    rows[i][19] = '\0';
+  qsort(rows, n, sizeof *rows, cmp_str);
+  return n;
+}
+
+START_TEST(cli_modes_same_lines) {
+  struct run a, b, c;
+  char *ra[32], *rb[32], *rc[32];
+  size_t na, nb, nc;
+
+  run_primes(&a, NULL, "--algo", "mr", "--mode", "map", NULL);
+  run_primes(&b, NULL, "--algo", "mr", "--mode", "completed", NULL);
+  run_primes(&c, NULL, "--algo", "mr", "--sequential", NULL);
+  ck_assert(a.status == 0 && b.status == 0 && c.status == 0);
+  na = sorted_rows(a.out, ra, 32);
+  nb = sorted_rows(b.out, rb, 32);
+  nc = sorted_rows(c.out, rc, 32);
+  ck_assert(na == 20 && nb == 20 && nc == 20);
+  for (size_t i = 0; i < na; i++) {
+    ck_assert_str_eq(ra[i], rb[i]);
+    ck_assert_str_eq(ra[i], rc[i]);
+  }
+  run_free(&a);
+  run_free(&b);
+  run_free(&c);
+}
+END_TEST
+
+/* A chunked map (over 10,000 numbers) keeps the order, and every mode and
+ * both algorithms find the same primes. */
+START_TEST(cli_large_range_agrees) {
+  enum { ROWS = 30000 };
+  const char *range = "1000000000000:1000000030000";
+  char **expect = calloc(ROWS + 2, sizeof *expect);
+  char **got = calloc(ROWS + 2, sizeof *got);
+  struct run r[4];
+
+  ck_assert(expect && got);
+
+  run_primes(&r[0], NULL, "--range", range, "--format", "csv", NULL);
+  run_primes(&r[1], NULL, "--range", range, "--format", "csv", "--algo", "mr",
+             NULL);
+  run_primes(&r[2], NULL, "--range", range, "--format", "csv", "--algo", "mr",
+             "--sequential", NULL);
+  run_primes(&r[3], NULL, "--range", range, "--format", "csv", "--algo", "mr",
+             "--mode", "completed", NULL);
+  for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(r[i].status, 0);
+    strip_csv(r[i].out);
+  }
+  ck_assert_str_eq(r[0].out, r[1].out);
+  ck_assert_str_eq(r[0].out, r[2].out);
+  ck_assert_uint_eq(split_lines(r[0].out, expect, ROWS + 2), ROWS + 1);
+  ck_assert_uint_eq(split_lines(r[3].out, got, ROWS + 2), ROWS + 1);
+  for (size_t i = 1; i <= ROWS; i++)
+    ck_assert(strtoull(expect[i], NULL, 10) == 1000000000000u + i - 1);
+  qsort(expect, ROWS + 1, sizeof *expect, cmp_str);
+  qsort(got, ROWS + 1, sizeof *got, cmp_str);
+  for (size_t i = 0; i <= ROWS; i++)
+    ck_assert_str_eq(expect[i], got[i]);
+  free(expect);
+  free(got);
+  for (int i = 0; i < 4; i++)
+    run_free(&r[i]);
+}
+END_TEST
+
+START_TEST(cli_json_and_csv) {
+  struct run r;
+  size_t objects = 0;
+
+  run_primes(&r, NULL, "--algo", "mr", "--format", "json", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(r.out[0] == '[');
+  ck_assert(strcmp(r.out + strlen(r.out) - 3, "\n]\n") == 0);
+  for (char *p = r.out; (p = strstr(p, "{\"n\": ")) != NULL; p++)
+    objects++;
+  ck_assert_uint_eq(objects, 20);
+  ck_assert(strstr(r.out, "{\"n\": 9999999999999917, \"prime\": true, "
+                          "\"elapsed\": "));
+  ck_assert(strstr(r.out, "{\"n\": 2, \"prime\": true, \"elapsed\": "));
+  if (system("command -v python3 >/dev/null 2>&1") == 0) {
+    FILE *py = popen("python3 -c 'import json,sys; d=json.load(sys.stdin); "
+                     "assert len(d)==20 and sum(x[\"prime\"] for x in d)==9'",
+                     "w");
+    ck_assert_ptr_nonnull(py);
+    fputs(r.out, py);
+    ck_assert_int_eq(pclose(py), 0);
+  }
+  run_free(&r);
+  run_primes(&r, NULL, "--algo", "mr", "--format", "csv", "4", "5", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strncmp(r.out, "n,prime,elapsed\n4,0,", 20) == 0);
+  ck_assert(strstr(r.out, "\n5,1,"));
+  run_free(&r);
+}
+END_TEST
+
+/* Live children of `parent`, from /proc. */
+static int children_of(pid_t parent, pid_t *pids, int cap) {
+  DIR *d = opendir("/proc");
+  struct dirent *e;
+  int n = 0;
+
+  ck_assert_ptr_nonnull(d);
+  while ((e = readdir(d)) != NULL && n < cap) {
+    char path[300], buf[512], state, *p;
+    int ppid;
+    FILE *f;
+    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+      continue;
+    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
+    if (!(f = fopen(path, "r")))
+      continue;
+    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
+        sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent &&
+        state != 'Z')
+      pids[n++] = atoi(e->d_name);
+    fclose(f);
+  }
+  closedir(d);
+  return n;
+}
+
+static int alive(pid_t pid) {
+  return kill(pid, 0) == 0 || errno != ESRCH;
+}
+
+/* Starts primes on a huge range, interrupts it once its workers run, and
+ * expects exit 130 soon after, with every worker gone. */
+static void expect_interrupt(const char *mode) {
+  pid_t pid, workers[8];
+  int n = 0, st;
+  double t0;
+
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(null, 1);
+    dup2(null, 2);
+    execl(PRIMES_PATH, PRIMES_PATH, "-w", "2", "--mode", mode, "--range",
+          "1000000000000:2000000000000", (char *)NULL);
+    _exit(127);
+  }
+  for (t0 = now(); now() - t0 < 10 && n < 2; sleep_s(0.01))
+    n = children_of(pid, workers, 8);
+  ck_assert_int_ge(n, 2);
+  sleep_s(0.3);
+  ck_assert_int_eq(kill(pid, SIGINT), 0);
+  for (t0 = now(); waitpid(pid, &st, WNOHANG) == 0; sleep_s(0.01))
+    if (now() - t0 > 10) {
+      kill(pid, SIGKILL);
+      ck_abort_msg("primes --mode %s ignored SIGINT", mode);
+    }
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %#x", st);
+  ck_assert_msg(now() - t0 < 3, "took %.2fs to stop", now() - t0);
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(!alive(workers[i]), "worker %d left behind", workers[i]);
+}
+
+START_TEST(cli_interrupt_map) {
+  expect_interrupt("map");
+}
+END_TEST
+
+START_TEST(cli_interrupt_completed) {
+  expect_interrupt("completed");
+}
+END_TEST
+
+#endif /* PRIMES_PATH */
+
+static Suite *primes_suite(void) {
+  Suite *s = suite_create("primes");
+  TCase *tc = tcase_create("core");
+
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, parse_accepts_every_u64);
+  tcase_add_test(tc, parse_refuses_the_rest);
+  tcase_add_test(tc, lines_good);
+  tcase_add_test(tc, lines_bad);
+  tcase_add_test(tc, range_parsing);
+  tcase_add_test(tc, isqrt_exact);
+  tcase_add_test(tc, edges_small);
+  tcase_add_test(tc, fixture_marks);
+  tcase_add_test(tc, agree_with_sieve);
+  tcase_add_test(tc, agree_100000_near_1e12);
+  tcase_add_test(tc, trial_stops_when_asked);
+  suite_add_tcase(s, tc);
+  tc = tcase_create("slow");
+  tcase_set_timeout(tc, 120);
+  tcase_add_test(tc, edges_trial_near_2_64);
+  suite_add_tcase(s, tc);
+#ifdef PRIMES_PATH
+  tc = tcase_create("cli");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, cli_fixture_shape);
+  tcase_add_test(tc, cli_headers);
+  tcase_add_test(tc, cli_inputs_keep_order);
+  tcase_add_test(tc, cli_bad_numbers);
+  tcase_add_test(tc, cli_bad_files);
+  tcase_add_test(tc, cli_bad_ranges);
+  tcase_add_test(tc, cli_bad_options);
+  tcase_add_test(tc, cli_fault_options);
+  tcase_add_loop_test(tc, cli_task_timeout, 0, 2);
+  tcase_add_test(tc, cli_modes_same_lines);
+  tcase_add_test(tc, cli_large_range_agrees);
+  tcase_add_test(tc, cli_json_and_csv);
+  tcase_add_test(tc, cli_interrupt_map);
+  tcase_add_test(tc, cli_interrupt_completed);
+  suite_add_tcase(s, tc);
+#endif
+  return s;
+}
+
+int main(void) {
+  SRunner *sr = srunner_create(primes_suite());
+  int failed;
+
+  srunner_run_all(sr, CK_NORMAL);
+  failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

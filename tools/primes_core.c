@@ -1,0 +1,207 @@
+/*
+ * Parsing and primality tests of the primes tool (see primes_core.h).
+ *
+ * The parsers work on byte ranges rather than C strings so that a file
+ * read whole can be checked line by line in place, and they report where
+ * they stopped so that the tool can name the line. Every arithmetic step
+ * is written to stay exact up to 2^64-1: the parser checks for overflow
+ * before it happens, isqrt never squares past 2^64, and Miller-Rabin
+ * multiplies in 128 bits.
+ */
+#include "primes_core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+__extension__ typedef unsigned __int128 u128;
+
+/* Trial division reads the stop flag once per this many divisors. */
+#define STOP_EVERY ((uint64_t)1 << 18)
+
+const uint64_t pc_fixture[PC_FIXTURE_COUNT] = {
+    9999999999999999u, 9999999999999917u, 7777777777777777u, 7777777777777753u,
+    7777777536340681u, 6666667141414921u, 6666666666666719u, 6666666666666666u,
+    5555555555555555u, 5555555555555503u, 5555553133149889u, 4444444488888889u,
+    4444444444444444u, 4444444444444423u, 3333335652092209u, 3333333333333333u,
+    3333333333333301u, 299593572317531u,  142702110479723u,  2u};
+
+/* Decimal digits only, at least one, at most 2^64-1. */
+int pc_parse_u64(const char *s, size_t len, uint64_t *out) {
+  uint64_t v = 0;
+
+  if (len == 0)
+    return PC_EBAD;
+  for (size_t i = 0; i < len; i++) {
+    unsigned digit = (unsigned char)s[i] - '0';
+    if (digit > 9 || v > (UINT64_MAX - digit) / 10)
+      return PC_EBAD;
+    v = v * 10 + digit;
+  }
+  *out = v;
+  return PC_OK;
+}
+
+/* Doubles the capacity as needed, so that pushing n numbers costs O(n). */
+int pc_numbers_push(pc_numbers *nums, uint64_t x) {
+  if (nums->n == nums->cap) {
+    size_t cap = nums->cap ? nums->cap * 2 : 64;
+    uint64_t *grown;
+    if (cap > SIZE_MAX / sizeof *grown)
+      return PC_ENOMEM;
+    if (!(grown = realloc(nums->v, cap * sizeof *grown)))
+      return PC_ENOMEM;
+    nums->v = grown;
+    nums->cap = cap;
+  }
+  nums->v[nums->n++] = x;
+  return PC_OK;
+}
+
+void pc_numbers_free(pc_numbers *nums) {
+  free(nums->v);
+  memset(nums, 0, sizeof *nums);
+}
+
+/* Splits at '\n'; one final newline ends the last line rather than
+ * starting an empty one. */
+int pc_parse_lines(const char *buf, size_t len, pc_numbers *nums,
+                   pc_bad_line *bad) {
+  size_t start = 0, line = 1;
+
+  while (start < len) {
+    const char *nl = memchr(buf + start, '\n', len - start);
+    size_t end = nl ? (size_t)(nl - buf) : len;
+    uint64_t x;
+    int rc;
+
+    if (pc_parse_u64(buf + start, end - start, &x) != PC_OK) {
+      bad->line = line;
+      bad->text = buf + start;
+      bad->len = end - start;
+      return PC_EBAD;
+    }
+    if ((rc = pc_numbers_push(nums, x)) != PC_OK)
+      return rc;
+    start = end + 1;
+    line++;
+  }
+  return PC_OK;
+}
+
+/* "A:B" with A < B; an endpoint that is not a number is named in *bad. */
+int pc_parse_range(const char *s, uint64_t *a, uint64_t *b, const char **bad,
+                   size_t *bad_len) {
+  const char *colon = strchr(s, ':');
+  const char *tail;
+
+  if (!colon)
+    return PC_ESYNTAX;
+  tail = colon + 1;
+  if (pc_parse_u64(s, (size_t)(colon - s), a) != PC_OK) {
+    *bad = s;
+    *bad_len = (size_t)(colon - s);
+    return PC_EBAD;
+  }
+  if (pc_parse_u64(tail, strlen(tail), b) != PC_OK) {
+    *bad = tail;
+    *bad_len = strlen(tail);
+    return PC_EBAD;
+  }
+  return *a < *b ? PC_OK : PC_EEMPTY;
+}
+
+/* Newton's method from a power of two at or above the root: the iterates
+ * decrease to the root and x + n / x <= 2^33, so nothing overflows. */
+uint64_t pc_isqrt(uint64_t n) {
+  uint64_t x, y;
+  int bits;
+
+  if (n < 2)
+    return n;
+  bits = 64 - __builtin_clzll(n);
+  x = (uint64_t)1 << ((bits + 1) / 2);
+  y = (x + n / x) / 2;
+  while (y < x) {
+    x = y;
+    y = (x + n / x) / 2;
+  }
+  return x;
+}
+
+/* The classic is_prime(): n < 2, n == 2, even n, then odd divisors. The
+ * divisors run in blocks so that the stop flag costs nothing per step. */
+int pc_trial_division(uint64_t n, const atomic_int *stop) {
+  uint64_t root, d = 3;
+
+  if (n < 2)
+    return PC_COMPOSITE;
+  if (n == 2)
+    return PC_PRIME;
+  if (n % 2 == 0)
+    return PC_COMPOSITE;
+  root = pc_isqrt(n);
+  while (d <= root) {
+    uint64_t last = root - d > STOP_EVERY ? d + STOP_EVERY : root;
+    for (; d <= last; d += 2)
+      if (n % d == 0)
+        return PC_COMPOSITE;
+    if (d <= root && stop && atomic_load_explicit(stop, memory_order_relaxed))
+      return PC_STOPPED;
+  }
+  return PC_PRIME;
+}
+
+/* a * b mod m without overflow, in 128 bits. */
+static uint64_t mulmod(uint64_t a, uint64_t b, uint64_t m) {
+  return (uint64_t)((u128)a * b % m);
+}
+
+/* base^e mod m by square-and-multiply. */
+static uint64_t powmod(uint64_t base, uint64_t e, uint64_t m) {
+  uint64_t r = 1;
+
+  base %= m;
+  while (e) {
+    if (e & 1)
+      r = mulmod(r, base, m);
+    base = mulmod(base, base, m);
+    e >>= 1;
+  }
+  return r;
+}
+
+/* One round: does base `a` fail to witness that n = d * 2^s + 1 is
+ * composite? */
+static int strong_probable_prime(uint64_t n, uint64_t d, int s, uint64_t a) {
+  uint64_t x = powmod(a, d, n);
+
+  if (x == 1 || x == n - 1)
+    return 1;
+  while (--s > 0) {
+    x = mulmod(x, x, n);
+    if (x == n - 1)
+      return 1;
+  }
+  return 0;
+}
+
+/* The first twelve primes as bases are exact below 3.3 * 10^24, which
+ * covers every 64-bit n; dividing by them first also settles n <= 37. */
+int pc_miller_rabin(uint64_t n) {
+  static const uint64_t bases[] = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37};
+  const size_t nbases = sizeof bases / sizeof bases[0];
+  uint64_t d;
+  int s;
+
+  if (n < 2)
+    return PC_COMPOSITE;
+  for (size_t i = 0; i < nbases; i++)
+    if (n % bases[i] == 0)
+      return n == bases[i] ? PC_PRIME : PC_COMPOSITE;
+  s = __builtin_ctzll(n - 1);
+  d = (n - 1) >> s;
+  for (size_t i = 0; i < nbases; i++)
+    if (!strong_probable_prime(n, d, s, bases[i]))
+      return PC_COMPOSITE;
+  return PC_PRIME;
+}
