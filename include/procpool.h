@@ -20,9 +20,11 @@
  * Threads
  *   Every call may be made from several threads of the master at once, except
  *   that one iterator (pp_map, pp_completed) must not be used by two threads
- *   at the same time. Done-callbacks run in the pool's collector thread, or in
- *   the thread that adds them when the future is already done; they must not
- *   block for long and must not destroy the pool.
+ *   at the same time. Done-callbacks run in the master, in the thread that
+ *   takes the task's result off the ring (the pool's collector thread, or a
+ *   thread waiting in pp_future_result()), or in the thread that adds them
+ *   when the future is already done; they must not block for long and must
+ *   not destroy the pool.
  *
  * Processes
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
@@ -214,8 +216,9 @@ PP_EXPORT int pp_future_cancel(pp_future *future);
  * replaced). Returns 0, or PP_EINVAL if it is already done. */
 PP_EXPORT int pp_future_cancel_running(pp_future *future);
 
-/* Calls cb(future, arg) once the future is done: in the collector thread, or
- * at once in the calling thread if it is already done. */
+/* Calls cb(future, arg) once the future is done, in the master thread that
+ * resolves it (see Threads above), or at once in the calling thread if it is
+ * already done. Callbacks run in the order they were added. */
 typedef void (*pp_done_fn)(pp_future *future, void *arg);
 PP_EXPORT int pp_future_add_done_callback(pp_future *future, pp_done_fn cb,
                                           void *arg);

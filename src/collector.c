@@ -94,20 +94,21 @@ static void apply_result(pp_pool *p, const unsigned char *frame, size_t len,
   }
 }
 
-/* Takes every result frame off the ring and applies them. Returns the
- * number of frames. */
-static size_t drain_results(struct collector *c) {
-  pp_pool *p = c->p;
+/* Takes result frames off the ring (those that fit `cap` bytes of `buf`)
+ * and applies them, then runs the callbacks. Called by the collector, and
+ * by a thread waiting for a future, which thereby skips a wake-up of the
+ * collector. Returns the number of frames. */
+size_t collector_drain(pp_pool *p, void *buf, size_t cap) {
   size_t total = 0, len, off, plen;
   void *payload;
   int n;
 
-  while ((n = ring_get(p->sh->results, c->buf, c->cap, DRAIN_MAX, &len,
-                       RING_NOWAIT, NULL)) > 0) {
+  while ((n = ring_get(p->sh->results, buf, cap, DRAIN_MAX, &len, RING_NOWAIT,
+                       NULL)) > 0) {
     pp_future *done = NULL;
     off = 0;
     pthread_mutex_lock(&p->mu);
-    while (ring_frame_next(c->buf, len, &off, &payload, &plen))
+    while (ring_frame_next(buf, len, &off, &payload, &plen))
       apply_result(p, payload, plen, &done);
     pthread_cond_broadcast(&p->changed);
     pthread_mutex_unlock(&p->mu);
@@ -115,6 +116,10 @@ static size_t drain_results(struct collector *c) {
     total += (size_t)n;
   }
   return total;
+}
+
+static size_t drain_results(struct collector *c) {
+  return collector_drain(c->p, c->buf, c->cap);
 }
 
 /* ------------------------------------------------------ workers */

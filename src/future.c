@@ -30,22 +30,33 @@ static int is_done(const pp_future *f) {
   return st == PP_FINISHED || st == PP_CANCELLED;
 }
 
+void outcome_set(struct outcome *o, int status, int code, const void *data,
+                 size_t len, const char *msg) {
+  o->status = status;
+  o->code = code;
+  if (status == 0 && len) {
+    if ((o->data = malloc(len)) != NULL) {
+      memcpy(o->data, data, len);
+      o->len = len;
+    } else {
+      o->status = PP_ENOMEM;
+    }
+  }
+  if (msg && *msg)
+    o->message = strdup(msg);
+}
+
+void outcome_clear(struct outcome *o) {
+  free(o->data);
+  free(o->message);
+  memset(o, 0, sizeof *o);
+}
+
 void future_resolve_locked(pp_future *f, int status, int code, const void *data,
                            size_t len, const char *msg, pp_future **done_list) {
   if (is_done(f))
     return;
-  f->status = status;
-  f->task_code = code;
-  if (status == 0 && len) {
-    if ((f->data = malloc(len)) != NULL) {
-      memcpy(f->data, data, len);
-      f->len = len;
-    } else {
-      f->status = PP_ENOMEM;
-    }
-  }
-  if (msg && *msg)
-    f->message = strdup(msg);
+  outcome_set(&f->out, status, code, data, len, msg);
   atomic_store_explicit(&f->state,
                         status == PP_ECANCELLED ? PP_CANCELLED : PP_FINISHED,
                         memory_order_release);
@@ -124,6 +135,17 @@ static int wait_done_locked(pp_future *f, uint64_t deadline_ns) {
   return 0;
 }
 
+/* Before sleeping, takes results off the ring itself for a moment: a
+ * small result then reaches this thread without waking the collector. */
+static void spin_for_result(pp_future *f) {
+  unsigned char buf[4096];
+  uint64_t until = pp_now_ns() + PP_SPIN_NS;
+
+  while (!is_done(f) && pp_now_ns() < until)
+    if (collector_drain(f->pool, buf, sizeof buf) == 0)
+      pp_cpu_relax();
+}
+
 int pp_future_result(pp_future *f, double timeout, const void **data,
                      size_t *len) {
   int rc = 0;
@@ -137,27 +159,30 @@ int pp_future_result(pp_future *f, double timeout, const void **data,
   if (!is_done(f)) {
     if (timeout == 0)
       return PP_ETIMEDOUT;
+    spin_for_result(f);
+  }
+  if (!is_done(f)) {
     pthread_mutex_lock(&f->pool->mu);
     rc = wait_done_locked(f, pp_deadline_ns(timeout));
     pthread_mutex_unlock(&f->pool->mu);
     if (rc != 0)
       return rc;
   }
-  if (f->status == 0) {
+  if (f->out.status == 0) {
     if (data)
-      *data = f->data;
+      *data = f->out.data;
     if (len)
-      *len = f->len;
+      *len = f->out.len;
   }
-  return f->status;
+  return f->out.status;
 }
 
 const char *pp_future_message(const pp_future *f) {
-  return f && is_done(f) && f->message ? f->message : "";
+  return f && is_done(f) && f->out.message ? f->out.message : "";
 }
 
 int pp_future_task_code(const pp_future *f) {
-  return f && is_done(f) ? f->task_code : 0;
+  return f && is_done(f) ? f->out.code : 0;
 }
 
 int pp_future_cancel(pp_future *f) {
@@ -243,13 +268,13 @@ int pp_future_format(const pp_future *f, char *buf, size_t size) {
   if (st != PP_FINISHED)
     return snprintf(buf, size, "<Future at %p state=%s>", (const void *)f,
                     names[st]);
-  if (f->status == 0)
+  if (f->out.status == 0)
     return snprintf(buf, size,
                     "<Future at %p state=finished returned %zu bytes>",
-                    (const void *)f, f->len);
+                    (const void *)f, f->out.len);
   return snprintf(buf, size, "<Future at %p state=finished raised %s: %s>",
-                  (const void *)f, pp_errname(f->status),
-                  f->message ? f->message : pp_strerror(f->status));
+                  (const void *)f, pp_errname(f->out.status),
+                  f->out.message ? f->out.message : pp_strerror(f->out.status));
 }
 
 void pp_future_release(pp_future *f) {
@@ -260,7 +285,6 @@ void pp_future_release(pp_future *f) {
     free(f->callbacks);
     f->callbacks = next;
   }
-  free(f->data);
-  free(f->message);
+  outcome_clear(&f->out);
   free(f);
 }

@@ -170,16 +170,26 @@ struct slot {
   size_t frame_len;
 };
 
-struct pp_future {
-  pp_pool *pool;     /* NULL once done (the pool may be gone) */
-  atomic_int refs;   /* caller, pool (until done), iterators */
-  uint64_t id;       /* its slot while in flight */
-  _Atomic int state; /* pp_state; RUNNING is read from the slot word */
-  int status;        /* 0 or the PP_E* it failed with */
-  int task_code;
-  void *data;
+/* How a task (or one argument of a chunk) ended, as the master keeps it. */
+struct outcome {
+  int status; /* 0 or the PP_E* it failed with */
+  int code;   /* what the task returned, for PP_ETASK */
+  void *data; /* the result bytes (status 0), owned */
   size_t len;
-  char *message;
+  char *message; /* NULL or owned */
+};
+
+/* future.c: fills `o` with copies (PP_ENOMEM when they cannot be made). */
+void outcome_set(struct outcome *o, int status, int code, const void *data,
+                 size_t len, const char *msg);
+void outcome_clear(struct outcome *o);
+
+struct pp_future {
+  pp_pool *pool;      /* used only while pending: a done future outlives it */
+  atomic_int refs;    /* caller, pool (until done), iterators */
+  uint64_t id;        /* its slot while in flight */
+  _Atomic int state;  /* pp_state; RUNNING is read from the slot word */
+  struct outcome out; /* written once, before state turns done */
   struct callback *callbacks;
   struct watch *watches; /* as_completed iterators waiting for it */
   pp_future *next_done;  /* collector's list of futures to call back */
@@ -246,6 +256,20 @@ void *collector_main(void *arg);
 void collector_fail_slot_locked(pp_pool *p, uint32_t index, int status,
                                 const char *msg, pp_future **done);
 int collector_kill_worker_locked(pp_pool *p, int worker);
+size_t collector_drain(pp_pool *p, void *buf, size_t cap);
+
+/* How long a thread about to sleep for a result or a task spins first:
+ * about one scheduler wake-up's worth, so an idle round trip needs only
+ * the wake-up of the worker. */
+#define PP_SPIN_NS 50000u
+
+static inline void pp_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
 
 /* future.c: called by the collector with p->mu held; the futures it
  * finishes are put on *done to have their callbacks run after unlock. */

@@ -17,10 +17,7 @@
 #include <string.h>
 
 struct map_item {
-  void *data;
-  size_t len;
-  char *msg;
-  int status, code;
+  struct outcome out;
   int done;
 };
 
@@ -55,9 +52,8 @@ struct pp_map {
 };
 
 static void item_clear(struct map_item *it) {
-  free(it->data);
-  free(it->msg);
-  memset(it, 0, sizeof *it);
+  outcome_clear(&it->out);
+  it->done = 0;
 }
 
 /* Pulls the next argument from the source: 1 with it, 0 at the end, or a
@@ -202,18 +198,7 @@ void map_resolve_locked(pp_map *m, size_t index, int status, int code,
   it = &m->items[index % m->window];
   if (it->done)
     return; /* a retried chunk answering again */
-  it->status = status;
-  it->code = code;
-  if (status == 0 && len) {
-    if ((it->data = malloc(len)) != NULL) {
-      memcpy(it->data, data, len);
-      it->len = len;
-    } else {
-      it->status = PP_ENOMEM;
-    }
-  }
-  if (msg && *msg)
-    it->msg = strdup(msg);
+  outcome_set(&it->out, status, code, data, len, msg);
   it->done = 1;
 }
 
@@ -323,14 +308,14 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
     m->current = *it;
     memset(it, 0, sizeof *it);
     m->current_index = m->yielded++;
-    rc = m->current.status;
+    rc = m->current.out.status;
   }
   pthread_mutex_unlock(&m->pool->mu);
   if (rc == 0) {
     if (data)
-      *data = m->current.data;
+      *data = m->current.out.data;
     if (len)
-      *len = m->current.len;
+      *len = m->current.out.len;
   }
   return rc;
 }
@@ -340,11 +325,11 @@ size_t pp_map_index(const pp_map *m) {
 }
 
 const char *pp_map_message(const pp_map *m) {
-  return m && m->current.msg ? m->current.msg : "";
+  return m && m->current.out.message ? m->current.out.message : "";
 }
 
 int pp_map_task_code(const pp_map *m) {
-  return m ? m->current.code : 0;
+  return m ? m->current.out.code : 0;
 }
 
 void pp_map_destroy(pp_map *m) {

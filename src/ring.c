@@ -117,7 +117,7 @@ static void ring_repair(struct ring *r) {
   if (off != r->tail || n != r->count)
     r->repairs++;
   r->tail = off;
-  r->count = n;
+  __atomic_store_n(&r->count, n, __ATOMIC_RELAXED);
   if (r->read_posts > r->read_waiters)
     r->read_posts = r->read_waiters;
   if (r->write_posts > r->write_waiters)
@@ -137,6 +137,12 @@ void ring_unlock(struct ring *r) {
 
 uint64_t ring_count_locked(const struct ring *r) {
   return r->count;
+}
+
+/* `count` is only written under the lock, with atomic stores, so that this
+ * unlocked read is a fair hint (never a basis for taking a frame). */
+uint64_t ring_peek_count(const struct ring *r) {
+  return __atomic_load_n(&r->count, __ATOMIC_RELAXED);
 }
 
 /* Posts `sem` once for each waiter not yet posted for, at most `n` times. */
@@ -160,7 +166,7 @@ int ring_put_locked(struct ring *r, const void *frames, size_t len, size_t n) {
    * to the next locker. */
   r->tail += len;
   PP_TEST_STEP(RING_STEP_PUT_TAIL);
-  r->count += n;
+  __atomic_store_n(&r->count, r->count + n, __ATOMIC_RELAXED);
   wake(&r->readable, r->read_waiters, &r->read_posts, n);
   return 1;
 }
@@ -261,7 +267,7 @@ static size_t take_locked(struct ring *r, void *buf, size_t cap, size_t max,
    * dies before this store leaves them to be taken (and refused) again. */
   r->head = off;
   PP_TEST_STEP(RING_STEP_GET_HEAD);
-  r->count -= n;
+  __atomic_store_n(&r->count, r->count - n, __ATOMIC_RELAXED);
   wake(&r->writable, r->write_waiters, &r->write_posts, r->write_waiters);
   *len = used;
   return n;

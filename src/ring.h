@@ -107,6 +107,9 @@ int ring_get(struct ring *r, void *buf, size_t cap, size_t max, size_t *len,
 /* With the lock held: frames in the ring. */
 uint64_t ring_count_locked(const struct ring *r);
 
+/* Without the lock: frames in the ring, as a hint for spinning. */
+uint64_t ring_peek_count(const struct ring *r);
+
 /* Wakes every consumer waiting in ring_get() (for shutdown). */
 void ring_wake_all(struct ring *r);
 

@@ -205,6 +205,15 @@ static void give_back(struct worker *w, size_t off, size_t len) {
   }
 }
 
+/* Spins a moment while the task ring is empty, so that a task submitted
+ * right after the last one finds this worker awake. */
+static void spin_for_tasks(struct worker *w) {
+  uint64_t until = pp_now_ns() + PP_SPIN_NS;
+  while (ring_peek_count(w->sh->tasks) == 0 && !w->sh->closing &&
+         pp_now_ns() < until)
+    pp_cpu_relax();
+}
+
 /* Takes up to `limit` frames and runs them, adapting w->batch; returns the
  * number of frames taken, 0 when the pool is closing and the ring is
  * empty. */
@@ -215,7 +224,12 @@ static size_t run_batch(struct worker *w, size_t limit) {
   void *payload;
   int n;
 
-  n = ring_get(w->sh->tasks, w->in, w->in_cap, limit, &len, RING_FOREVER, &rd);
+  spin_for_tasks(w);
+  /* The sleep is bounded: were a wake-up ever lost (to a sibling killed at
+   * the wrong instant), an idle worker would lose a second, not hang. */
+  while ((n = ring_get(w->sh->tasks, w->in, w->in_cap, limit, &len,
+                       pp_deadline_ns(IDLE_RECHECK_S), &rd)) == -ETIMEDOUT)
+    ;
   if (n <= 0)
     return 0;
   while (ring_frame_next(w->in, len, &off, &payload, &plen)) {
