@@ -105,8 +105,21 @@ typedef int (*pp_task_fn)(pp_task *task, const void *arg, size_t arg_len);
  * pp_pool_create() then returns PP_EINIT. */
 typedef int (*pp_init_fn)(void *arg);
 
+/* What runs the tasks. Both engines offer the same calls, futures and
+ * iterators, so switching is a one-line change, as in Python. */
+typedef enum pp_engine {
+  PP_ENGINE_PROCESSES, /* forked workers, shared-memory rings (default) */
+  PP_ENGINE_THREADS    /* POSIX threads of the master; arguments and results
+                          are copied once each, as the calls promise. A
+                          running task cannot be killed: pp_future_cancel_
+                          running(), pp_submit_timeout() with a timeout and
+                          pp_map_options.task_timeout answer PP_ENOTSUP */
+} pp_engine;
+
 typedef struct pp_options {
-  int workers;                   /* 0: the number of online CPUs */
+  pp_engine engine;              /* default: PP_ENGINE_PROCESSES */
+  int workers;                   /* 0: online CPUs (processes), or
+                                    min(32, online CPUs + 4) (threads) */
   pp_init_fn initializer;        /* NULL: none */
   void *initarg;                 /* passed to initializer, in the worker */
   unsigned max_tasks_per_worker; /* 0: unlimited; else a worker is replaced

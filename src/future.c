@@ -159,7 +159,8 @@ int pp_future_result(pp_future *f, double timeout, const void **data,
   if (!is_done(f)) {
     if (timeout == 0)
       return PP_ETIMEDOUT;
-    spin_for_result(f);
+    if (!pool_threaded(f->pool))
+      spin_for_result(f);
   }
   if (!is_done(f)) {
     pthread_mutex_lock(&f->pool->mu);
@@ -211,6 +212,8 @@ int pp_future_cancel_running(pp_future *f) {
   if (rc != PP_EBUSY)
     return rc;
   p = f->pool;
+  if (pool_threaded(p))
+    return PP_ENOTSUP;
   pthread_mutex_lock(&p->mu);
   if (!is_done(f)) {
     uint32_t index = id_slot(f->id);

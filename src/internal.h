@@ -136,7 +136,7 @@ struct shared {
 
 /* Maps and initialises the region; returns 0, PP_ESHM or PP_ENOMEM. */
 int shared_create(struct shared **out, int nworkers, size_t max_payload,
-                  size_t ring_capacity);
+                  size_t ring_capacity, int private_map);
 void shared_destroy(struct shared *sh);
 
 /* Wakes the collector if it sleeps (workers after putting results, the
@@ -144,6 +144,15 @@ void shared_destroy(struct shared *sh);
 void shared_wake_collector(struct shared *sh);
 
 /* ------------------------------------------------------- the workers */
+
+/* What a task function writes its answer into (worker.c has the calls). */
+struct pp_task {
+  struct shared *sh;
+  unsigned char *result; /* what the task returned, grown as needed */
+  size_t len, cap;
+  int too_big;
+  char msg[PP_MESSAGE_MAX];
+};
 
 /* The body of a worker process; never returns. */
 void worker_main(struct shared *sh, int index, pp_init_fn init, void *initarg,
@@ -232,9 +241,10 @@ struct pp_pool {
   int stop_collector;
   pthread_t collector;
   int collector_running;
-  uint64_t next_spawn_ns; /* when a failed fork may be tried again */
-  uint32_t timed_tasks;   /* slots in flight with a timeout */
-  int live;               /* workers running */
+  uint64_t next_spawn_ns;   /* when a failed fork may be tried again */
+  uint32_t timed_tasks;     /* slots in flight with a timeout */
+  int live;                 /* workers running */
+  struct thread_engine *te; /* the thread engine's state, or NULL */
 };
 
 struct backlog {
@@ -278,6 +288,16 @@ void future_resolve_locked(pp_future *f, int status, int code, const void *data,
                            size_t len, const char *msg, pp_future **done_list);
 void future_finish_list(pp_future *done);
 void completed_notify_locked(struct pp_completed *it, size_t index);
+
+/* threads.c: the thread engine (pool->te) */
+int threads_start(pp_pool *p);
+void threads_stop(pp_pool *p);
+void threads_push_locked(pp_pool *p, uint32_t index);
+void threads_close_locked(pp_pool *p);
+
+static inline int pool_threaded(const pp_pool *p) {
+  return p->opts.engine == PP_ENGINE_THREADS;
+}
 
 /* map.c */
 void map_resolve_locked(pp_map *m, size_t index, int status, int code,

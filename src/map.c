@@ -215,6 +215,8 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   if (!p || !fn || !out)
     return PP_EINVAL;
   *out = NULL;
+  if (opts && opts->task_timeout > 0 && pool_threaded(p))
+    return PP_ENOTSUP;
   if (!(m = calloc(1, sizeof *m)))
     return PP_ENOMEM;
   m->pool = p;

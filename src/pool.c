@@ -33,9 +33,14 @@ static int resolve_options(const pp_options *in, pp_options *out) {
     pp_options_init(out);
   if (out->workers < 0 || out->workers > PP_MAX_WORKERS)
     return PP_EINVAL;
+  if (out->engine != PP_ENGINE_PROCESSES && out->engine != PP_ENGINE_THREADS)
+    return PP_EINVAL;
   if (out->workers == 0) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    out->workers = n < 1 ? 1 : (n > PP_MAX_WORKERS ? PP_MAX_WORKERS : (int)n);
+    n = n < 1 ? 1 : n;
+    if (out->engine == PP_ENGINE_THREADS) /* as Python's ThreadPoolExecutor */
+      n = n + 4 > 32 ? 32 : n + 4;
+    out->workers = n > PP_MAX_WORKERS ? PP_MAX_WORKERS : (int)n;
   }
   if (out->max_payload == 0)
     out->max_payload = DEFAULT_MAX_PAYLOAD;
@@ -118,8 +123,10 @@ static int init_sync(pp_pool *p) {
   return 0;
 }
 
-/* Stops the collector (which reaps every worker) and frees everything. */
+/* Stops the collector (which reaps every worker) or the worker threads,
+ * and frees everything. */
 static void teardown(pp_pool *p) {
+  threads_stop(p);
   if (p->collector_running) {
     pthread_mutex_lock(&p->mu);
     p->stop_collector = 1;
@@ -151,10 +158,18 @@ int pp_pool_create(pp_pool **out, const pp_options *opts) {
   }
   p->nworkers = p->opts.workers;
   if ((rc = shared_create(&p->sh, p->nworkers, p->opts.max_payload,
-                          p->opts.ring_capacity)) != 0)
+                          p->opts.ring_capacity, pool_threaded(p))) != 0)
     goto out_sync;
   p->sh->master = getpid();
-  if ((rc = alloc_master_side(p)) != 0 || (rc = start_collector(p)) != 0)
+  if ((rc = alloc_master_side(p)) != 0)
+    goto out_teardown;
+  if (pool_threaded(p)) {
+    if ((rc = threads_start(p)) != 0)
+      goto out_teardown;
+    *out = p;
+    return 0;
+  }
+  if ((rc = start_collector(p)) != 0)
     goto out_teardown;
   /* The collector forks the workers (so that they live as long as it
    * does: PR_SET_PDEATHSIG follows the forking thread) and reports here
@@ -195,11 +210,15 @@ int pp_pool_shutdown(pp_pool *p, int wait, int cancel_pending) {
   p->shutdown = 1;
   if (cancel_pending)
     cancel_all_pending_locked(p, &done);
+  if (pool_threaded(p))
+    threads_close_locked(p);
   pthread_mutex_unlock(&p->mu);
   future_finish_list(done);
-  p->sh->closing = 1;
-  ring_wake_all(p->sh->tasks);
-  poke_collector(p);
+  if (!pool_threaded(p)) {
+    p->sh->closing = 1;
+    ring_wake_all(p->sh->tasks);
+    poke_collector(p);
+  }
   if (wait) {
     pthread_mutex_lock(&p->mu);
     while (p->in_flight > 0 || p->live > 0)
@@ -330,6 +349,11 @@ int pool_queue_frame(pp_pool *p, uint32_t index, uint64_t deadline_ns) {
   uint32_t gen = s->gen;
   int put;
 
+  if (pool_threaded(p)) {
+    atomic_store(&p->sh->slot_words[index], slot_word(gen, SLOT_QUEUED, -1));
+    threads_push_locked(p, index);
+    return 0;
+  }
   for (;;) {
     atomic_store(&p->sh->slot_words[index], slot_word(gen, SLOT_QUEUED, -1));
     ring_lock(p->sh->tasks);
@@ -393,6 +417,8 @@ int pp_submit_timeout(pp_pool *p, pp_task_fn fn, const void *arg,
     return PP_EINVAL;
   if (arg_len > p->opts.max_payload)
     return PP_ETOOBIG;
+  if (timeout > 0 && pool_threaded(p))
+    return PP_ENOTSUP;
   if (!(f = future_new(p)))
     return PP_ENOMEM;
   pthread_mutex_lock(&p->mu);

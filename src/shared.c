@@ -49,8 +49,10 @@ static size_t max_frame_for(size_t max_payload) {
   return task > result ? task : result;
 }
 
+/* `private_map` (the thread engine) maps the same layout MAP_PRIVATE: the
+ * slot words are needed, the rings never touched, nothing is shared. */
 int shared_create(struct shared **out, int nworkers, size_t max_payload,
-                  size_t ring_capacity) {
+                  size_t ring_capacity, int private_map) {
   size_t max_frame = max_frame_for(max_payload);
   size_t cap, nslots, off_tasks, off_results, off_words, off_workers, len;
   struct shared *sh;
@@ -73,8 +75,8 @@ int shared_create(struct shared **out, int nworkers, size_t max_payload,
   off_workers = off_words + align64(nslots * sizeof(uint64_t));
   len = off_workers + align64((size_t)nworkers * sizeof(struct worker_record));
 
-  base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
-              0);
+  base = mmap(NULL, len, PROT_READ | PROT_WRITE,
+              (private_map ? MAP_PRIVATE : MAP_SHARED) | MAP_ANONYMOUS, -1, 0);
   if (base == MAP_FAILED)
     return PP_ESHM;
   sh = (struct shared *)base;

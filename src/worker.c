@@ -31,14 +31,6 @@
 #define LOCAL_BUF (64 * 1024)
 #define IDLE_RECHECK_S 1.0
 
-struct pp_task {
-  struct shared *sh;
-  unsigned char *result; /* what the task returned, grown as needed */
-  size_t len, cap;
-  int too_big;
-  char msg[PP_MESSAGE_MAX];
-};
-
 struct worker {
   struct shared *sh;
   int index;

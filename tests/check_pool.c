@@ -24,11 +24,25 @@ struct page {
   atomic_int gate; /* gate tasks wait until it is set */
   atomic_int init_count;
   atomic_int init_pids[64];
-  atomic_int ran[256]; /* ran[i]: a marking task of index i ran */
+  atomic_int next_worker_id; /* see worker_id() */
+  atomic_int ran[256];       /* ran[i]: a marking task of index i ran */
 };
 
 static struct page *page;
 static int live_pools;
+
+/* The engine every pool of this run uses: main() runs the whole suite once
+ * with each, so both engines meet the same semantics. */
+static pp_engine engine;
+
+/* A number naming the worker (process or thread) that runs the caller,
+ * unique across workers: pids cannot tell threads apart. */
+static int64_t worker_id(void) {
+  static _Thread_local int64_t id;
+  if (id == 0)
+    id = atomic_fetch_add(&page->next_worker_id, 1) + 1;
+  return id;
+}
 static int shm_before;
 
 /* ------------------------------------------------------------ fixture */
@@ -59,6 +73,7 @@ static pp_pool *new_pool(const pp_options *opts) {
 static pp_pool *new_pool_n(int workers) {
   pp_options o;
   pp_options_init(&o);
+  o.engine = engine;
   o.workers = workers;
   return new_pool(&o);
 }
@@ -177,7 +192,7 @@ static int task_sized(pp_task *t, const void *arg, size_t len) {
 }
 
 static int task_pid(pp_task *t, const void *arg, size_t len) {
-  int64_t pid = getpid();
+  int64_t pid = worker_id();
   (void)arg;
   (void)len;
   return pp_task_return(t, &pid, sizeof pid);
@@ -791,6 +806,7 @@ START_TEST(test_payload_max_small) {
   pp_pool *p;
 
   pp_options_init(&o);
+  o.engine = engine;
   o.workers = 2;
   o.max_payload = 4096;
   p = new_pool(&o);
@@ -813,6 +829,7 @@ enum { MANY = 100000 };
 static pp_pool *small_ring_pool(void) {
   pp_options o;
   pp_options_init(&o);
+  o.engine = engine;
   o.workers = 2;
   o.ring_capacity = 512;
   o.max_payload = 64;
@@ -877,7 +894,9 @@ END_TEST
 
 /* ----------------------------------------------------------- workers */
 
-static int init_magic; /* set by the initializer, in the worker */
+/* Set by the initializer, in the worker: thread-local, so that with the
+ * thread engine each worker thread has its own, as each process does. */
+static _Thread_local int init_magic;
 
 static int init_record(void *arg) {
   int k = atomic_fetch_add(&page->init_count, 1);
@@ -911,17 +930,22 @@ START_TEST(test_initializer) {
   int pids[3], inits[3];
 
   pp_options_init(&o);
+  o.engine = engine;
   o.workers = 3;
   o.initializer = init_record;
   o.initarg = &magic;
   p = new_pool(&o);
   ck_assert_int_eq(atomic_load(&page->init_count), 3);
-  ck_assert_int_eq(pp_pool_worker_pids(p, pids, 3), 3);
-  for (int i = 0; i < 3; i++)
-    inits[i] = atomic_load(&page->init_pids[i]);
-  qsort(pids, 3, sizeof *pids, cmp_int);
-  qsort(inits, 3, sizeof *inits, cmp_int);
-  ck_assert_mem_eq(pids, inits, sizeof pids);
+  if (engine == PP_ENGINE_PROCESSES) { /* one initializer per process */
+    ck_assert_int_eq(pp_pool_worker_pids(p, pids, 3), 3);
+    for (int i = 0; i < 3; i++)
+      inits[i] = atomic_load(&page->init_pids[i]);
+    qsort(pids, 3, sizeof *pids, cmp_int);
+    qsort(inits, 3, sizeof *inits, cmp_int);
+    ck_assert_mem_eq(pids, inits, sizeof pids);
+  } else { /* threads of this process */
+    ck_assert_int_eq(pp_pool_worker_pids(p, pids, 3), 0);
+  }
   for (int i = 0; i < 6; i++) {
     pp_future *f = submit_i64(p, task_magic, 0);
     ck_assert_int_eq(result_i64(f), 4242);
@@ -937,6 +961,7 @@ START_TEST(test_initializer_fails) {
   pp_pool *p = (void *)1;
 
   pp_options_init(&o);
+  o.engine = engine;
   o.workers = 2;
   o.initializer = init_fail;
   ck_assert_int_eq(pp_pool_create(&p, &o), PP_EINIT);
@@ -954,6 +979,7 @@ START_TEST(test_max_tasks_per_worker) {
   int pids[N], distinct = 0, run = 0;
 
   pp_options_init(&o);
+  o.engine = engine;
   o.workers = 2;
   o.max_tasks_per_worker = 3;
   p = new_pool(&o);
@@ -1063,6 +1089,7 @@ START_TEST(test_create_args) {
 
   ck_assert_int_eq(pp_pool_create(NULL, NULL), PP_EINVAL);
   pp_options_init(&o);
+  o.engine = engine;
   o.workers = -1;
   ck_assert_int_eq(pp_pool_create(&p, &o), PP_EINVAL);
   ck_assert_ptr_null(p);
@@ -1080,8 +1107,37 @@ static TCase *tcase(const char *name) {
   return tc;
 }
 
+/* What the thread engine cannot do, it refuses; the process engine does. */
+START_TEST(test_engine_limits) {
+  pp_pool *p = new_pool_n(1);
+  pp_map_options mo = {.task_timeout = 5};
+  int64_t v = 3;
+  const void *arg = &v;
+  size_t len = sizeof v;
+  pp_future *f = NULL;
+  pp_map *m = NULL;
+  int rc, want = engine == PP_ENGINE_THREADS ? PP_ENOTSUP : 0;
+
+  ck_assert_int_eq(pp_submit_timeout(p, task_square, &v, sizeof v, 5, &f),
+                   want);
+  pp_future_release(f);
+  ck_assert_int_eq(pp_map_array(p, task_square, &arg, &len, 1, &mo, &m), want);
+  pp_map_destroy(m);
+  f = submit_i64(p, task_gate, 0);
+  while (!pp_future_running(f))
+    usleep(1000);
+  rc = pp_future_cancel_running(f);
+  ck_assert_int_eq(rc, want);
+  atomic_store(&page->gate, 1);
+  pp_future_result(f, 30, NULL, NULL);
+  pp_future_release(f);
+  end_pool(p);
+}
+END_TEST
+
 static Suite *make_pool_suite(void) {
-  Suite *s = suite_create("pool");
+  Suite *s = suite_create(engine == PP_ENGINE_THREADS ? "pool (threads)"
+                                                      : "pool (processes)");
   TCase *tc;
 
   tc = tcase("basics");
@@ -1089,6 +1145,7 @@ static Suite *make_pool_suite(void) {
   tcase_add_test(tc, test_task_error);
   tcase_add_test(tc, test_strerror);
   tcase_add_test(tc, test_create_args);
+  tcase_add_test(tc, test_engine_limits);
   suite_add_tcase(s, tc);
 
   tc = tcase("map");
@@ -1137,4 +1194,15 @@ static Suite *make_pool_suite(void) {
   return s;
 }
 
-TU_MAIN(make_pool_suite)
+int main(void) {
+  int failed = 0;
+  for (int e = 0; e < 2; e++) {
+    SRunner *sr;
+    engine = e ? PP_ENGINE_THREADS : PP_ENGINE_PROCESSES;
+    sr = srunner_create(make_pool_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    failed += srunner_ntests_failed(sr);
+    srunner_free(sr);
+  }
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
