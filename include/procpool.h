@@ -297,10 +297,11 @@ typedef struct pp_map_options {
                           PP_EDEADLINE; <= 0: none */
 } pp_map_options;
 
-/* An ordered, lazy map of fn over arguments: `args[i]` of `lens[i]` bytes
- * (copied as they are submitted: the arrays must stay valid until the map is
- * destroyed). `opts` may be NULL. *map (OUT) is released with
- * pp_map_destroy(). */
+/* An ordered, lazy map of fn over arguments `args[i]` of `lens[i]` bytes
+ * (copied as they are submitted: the arrays must stay valid until the map
+ * is destroyed). The first window of tasks is submitted at once, as
+ * Python's map does; the rest as results are taken. `opts` may be NULL.
+ * *map (OUT) is released with pp_map_destroy(). */
 PP_EXPORT int pp_map_array(pp_pool *pool, pp_task_fn fn,
                            const void *const *args, const size_t *lens,
                            size_t n, const pp_map_options *opts, pp_map **map);

@@ -244,6 +244,19 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   return 0;
 }
 
+/* Submits the first window at once, as Python's map submits at the call,
+ * so work starts before the first pp_map_next(). A failure to submit is
+ * kept for pp_map_next() to report. */
+static void start_map(pp_map *m) {
+  int rc;
+  pthread_mutex_lock(&m->pool->mu);
+  if ((rc = refill_locked(m)) != 0 && !m->source_err) {
+    m->source_err = rc;
+    m->source_done = 1;
+  }
+  pthread_mutex_unlock(&m->pool->mu);
+}
+
 int pp_map_array(pp_pool *p, pp_task_fn fn, const void *const *args,
                  const size_t *lens, size_t n, const pp_map_options *opts,
                  pp_map **out) {
@@ -256,6 +269,7 @@ int pp_map_array(pp_pool *p, pp_task_fn fn, const void *const *args,
   (*out)->lens = lens;
   (*out)->n = n;
   (*out)->source_done = n == 0;
+  start_map(*out);
   return 0;
 }
 
@@ -268,6 +282,7 @@ int pp_map_gen(pp_pool *p, pp_task_fn fn, pp_gen_fn gen, void *state,
     return rc;
   (*out)->gen = gen;
   (*out)->gen_state = state;
+  start_map(*out);
   return 0;
 }
 
