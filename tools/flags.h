@@ -7,10 +7,10 @@
  *   prints the reports. flags_fetch.c downloads one flag on a curl easy
  *   handle, into a temporary file renamed into place only when the whole
  *   body arrived, and describes the outcome in a struct fl_result. The four
- *   modes run many fetches: flags_modes.c (sequential, threads),
- *   flags_async.c (one thread on the multi interface) and flags_procs.c (a
- *   procpool of workers). Every mode hands each result to fl_report(),
- *   which counts it and shows it.
+ *   modes run many fetches: flags_modes.c (sequential), flags_async.c (one
+ *   thread on the multi interface) and flags_procs.c (threads and
+ *   processes: a procpool of either engine). Every mode hands each result to
+ * fl_report(), which counts it and shows it.
  *
  *   Ctrl-C sets a flag in a shared anonymous mapping made before any thread
  *   or worker exists, so that threads and forked workers alike see it: a
@@ -79,7 +79,9 @@ struct fl_job {
   int simple;   /* the first script's output */
   int progress; /* draw a bar on stderr */
 
-  pthread_mutex_t lock; /* guards what follows, for the threads mode */
+  pthread_mutex_t lock; /* guards what follows (every mode reports from
+                           the master thread today; the lock keeps that
+                           from being a requirement) */
   size_t done;          /* results reported */
   size_t count[3];      /* per enum fl_status, but FL_INTERRUPTED */
   double t0;            /* start, on the monotonic clock */

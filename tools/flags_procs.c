@@ -1,25 +1,31 @@
 /*
- * flags_procs: the processes mode, each download a task of a procpool.
+ * flags_procs: the threads and processes modes, each download a task of a
+ * procpool, on its thread engine or its process engine.
  *
  * DESIGN
- *   The pool has m workers. Each worker makes one curl easy handle in the
- *   pool's initializer and keeps it in a static variable for the life of
- *   the process, so that its downloads reuse one connection. A task's
- *   argument is the code, the timeout, the base URL and the output
- *   directory; the worker downloads to a temporary file, renames it, and
- *   returns its struct fl_result as the result bytes. The master submits
- *   every code, then takes the futures with pp_as_completed() as they
- *   finish, reporting each.
+ *   Both modes are one function, run_pool(), told the engine. The pool
+ *   has m workers. Each worker makes one curl easy handle in the pool's
+ *   initializer (which runs once in each worker process or thread) and
+ *   keeps it in a thread-local variable, so that its downloads reuse one
+ *   connection and no two workers share a handle. A worker thread's handle
+ *   is also stored under a pthread key whose destructor cleans it up when
+ *   the thread ends with the pool; a worker process's goes with the
+ *   process. A task's argument is the code, the timeout, the base URL and
+ *   the output directory; the worker downloads to a temporary file,
+ *   renames it, and returns its struct fl_result as the result bytes. The
+ *   master submits every code, then takes the futures with
+ *   pp_as_completed() as they finish, reporting each.
  *
  *   On Ctrl-C the master sets the shared stop flag: running tasks abort
  *   their transfers and remove their files, tasks not yet started return
  *   at once, so the futures drain quickly and pp_pool_destroy() finds no
- *   work left and reaps every worker.
+ *   work left and joins or reaps every worker.
  */
 #include "flags.h"
 
 #include <procpool.h>
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +38,19 @@ struct task_head {
   char cc[3];
 };
 
-static CURL *worker_easy; /* the worker's handle, made by worker_init() */
+static _Thread_local CURL *worker_easy; /* made by worker_init() */
+static pthread_key_t easy_key;          /* cleans up a thread's handle */
 
-/* Pool initializer, in each worker after fork(). */
+static void cleanup_easy(void *easy) {
+  curl_easy_cleanup(easy);
+}
+
+/* Pool initializer, once in each worker process or thread. */
 static int worker_init(void *arg) {
   (void)arg;
-  worker_easy = curl_easy_init();
-  return worker_easy ? 0 : -1;
+  if (!(worker_easy = curl_easy_init()))
+    return -1;
+  return pthread_setspecific(easy_key, worker_easy) == 0 ? 0 : -1;
 }
 
 /* The task: downloads one flag and returns how it went. */
@@ -135,18 +147,21 @@ static int collect(struct fl_job *job, pp_future **futures, size_t n) {
   return rc == PP_EOF ? 0 : -1;
 }
 
-int fl_run_processes(struct fl_job *job) {
+/* Runs every code of the job as a task of a pool on `engine`. */
+static int run_pool(struct fl_job *job, pp_engine engine) {
   pp_options opts;
   pp_pool *pool;
   pp_future **futures = calloc(job->n, sizeof *futures);
   size_t submitted;
   int rc = -1;
 
-  if (!futures) {
+  if (!futures || pthread_key_create(&easy_key, cleanup_easy) != 0) {
     fprintf(stderr, "flags: out of memory\n");
+    free(futures);
     return -1;
   }
   pp_options_init(&opts);
+  opts.engine = engine;
   opts.workers = job->concurrency;
   opts.initializer = worker_init;
   opts.max_payload = sizeof(struct task_head) + FL_MAX_URL + FL_MAX_DIR + 2;
@@ -168,6 +183,15 @@ int fl_run_processes(struct fl_job *job) {
     pp_future_release(futures[i]);
   pp_pool_destroy(pool);
 out_free:
+  pthread_key_delete(easy_key);
   free(futures);
   return rc;
+}
+
+int fl_run_threads(struct fl_job *job) {
+  return run_pool(job, PP_ENGINE_THREADS);
+}
+
+int fl_run_processes(struct fl_job *job) {
+  return run_pool(job, PP_ENGINE_PROCESSES);
 }
