@@ -12,6 +12,8 @@
  *   shared memory; a worker runs it and writes back a result of bytes, which
  *   the pool's collector thread in the master copies into the task's future.
  *   Because workers are forked, any function of the program is a valid task.
+ *   With the thread engine (pp_options.engine) the workers are threads of
+ *   the master instead, behind the same calls.
  *
  * Errors
  *   Every call that can fail returns an int: 0 on success, or a negative

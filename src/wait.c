@@ -68,24 +68,19 @@ static int condition_met(pp_future *const *fs, size_t n, pp_return_when when,
  * several pools) until `deadline_ns`. Returns 0 or ETIMEDOUT. */
 static int nap(pp_pool *p, uint64_t deadline_ns) {
   struct timespec ts;
-  uint64_t until = deadline_ns;
-  int rc;
 
   if (p == (pp_pool *)-1) {
-    uint64_t soon = pp_now_ns() + 2000000;
-    struct timespec d = {0, 2000000};
+    struct timespec two_ms = {0, 2000000};
     if (deadline_ns != RING_FOREVER && deadline_ns <= pp_now_ns())
       return ETIMEDOUT;
-    (void)soon;
-    nanosleep(&d, NULL);
+    nanosleep(&two_ms, NULL);
     return 0;
   }
-  if (until == RING_FOREVER)
+  if (deadline_ns == RING_FOREVER)
     return pthread_cond_wait(&p->changed, &p->mu);
-  ts.tv_sec = (time_t)(until / 1000000000u);
-  ts.tv_nsec = (long)(until % 1000000000u);
-  rc = pthread_cond_timedwait(&p->changed, &p->mu, &ts);
-  return rc;
+  ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
+  ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+  return pthread_cond_timedwait(&p->changed, &p->mu, &ts);
 }
 
 int pp_wait(pp_future *const *fs, size_t n, double timeout, pp_return_when when,
