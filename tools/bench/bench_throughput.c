@@ -16,7 +16,7 @@
  * Targets: 1,000,000 tasks/s unchunked, and an idle round trip no slower
  * than the pipe ping-pong.
  */
-#include <procpool.h>
+#include "tiny.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -55,146 +55,6 @@ static const char python_script[] =
     "assert s == sum(x * x for x in range(n))\n"
     "print(n / dt)\n";
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void die(const char *what, int rc) {
-  fprintf(stderr, "bench_throughput: %s: %s\n", what, pp_strerror(rc));
-  exit(1);
-}
-
-/* Formats v with thousands separators ("1,234,567"). */
-static const char *commas(double v, char *buf, size_t size) {
-  char digits[32];
-  int n = snprintf(digits, sizeof digits, "%.0f", v), out = 0;
-
-  for (int i = 0; i < n && out + 2 < (int)size; i++) {
-    if (i > 0 && (n - i) % 3 == 0)
-      buf[out++] = ',';
-    buf[out++] = digits[i];
-  }
-  buf[out] = '\0';
-  return buf;
-}
-
-/* ------------------------------------------------------------- tasks */
-
-static int task_square(pp_task *t, const void *arg, size_t len) {
-  int64_t x;
-  if (len != sizeof x)
-    return 1;
-  memcpy(&x, arg, sizeof x);
-  x *= x;
-  return pp_task_return(t, &x, sizeof x);
-}
-
-struct counter {
-  int64_t next, n, cur;
-};
-
-/* Yields 0 .. n-1. */
-static int counter_gen(void *state, const void **arg, size_t *len) {
-  struct counter *c = state;
-  if (c->next >= c->n)
-    return 0;
-  c->cur = c->next++;
-  *arg = &c->cur;
-  *len = sizeof c->cur;
-  return 1;
-}
-
-/* Sum of x * x over 0 .. n-1, wrapping, to check the results. */
-static uint64_t expected_sum(long n) {
-  uint64_t s = 0;
-  for (long x = 0; x < n; x++)
-    s += (uint64_t)x * (uint64_t)x;
-  return s;
-}
-
-static uint64_t read_u64(const void *data, size_t len) {
-  uint64_t v = 0;
-  if (len == sizeof v)
-    memcpy(&v, data, sizeof v);
-  return v;
-}
-
-/* -------------------------------------------------------- throughput */
-
-/* Tasks per second of a map over 0 .. n-1 with `chunk` arguments a task. */
-static double bench_map(pp_pool *pool, long n, long chunk) {
-  struct counter c = {0, n, 0};
-  pp_map_options mo = {.chunksize = (size_t)chunk};
-  uint64_t sum = 0;
-  const void *data;
-  size_t len;
-  pp_map *m;
-  double t0 = now();
-  int rc;
-
-  if ((rc = pp_map_gen(pool, task_square, counter_gen, &c, &mo, &m)) != 0)
-    die("pp_map_gen", rc);
-  while ((rc = pp_map_next(m, &data, &len)) == 0)
-    sum += read_u64(data, len);
-  if (rc != PP_EOF)
-    die("pp_map_next", rc);
-  pp_map_destroy(m);
-  t0 = now() - t0;
-  if (sum != expected_sum(n))
-    die("map results", PP_EINVAL);
-  return (double)n / t0;
-}
-
-/* Tasks per second of submitting n futures, then taking them as they
- * complete. */
-static double bench_submit(pp_pool *pool, long n) {
-  pp_future **fs = malloc((size_t)n * sizeof *fs), *f;
-  pp_completed *it;
-  uint64_t sum = 0;
-  const void *data;
-  size_t len;
-  double t0 = now();
-  int rc;
-
-  if (!fs)
-    die("malloc", PP_ENOMEM);
-  for (int64_t x = 0; x < n; x++)
-    if ((rc = pp_submit(pool, task_square, &x, sizeof x, &fs[x])) != 0)
-      die("pp_submit", rc);
-  if ((rc = pp_as_completed(fs, (size_t)n, PP_FOREVER, &it)) != 0)
-    die("pp_as_completed", rc);
-  while ((rc = pp_completed_next(it, &f)) == 0) {
-    if ((rc = pp_future_result(f, 0, &data, &len)) != 0)
-      die("pp_future_result", rc);
-    sum += read_u64(data, len);
-  }
-  pp_completed_destroy(it);
-  for (long i = 0; i < n; i++)
-    pp_future_release(fs[i]);
-  t0 = now() - t0;
-  free(fs);
-  if (sum != expected_sum(n))
-    die("as_completed results", PP_EINVAL);
-  return (double)n / t0;
-}
-
-/* Whether `name` is an executable on the PATH. */
-static int on_path(const char *name) {
-  const char *path = getenv("PATH");
-  char buf[4096];
-
-  while (path && *path) {
-    size_t len = strcspn(path, ":");
-    snprintf(buf, sizeof buf, "%.*s/%s", (int)len, path, name);
-    if (len && access(buf, X_OK) == 0)
-      return 1;
-    path += len + (path[len] == ':');
-  }
-  return 0;
-}
-
 /* Tasks per second of ProcessPoolExecutor.map, or 0 on failure. */
 static double bench_python(int workers, long n, long chunk) {
   char cmd[sizeof python_script + 128];
@@ -232,16 +92,16 @@ static double round_trip(pp_pool *pool, int64_t x) {
   pp_future *f;
   const void *data;
   size_t len;
-  double t0 = now();
+  double t0 = tiny_now();
   int rc;
 
-  if ((rc = pp_submit(pool, task_square, &x, sizeof x, &f)) != 0)
-    die("pp_submit", rc);
+  if ((rc = pp_submit(pool, tiny_square, &x, sizeof x, &f)) != 0)
+    tiny_die("pp_submit", rc);
   if ((rc = pp_future_result(f, PP_FOREVER, &data, &len)) != 0)
-    die("pp_future_result", rc);
-  t0 = now() - t0;
-  if (read_u64(data, len) != (uint64_t)(x * x))
-    die("round-trip result", PP_EINVAL);
+    tiny_die("pp_future_result", rc);
+  t0 = tiny_now() - t0;
+  if (tiny_read_u64(data, len) != (uint64_t)(x * x))
+    tiny_die("round-trip result", PP_EINVAL);
   pp_future_release(f);
   return t0;
 }
@@ -266,9 +126,9 @@ static double bench_pipe(void) {
   pid_t pid;
 
   if (pipe(to_child) != 0 || pipe(to_parent) != 0)
-    die("pipe", PP_ESYS);
+    tiny_die("pipe", PP_ESYS);
   if ((pid = fork()) < 0)
-    die("fork", PP_EFORK);
+    tiny_die("fork", PP_EFORK);
   if (pid == 0) {
     close(to_child[1]);
     close(to_parent[0]);
@@ -279,11 +139,11 @@ static double bench_pipe(void) {
   close(to_child[0]);
   close(to_parent[1]);
   for (int i = -RT_WARMUP; i < PIPE_ROUNDS; i++) {
-    double t0 = now();
+    double t0 = tiny_now();
     if (write(to_child[1], &b, 1) != 1 || read(to_parent[0], &b, 1) != 1)
-      die("ping-pong", PP_ESYS);
+      tiny_die("ping-pong", PP_ESYS);
     if (i >= 0)
-      t[i] = now() - t0;
+      t[i] = tiny_now() - t0;
   }
   close(to_child[1]);
   close(to_parent[0]);
@@ -343,7 +203,7 @@ static void parse_args(int argc, char **argv, struct config *cfg) {
 
 static void print_rate(const char *what, double rate) {
   char buf[32];
-  printf("  %-44s %14s tasks/s\n", what, commas(rate, buf, sizeof buf));
+  printf("  %-44s %14s tasks/s\n", what, tiny_commas(rate, buf, sizeof buf));
 }
 
 /* Runs the Python side and prints it with the ratios. */
@@ -351,7 +211,7 @@ static void python_section(const struct config *cfg, const double pp[2]) {
   char what[64], buf[32];
   double py[2];
 
-  if (!on_path("python3")) {
+  if (!tiny_on_path("python3")) {
     printf("python3: not on PATH, comparison skipped\n");
     return;
   }
@@ -359,7 +219,7 @@ static void python_section(const struct config *cfg, const double pp[2]) {
   py[0] = bench_python(cfg->workers, cfg->py_n, 1);
   py[1] = bench_python(cfg->workers, cfg->n, cfg->chunk);
   snprintf(what, sizeof what, "executor.map unchunked (N=%s)",
-           commas((double)cfg->py_n, buf, sizeof buf));
+           tiny_commas((double)cfg->py_n, buf, sizeof buf));
   print_rate(what, py[0]);
   snprintf(what, sizeof what, "executor.map chunksize %ld", cfg->chunk);
   print_rate(what, py[1]);
@@ -384,16 +244,16 @@ int main(int argc, char **argv) {
   pp_options_init(&opts);
   opts.workers = cfg.workers;
   if ((rc = pp_pool_create(&pool, &opts)) != 0)
-    die("pp_pool_create", rc);
+    tiny_die("pp_pool_create", rc);
 
   printf("procpool, %d workers, N=%s tiny tasks (square an int64):\n",
-         cfg.workers, commas((double)cfg.n, buf, sizeof buf));
-  rate[0] = bench_map(pool, cfg.n, 1);
+         cfg.workers, tiny_commas((double)cfg.n, buf, sizeof buf));
+  rate[0] = tiny_bench_map(pool, cfg.n, 1);
   print_rate("pp_map_gen unchunked", rate[0]);
-  rate[1] = bench_map(pool, cfg.n, cfg.chunk);
+  rate[1] = tiny_bench_map(pool, cfg.n, cfg.chunk);
   snprintf(what, sizeof what, "pp_map_gen chunksize %ld", cfg.chunk);
   print_rate(what, rate[1]);
-  rate[2] = bench_submit(pool, cfg.n);
+  rate[2] = tiny_bench_submit(pool, cfg.n);
   print_rate("pp_submit + pp_as_completed", rate[2]);
   fflush(stdout);
   python_section(&cfg, rate);
