@@ -292,7 +292,13 @@ int ring_get(struct ring *r, void *buf, size_t cap, size_t max, size_t *len,
       goto out_unlock;
     }
   }
-  rc = (int)take_locked(r, buf, cap, max ? max : 1, len, rd);
+  if (max == 0)
+    max = 1;
+  if (rd && rd->share && max > 1) {
+    uint64_t fair = r->count / rd->share;
+    max = fair < 1 ? 1 : (fair < max ? (size_t)fair : max);
+  }
+  rc = (int)take_locked(r, buf, cap, max, len, rd);
 out_unlock:
   ring_unlock(r);
   return rc;

@@ -95,6 +95,9 @@ struct ring_reader {
                                  reader that dies asleep can be forgotten */
   ring_claim_fn claim;        /* NULL: keep every frame */
   void *ctx;
+  uint32_t share; /* if not 0, take at most count / share
+                     frames (at least one), so that a batch
+                     never holds more than its share */
 };
 
 /* Takes up to `max` frames (and at most `cap` bytes) off the head into

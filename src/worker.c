@@ -210,7 +210,11 @@ static void spin_for_tasks(struct worker *w) {
  * number of frames taken, 0 when the pool is closing and the ring is
  * empty. */
 static size_t run_batch(struct worker *w, size_t limit) {
-  struct ring_reader rd = {&w->sh->closing, &w->rec->waiting, claim, w};
+  /* A worker takes at most an eighth of its share of what is queued: tiny
+   * tasks still come in batches off a long queue, while a short queue
+   * (where one task might be long) is spread over all the workers. */
+  struct ring_reader rd = {&w->sh->closing, &w->rec->waiting, claim, w,
+                           w->sh->nworkers * 8};
   size_t len, off = 0, plen, ran = 0;
   uint64_t t0 = pp_now_ns(), t;
   void *payload;

@@ -91,6 +91,22 @@ START_TEST(test_full) {
 }
 END_TEST
 
+/* A reader with a share takes at most count / share frames, at least one. */
+START_TEST(test_share) {
+  struct ring *r = make_ring(1024);
+  struct ring_reader rd = {.share = 4};
+  unsigned char buf[1024];
+  size_t len;
+
+  for (uint64_t i = 1; i <= 8; i++)
+    ck_assert_int_eq(put_tagged(r, i, 8, RING_NOWAIT), 0);
+  ck_assert_int_eq(ring_get(r, buf, sizeof buf, 8, &len, RING_NOWAIT, &rd), 2);
+  ck_assert_int_eq(ring_get(r, buf, sizeof buf, 8, &len, RING_NOWAIT, &rd), 1);
+  ck_assert_int_eq(ring_get(r, buf, sizeof buf, 8, &len, RING_NOWAIT, NULL), 5);
+  free_ring(r);
+}
+END_TEST
+
 START_TEST(test_wrap_around) {
   struct ring *r = make_ring(256);
   int rc;
@@ -165,7 +181,7 @@ START_TEST(test_many_processes) {
   memset(seen, 0, PRODUCERS * PER_PRODUCER);
   for (int c = 0; c < CONSUMERS; c++) {
     if ((pids[c] = fork()) == 0) {
-      struct ring_reader rd = {stop, NULL, NULL, NULL};
+      struct ring_reader rd = {.stop = stop};
       uint64_t last[PRODUCERS] = {0};
       unsigned char buf[4096];
       size_t len, off, plen;
@@ -276,6 +292,7 @@ static Suite *make_ring_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_empty);
   tcase_add_test(tc, test_full);
+  tcase_add_test(tc, test_share);
   tcase_add_test(tc, test_wrap_around);
   tcase_add_test(tc, test_blocking_consumer_and_producer);
   tcase_add_test(tc, test_many_processes);
