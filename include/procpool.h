@@ -23,10 +23,10 @@
  *   Every call may be made from several threads of the master at once, except
  *   that one iterator (pp_map, pp_completed) must not be used by two threads
  *   at the same time. Done-callbacks run in the master, in the thread that
- *   takes the task's result off the ring (the pool's collector thread, or a
- *   thread waiting in pp_future_result()), or in the thread that adds them
- *   when the future is already done; they must not block for long and must
- *   not destroy the pool.
+ *   resolves the future: the pool's collector thread or a thread waiting in
+ *   pp_future_result() (processes), the worker thread that ran the task
+ *   (threads), or the thread that adds them when the future is already
+ *   done. They must not block for long and must not destroy the pool.
  *
  * Processes
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
