@@ -130,8 +130,8 @@ static void teardown(pp_pool *p) {
   if (p->collector_running) {
     pthread_mutex_lock(&p->mu);
     p->stop_collector = 1;
+    p->sh->closing = 1; /* under mu: the collector reads it there */
     pthread_mutex_unlock(&p->mu);
-    p->sh->closing = 1;
     ring_wake_all(p->sh->tasks);
     poke_collector(p);
     pthread_join(p->collector, NULL);
@@ -212,10 +212,11 @@ int pp_pool_shutdown(pp_pool *p, int wait, int cancel_pending) {
     cancel_all_pending_locked(p, &done);
   if (pool_threaded(p))
     threads_close_locked(p);
+  else
+    p->sh->closing = 1; /* under mu: the collector reads it there */
   pthread_mutex_unlock(&p->mu);
   future_finish_list(done);
   if (!pool_threaded(p)) {
-    p->sh->closing = 1;
     ring_wake_all(p->sh->tasks);
     poke_collector(p);
   }
