@@ -14,7 +14,6 @@
  */
 #include "tiny.h"
 
-#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,13 +22,6 @@
 #include <unistd.h>
 
 enum { MAP_UNCHUNKED, MAP_CHUNKED, SUBMIT, NWAYS };
-
-struct config {
-  long n;    /* tasks per procpool run */
-  long py_n; /* tasks per Python run */
-  int workers;
-  long chunk;
-};
 
 /* No single quotes: it goes inside '...' on a shell command line. */
 static const char python_script[] =
@@ -50,7 +42,7 @@ static const char python_script[] =
     "print(n / (t1 - t0), n / (t2 - t1))\n";
 
 /* Runs the three ways on a new pool of `engine`, into rate[NWAYS]. */
-static void bench_engine(const struct config *cfg, pp_engine engine,
+static void bench_engine(const struct tiny_config *cfg, pp_engine engine,
                          double *rate) {
   pp_options opts;
   pp_pool *pool;
@@ -69,7 +61,7 @@ static void bench_engine(const struct config *cfg, pp_engine engine,
 
 /* ThreadPoolExecutor's tasks per second, map then submit + as_completed,
  * into py[2]; returns 0, or -1 if the run failed. */
-static int bench_python(const struct config *cfg, double py[2]) {
+static int bench_python(const struct tiny_config *cfg, double py[2]) {
   char cmd[sizeof python_script + 128];
   int ok;
   FILE *f;
@@ -98,41 +90,6 @@ static void usage(FILE *out) {
                "ThreadPoolExecutor beside the thread engine, with ratios.\n");
 }
 
-/* Parses argv into *cfg; exits on --help or a bad option. */
-static void parse_args(int argc, char **argv, struct config *cfg) {
-  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                           {NULL, 0, NULL, 0}};
-  int c;
-
-  while ((c = getopt_long(argc, argv, "n:w:c:p:h", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'n':
-      cfg->n = atol(optarg);
-      break;
-    case 'w':
-      cfg->workers = atoi(optarg);
-      break;
-    case 'c':
-      cfg->chunk = atol(optarg);
-      break;
-    case 'p':
-      cfg->py_n = atol(optarg);
-      break;
-    case 'h':
-      usage(stdout);
-      exit(0);
-    default:
-      usage(stderr);
-      exit(2);
-    }
-  }
-  if (optind < argc || cfg->n < 1 || cfg->workers < 1 || cfg->chunk < 1 ||
-      cfg->py_n < 1) {
-    usage(stderr);
-    exit(2);
-  }
-}
-
 /* Prints one row: both rates in tasks/s and threads / processes. */
 static void print_row(const char *what, double threads, double procs) {
   char a[32], b[32];
@@ -143,7 +100,7 @@ static void print_row(const char *what, double threads, double procs) {
 
 /* Runs Python's ThreadPoolExecutor and prints it beside the thread
  * engine. */
-static void python_section(const struct config *cfg, const double *thr) {
+static void python_section(const struct tiny_config *cfg, const double *thr) {
   char a[32], b[32];
   double py[2];
 
@@ -168,11 +125,11 @@ static void python_section(const struct config *cfg, const double *thr) {
 }
 
 int main(int argc, char **argv) {
-  struct config cfg = {200000, 100000, 2, 1000};
+  struct tiny_config cfg = {200000, 100000, 2, 1000};
   double thr[NWAYS], procs[NWAYS];
   char what[64], buf[32];
 
-  parse_args(argc, argv, &cfg);
+  tiny_parse_args(argc, argv, &cfg, usage);
   bench_engine(&cfg, PP_ENGINE_THREADS, thr);
   bench_engine(&cfg, PP_ENGINE_PROCESSES, procs);
 

@@ -18,7 +18,6 @@
  */
 #include "tiny.h"
 
-#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,13 +30,6 @@
 #define RT_WARMUP 200
 #define RT_ROUNDS 2000
 #define PIPE_ROUNDS 20000
-
-struct config {
-  long n;    /* tasks for procpool and chunked Python */
-  long py_n; /* tasks for unchunked Python */
-  int workers;
-  long chunk;
-};
 
 /* No single quotes: it goes inside '...' on a shell command line. */
 static const char python_script[] =
@@ -166,48 +158,13 @@ static void usage(FILE *out) {
           "round-trip latency next to a pipe ping-pong, and the targets.\n");
 }
 
-/* Parses argv into *cfg; exits on --help or a bad option. */
-static void parse_args(int argc, char **argv, struct config *cfg) {
-  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
-                                           {NULL, 0, NULL, 0}};
-  int c;
-
-  while ((c = getopt_long(argc, argv, "n:w:c:p:h", longopts, NULL)) != -1) {
-    switch (c) {
-    case 'n':
-      cfg->n = atol(optarg);
-      break;
-    case 'w':
-      cfg->workers = atoi(optarg);
-      break;
-    case 'c':
-      cfg->chunk = atol(optarg);
-      break;
-    case 'p':
-      cfg->py_n = atol(optarg);
-      break;
-    case 'h':
-      usage(stdout);
-      exit(0);
-    default:
-      usage(stderr);
-      exit(2);
-    }
-  }
-  if (optind < argc || cfg->n < 1 || cfg->workers < 1 || cfg->chunk < 1 ||
-      cfg->py_n < 1) {
-    usage(stderr);
-    exit(2);
-  }
-}
-
 static void print_rate(const char *what, double rate) {
   char buf[32];
   printf("  %-44s %14s tasks/s\n", what, tiny_commas(rate, buf, sizeof buf));
 }
 
 /* Runs the Python side and prints it with the ratios. */
-static void python_section(const struct config *cfg, const double pp[2]) {
+static void python_section(const struct tiny_config *cfg, const double pp[2]) {
   char what[64], buf[32];
   double py[2];
 
@@ -233,14 +190,14 @@ static void python_section(const struct config *cfg, const double pp[2]) {
 }
 
 int main(int argc, char **argv) {
-  struct config cfg = {1000000, 100000, 2, 1000};
+  struct tiny_config cfg = {1000000, 100000, 2, 1000};
   double rate[3], rt_median, rt_p99, pipe_median;
   char what[64], buf[32];
   pp_options opts;
   pp_pool *pool;
   int rc;
 
-  parse_args(argc, argv, &cfg);
+  tiny_parse_args(argc, argv, &cfg, usage);
   pp_options_init(&opts);
   opts.workers = cfg.workers;
   if ((rc = pp_pool_create(&pool, &opts)) != 0)

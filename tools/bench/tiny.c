@@ -6,6 +6,7 @@
 #include "tiny.h"
 
 #include <errno.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -151,4 +152,39 @@ int tiny_on_path(const char *name) {
     path += len + (path[len] == ':');
   }
   return 0;
+}
+
+void tiny_parse_args(int argc, char **argv, struct tiny_config *cfg,
+                     void (*usage)(FILE *out)) {
+  static const struct option longopts[] = {{"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
+  int c;
+
+  while ((c = getopt_long(argc, argv, "n:w:c:p:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'n':
+      cfg->n = atol(optarg);
+      break;
+    case 'w':
+      cfg->workers = atoi(optarg);
+      break;
+    case 'c':
+      cfg->chunk = atol(optarg);
+      break;
+    case 'p':
+      cfg->py_n = atol(optarg);
+      break;
+    case 'h':
+      usage(stdout);
+      exit(0);
+    default:
+      usage(stderr);
+      exit(2);
+    }
+  }
+  if (optind < argc || cfg->n < 1 || cfg->workers < 1 || cfg->chunk < 1 ||
+      cfg->py_n < 1) {
+    usage(stderr);
+    exit(2);
+  }
 }

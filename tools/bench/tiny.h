@@ -5,7 +5,21 @@
 #include <procpool.h>
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdint.h>
+
+/* What the throughput benchmarks take on the command line. */
+struct tiny_config {
+  long n;      /* -n: tasks per procpool run */
+  long py_n;   /* -p: tasks per Python run */
+  int workers; /* -w */
+  long chunk;  /* -c: chunksize of the chunked runs */
+};
+
+/* Parses -n -w -c -p -h into *cfg (holding the defaults); prints usage()
+ * and exits 0 on --help, 2 on a bad option. */
+void tiny_parse_args(int argc, char **argv, struct tiny_config *cfg,
+                     void (*usage)(FILE *out));
 
 /* Monotonic seconds. */
 double tiny_now(void);
