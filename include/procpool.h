@@ -32,9 +32,12 @@
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
  *   master (even on SIGKILL) and are reaped by pp_pool_destroy(). The shared
  *   memory is an anonymous mapping: it has no name and nothing is left in
- *   /dev/shm, whatever happens to the master. Replacement workers are forked
- *   from the collector thread while other threads of the master may hold
- *   locks: a task must not rely on locks of the master's other threads.
+ *   /dev/shm, whatever happens to the master. Replacement workers (and,
+ *   with start_in_background, the first ones) are forked from the collector
+ *   thread while other threads of the master may hold locks: a task must not
+ *   rely on locks of the master's other threads. glibc's malloc is safe
+ *   across such a fork; the allocator of GCC 12's AddressSanitizer is not (a
+ *   worker forked while another thread allocates can hang in malloc).
  */
 #ifndef PROCPOOL_H
 #define PROCPOOL_H
@@ -104,7 +107,8 @@ typedef int (*pp_task_fn)(pp_task *task, const void *arg, size_t arg_len);
 
 /* Runs once in each worker before its first task (also in replacements),
  * with `arg` as given in pp_options. A non-zero return fails the worker:
- * pp_pool_create() then returns PP_EINIT. */
+ * pp_pool_create() then returns PP_EINIT (see start_in_background for the
+ * exception). */
 typedef int (*pp_init_fn)(void *arg);
 
 /* What runs the tasks. Both engines offer the same calls, futures and
@@ -133,6 +137,17 @@ typedef struct pp_options {
   unsigned retries;              /* times a task whose worker died is run
                                     again on another worker before its
                                     future fails; default 0 */
+  int start_in_background;       /* 0 (default): pp_pool_create() returns
+                                    once every worker is forked and its
+                                    initializer passed. 1: it returns at
+                                    once, workers take tasks as each comes
+                                    up, and a failing initializer or fork
+                                    fails the tasks instead (PP_EINIT,
+                                    PP_EFORK). Worth it for many workers:
+                                    forking one takes up to half a
+                                    millisecond. The thread engine, whose
+                                    workers start in microseconds, always
+                                    waits. */
 } pp_options;
 
 /* Fills `opts` with the defaults above. */
@@ -141,7 +156,8 @@ PP_EXPORT void pp_options_init(pp_options *opts);
 /* Creates a pool and starts its workers; `opts` may be NULL for defaults.
  * On success *pool (OUT) owns the pool; release it with pp_pool_destroy().
  * Returns PP_EINVAL, PP_ENOMEM, PP_ESHM, PP_EFORK or PP_EINIT (an
- * initializer failed); on failure nothing is left running or mapped. */
+ * initializer failed; with start_in_background, these last two fail the
+ * tasks instead); on failure nothing is left running or mapped. */
 PP_EXPORT int pp_pool_create(pp_pool **pool, const pp_options *opts);
 
 /* Stops accepting tasks. With `cancel_pending`, tasks not yet started are

@@ -124,11 +124,13 @@ static size_t drain_results(struct collector *c) {
 
 /* ------------------------------------------------------ workers */
 
-/* With mu held: forks the worker for place `i`. Returns 0 or PP_EFORK. */
-static int spawn(pp_pool *p, int i) {
+/* Forks a worker for empty place `i`; *pid and *deathfd (OUT) are its pid
+ * and the read end of its death pipe. Needs no lock: only the collector
+ * forks, and the place is the collector's until place_worker_locked()
+ * publishes it. Returns 0 or PP_EFORK. */
+static int fork_worker(pp_pool *p, int i, pid_t *pid, int *deathfd) {
   struct worker_record *rec = &p->sh->workers[i];
   sigset_t all, old;
-  pid_t pid;
   int death[2];
 
   if (pipe2(death, O_CLOEXEC) != 0)
@@ -139,23 +141,36 @@ static int spawn(pp_pool *p, int i) {
   rec->waiting = 0;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  pid = PP_TEST_FORK_FAILS() ? -1 : fork();
-  if (pid == 0) {
+  *pid = PP_TEST_FORK_FAILS() ? -1 : fork();
+  if (*pid == 0) {
     close(death[0]);
     worker_main(p->sh, i, p->opts.initializer, p->opts.initarg,
                 p->opts.max_tasks_per_worker);
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(death[1]);
-  if (pid < 0) {
+  if (*pid < 0) {
     close(death[0]);
     return PP_EFORK;
   }
-  p->pids[i] = pid;
-  p->deathfds[i] = death[0];
-  p->init_done[i] = 0;
-  p->live++;
+  *deathfd = death[0];
   return 0;
+}
+
+/* With mu held: records the worker forked for place `i`. */
+static void place_worker_locked(pp_pool *p, int i, pid_t pid, int deathfd) {
+  p->pids[i] = pid;
+  p->deathfds[i] = deathfd;
+  p->live++;
+}
+
+/* With mu held: forks the worker for place `i`. Returns 0 or PP_EFORK. */
+static int spawn_locked(pp_pool *p, int i) {
+  pid_t pid;
+  int deathfd, rc = fork_worker(p, i, &pid, &deathfd);
+  if (rc == 0)
+    place_worker_locked(p, i, pid, deathfd);
+  return rc;
 }
 
 /* With mu held: SIGKILLs worker place `worker`. Its pid is not reaped yet
@@ -307,16 +322,18 @@ static void reap(struct collector *c, int w) {
   settle_worker_tasks_locked(p, w, cause, &done);
   if (init_status > 1 || (init_status == 1 && !p->started)) {
     /* Its initializer failed (or, before the pool started, died): Python's
-     * executor calls that a broken pool, and so do we. A worker killed
-     * from outside during its initializer, later on, is just replaced. */
+     * executor calls that a broken pool, and so do we, unless
+     * pp_pool_create() is still waiting to say so. A worker killed from
+     * outside during its initializer, later on, is just replaced. */
     snprintf(cause, sizeof cause, "worker initializer failed (%d)",
              init_status);
-    if (!p->started)
+    if (!p->started && !p->opts.start_in_background)
       p->create_status = PP_EINIT;
     else
       break_pool_locked(p, PP_EINIT, cause, &done);
   }
-  if (wants_worker_locked(p) && p->started && spawn(p, w) != 0) {
+  if (wants_worker_locked(p) && (p->started || p->opts.start_in_background) &&
+      spawn_locked(p, w) != 0) {
     p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
     if (p->live == 0)
       break_pool_locked(p, PP_EFORK, "could not fork a worker", &done);
@@ -333,7 +350,7 @@ static void respawn_missing(pp_pool *p) {
   pthread_mutex_lock(&p->mu);
   p->next_spawn_ns = 0;
   for (int i = 0; i < p->nworkers; i++)
-    if (p->pids[i] == 0 && wants_worker_locked(p) && spawn(p, i) != 0)
+    if (p->pids[i] == 0 && wants_worker_locked(p) && spawn_locked(p, i) != 0)
       p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
   pthread_mutex_unlock(&p->mu);
 }
@@ -431,17 +448,34 @@ static int finished(pp_pool *p) {
   return done;
 }
 
-static int spawn_all(pp_pool *p) {
-  int rc = 0;
+/* Forks the first workers. While pp_pool_create() waits, a failed fork is
+ * its error. Starting in the background, a failed fork is tried again later
+ * as after a death, and breaks the pool if no worker runs; forks happen
+ * outside the lock, so that tasks are queued and taken meanwhile. */
+static void spawn_all(pp_pool *p) {
+  pp_future *done = NULL;
+  pid_t pid;
+  int deathfd;
+
   pthread_mutex_lock(&p->mu);
-  for (int i = 0; i < p->nworkers && rc == 0; i++)
-    rc = spawn(p, i);
-  if (rc != 0) {
-    p->create_status = rc;
-    pthread_cond_broadcast(&p->changed);
+  for (int i = 0; i < p->nworkers && wants_worker_locked(p); i++) {
+    pthread_mutex_unlock(&p->mu);
+    int rc = fork_worker(p, i, &pid, &deathfd);
+    pthread_mutex_lock(&p->mu);
+    if (rc == 0) {
+      place_worker_locked(p, i, pid, deathfd);
+    } else if (!p->opts.start_in_background) {
+      p->create_status = PP_EFORK;
+      break;
+    } else {
+      p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
+    }
   }
+  if (p->live == 0 && !p->create_status && wants_worker_locked(p))
+    break_pool_locked(p, PP_EFORK, "could not fork a worker", &done);
+  pthread_cond_broadcast(&p->changed);
   pthread_mutex_unlock(&p->mu);
-  return rc;
+  future_finish_list(done);
 }
 
 void *collector_main(void *arg) {
@@ -459,6 +493,10 @@ void *collector_main(void *arg) {
     pthread_mutex_unlock(&p->mu);
     p->stop_collector = 1;
   } else {
+    pthread_mutex_lock(&p->mu);
+    p->collector_ready = 1;
+    pthread_cond_broadcast(&p->changed);
+    pthread_mutex_unlock(&p->mu);
     spawn_all(p);
   }
   while (!finished(p)) {

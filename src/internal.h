@@ -226,12 +226,12 @@ struct pp_pool {
   int nworkers;
   /* Workers (indexed like sh->workers), touched by the collector only,
    * except pid reads under mu. */
-  int *pids;     /* 0: no process in this place */
-  int *deathfds; /* read ends of the workers' death pipes */
-  int *init_done;
-  int started;       /* all first workers reported their init */
-  int create_status; /* what pp_pool_create() returns */
-  int broken;        /* PP_E* that fails every task from now on */
+  int *pids;           /* 0: no process in this place */
+  int *deathfds;       /* read ends of the workers' death pipes */
+  int collector_ready; /* the collector has its buffers and forks workers */
+  int started;         /* all first workers reported their init */
+  int create_status;   /* what pp_pool_create() returns */
+  int broken;          /* PP_E* that fails every task from now on */
   struct slot *slots;
   uint32_t free_head; /* UINT32_MAX: no free slot */
   uint32_t in_flight;

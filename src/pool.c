@@ -60,8 +60,7 @@ static int alloc_master_side(pp_pool *p) {
   p->slots = calloc(n, sizeof *p->slots);
   p->pids = calloc((size_t)p->nworkers, sizeof *p->pids);
   p->deathfds = malloc((size_t)p->nworkers * sizeof *p->deathfds);
-  p->init_done = calloc((size_t)p->nworkers, sizeof *p->init_done);
-  if (!p->slots || !p->pids || !p->deathfds || !p->init_done)
+  if (!p->slots || !p->pids || !p->deathfds)
     return PP_ENOMEM;
   for (uint32_t i = 0; i < n; i++)
     p->slots[i].next_free = i + 1 < n ? i + 1 : NO_SLOT;
@@ -79,7 +78,6 @@ static void free_master_side(pp_pool *p) {
   free(p->slots);
   free(p->pids);
   free(p->deathfds);
-  free(p->init_done);
 }
 
 /* Starts the collector with every signal blocked, so that the program's
@@ -173,9 +171,11 @@ int pp_pool_create(pp_pool **out, const pp_options *opts) {
     goto out_teardown;
   /* The collector forks the workers (so that they live as long as it
    * does: PR_SET_PDEATHSIG follows the forking thread) and reports here
-   * once every initializer has answered. */
+   * once every initializer has answered, or, starting in the background,
+   * once it has what it needs to fork them. */
   pthread_mutex_lock(&p->mu);
-  while (!p->started && p->create_status == 0)
+  while (!p->started && p->create_status == 0 &&
+         !(p->opts.start_in_background && p->collector_ready))
     pthread_cond_wait(&p->changed, &p->mu);
   rc = p->create_status;
   pthread_mutex_unlock(&p->mu);

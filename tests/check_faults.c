@@ -496,8 +496,7 @@ START_TEST(test_creation_failures) {
 
   pp_options_init(&o);
   o.workers = 2;
-  pp_test_fail_forks = 2; /* the second worker cannot be forked */
-  pp_test_fail_forks = 1;
+  pp_test_fail_forks = 1; /* the first worker cannot be forked */
   ck_assert_int_eq(pp_pool_create(&p, &o), PP_EFORK);
   pp_test_fail_forks = 0;
 
@@ -505,6 +504,53 @@ START_TEST(test_creation_failures) {
   o.workers = 2;
   o.ring_capacity = (size_t)1 << 44; /* 2 x 16 TiB of shared memory */
   ck_assert_int_eq(pp_pool_create(&p, &o), PP_ESHM);
+}
+END_TEST
+
+/* Submits n and returns how its task ended, its result checked. */
+static int square_of(pp_pool *p, int64_t n) {
+  pp_future *f;
+  const void *data;
+  size_t len;
+  int rc = pp_submit(p, square, &n, sizeof n, &f);
+
+  if (rc != 0)
+    return rc;
+  if ((rc = pp_future_result(f, 30, &data, &len)) == 0) {
+    ck_assert_uint_eq(len, sizeof n);
+    ck_assert_int_eq(*(const int64_t *)data, n * n);
+  }
+  pp_future_release(f);
+  return rc;
+}
+
+/* Starting in the background, a failed fork is tried again later, and
+ * fails the tasks only when no worker runs at all. */
+START_TEST(test_background_fork_failures) {
+  pp_options o;
+  pp_pool *p;
+  int pids[2];
+  double t0;
+
+  pp_options_init(&o);
+  o.workers = 2;
+  o.start_in_background = 1;
+  pp_test_fail_forks = 1; /* the first worker cannot be forked */
+  ck_assert_int_eq(pp_pool_create(&p, &o), 0);
+  /* Its place is filled after a backoff. Submits wait for it: they
+   * allocate, which must not race a fork under ASan (see procpool.h). */
+  t0 = tu_now();
+  while (pp_pool_worker_pids(p, pids, 2) < 2 && tu_now() - t0 < 5)
+    usleep(1000);
+  ck_assert_int_eq(pp_pool_worker_pids(p, pids, 2), 2);
+  for (int64_t i = 0; i < 20; i++)
+    ck_assert_int_eq(square_of(p, i), 0);
+  pp_pool_destroy(p);
+
+  pp_test_fail_forks = 2; /* neither can */
+  ck_assert_int_eq(pp_pool_create(&p, &o), 0);
+  ck_assert_int_eq(square_of(p, 3), PP_EFORK);
+  pp_pool_destroy(p);
 }
 END_TEST
 
@@ -527,6 +573,7 @@ static Suite *make_faults_suite(void) {
   tcase_add_test(tc, test_cancel_running);
   tcase_add_test(tc, test_master_killed);
   tcase_add_test(tc, test_creation_failures);
+  tcase_add_test(tc, test_background_fork_failures);
   suite_add_tcase(s, tc);
   return s;
 }

@@ -971,6 +971,93 @@ START_TEST(test_initializer_fails) {
 }
 END_TEST
 
+/* Waits for the gate, then counts itself: a pool that starts in the
+ * background must not wait for it. */
+static int init_gated(void *arg) {
+  double end = tu_now() + GATE_MAX_S;
+  (void)arg;
+  while (!atomic_load(&page->gate) && tu_now() < end)
+    sleep_ms(1);
+  atomic_fetch_add(&page->init_count, 1);
+  return 0;
+}
+
+static int all_forked(void *pool) {
+  int pids[8];
+  return pp_pool_worker_pids(pool, pids, 8) == pp_pool_workers(pool);
+}
+
+START_TEST(test_start_in_background) {
+  enum { WORKERS = 4, N = 40 };
+  pp_future *f[N];
+  pp_options o;
+  pp_pool *p;
+
+  pp_options_init(&o);
+  o.engine = engine;
+  o.workers = WORKERS;
+  o.initializer = init_gated;
+  o.start_in_background = 1;
+  if (engine == PP_ENGINE_THREADS) /* always waits: open the gate first */
+    atomic_store(&page->gate, 1);
+  p = new_pool(&o);
+  if (engine == PP_ENGINE_PROCESSES) { /* returned with no initializer done */
+    ck_assert_int_eq(atomic_load(&page->init_count), 0);
+    /* Submits allocate: not while workers are forked (see procpool.h). */
+    ck_assert(eventually(all_forked, p, 10));
+  }
+  for (int i = 0; i < N; i++)
+    f[i] = submit_i64(p, task_echo, i);
+  atomic_store(&page->gate, 1);
+  for (int i = 0; i < N; i++) {
+    ck_assert_int_eq(result_i64(f[i]), i);
+    pp_future_release(f[i]);
+  }
+  end_pool(p);
+  ck_assert_int_eq(atomic_load(&page->init_count), WORKERS);
+}
+END_TEST
+
+static int init_gated_fail(void *arg) {
+  init_gated(arg);
+  return 5;
+}
+
+/* Starting in the background, a failing initializer fails the tasks (or,
+ * once the pool knows, the submits) with PP_EINIT; the thread engine still
+ * fails the creation. */
+START_TEST(test_start_in_background_init_fails) {
+  pp_options o;
+  pp_pool *p = NULL;
+  pp_future *f = NULL;
+  int64_t v = 3;
+  int rc;
+
+  pp_options_init(&o);
+  o.engine = engine;
+  o.workers = 2;
+  o.initializer = init_gated_fail;
+  o.start_in_background = 1;
+  if (engine == PP_ENGINE_THREADS) {
+    atomic_store(&page->gate, 1);
+    ck_assert_int_eq(pp_pool_create(&p, &o), PP_EINIT);
+    ck_assert_ptr_null(p);
+    return;
+  }
+  p = new_pool(&o);
+  ck_assert(eventually(all_forked, p, 10)); /* then submit: see above */
+  atomic_store(&page->gate, 1);
+  rc = pp_submit(p, task_echo, &v, sizeof v, &f);
+  if (rc == 0) {
+    rc = pp_future_result(f, 30, NULL, NULL);
+    ck_assert_str_eq(pp_future_message(f), "worker initializer failed (5)");
+    pp_future_release(f);
+  }
+  ck_assert_int_eq(rc, PP_EINIT);
+  end_pool(p);
+}
+END_TEST
+
 START_TEST(test_max_tasks_per_worker) {
   enum { N = 30 };
   pp_options o;
@@ -1189,6 +1276,8 @@ static Suite *make_pool_suite(void) {
   tc = tcase("workers");
   tcase_add_test(tc, test_initializer);
   tcase_add_test(tc, test_initializer_fails);
+  tcase_add_test(tc, test_start_in_background);
+  tcase_add_test(tc, test_start_in_background_init_fails);
   tcase_add_test(tc, test_max_tasks_per_worker);
   suite_add_tcase(s, tc);
   return s;
