@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define NO_SLOT UINT32_MAX
@@ -53,11 +54,26 @@ static int resolve_options(const pp_options *in, pp_options *out) {
   return 0;
 }
 
+/* The slot table: its own mapping, left out of every fork. Workers never
+ * read it, and with the default ring it is 4 MiB: copying its page tables
+ * into each worker, and taking copy-on-write faults on it afterwards, cost
+ * a quarter of the time spent forking. */
+static struct slot *map_slots(uint32_t n) {
+  size_t len = (size_t)n * sizeof(struct slot);
+  void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
+                 -1, 0);
+
+  if (m == MAP_FAILED)
+    return NULL;
+  madvise(m, len, MADV_DONTFORK);
+  return m;
+}
+
 /* The master-side allocations: slots on a free list, worker tables. */
 static int alloc_master_side(pp_pool *p) {
   uint32_t n = p->sh->nslots;
 
-  p->slots = calloc(n, sizeof *p->slots);
+  p->slots = map_slots(n);
   p->pids = calloc((size_t)p->nworkers, sizeof *p->pids);
   p->deathfds = malloc((size_t)p->nworkers * sizeof *p->deathfds);
   if (!p->slots || !p->pids || !p->deathfds)
@@ -72,10 +88,11 @@ static int alloc_master_side(pp_pool *p) {
 }
 
 static void free_master_side(pp_pool *p) {
-  if (p->slots)
+  if (p->slots) {
     for (uint32_t i = 0; i < p->sh->nslots; i++)
       free(p->slots[i].frame);
-  free(p->slots);
+    munmap(p->slots, (size_t)p->sh->nslots * sizeof *p->slots);
+  }
   free(p->pids);
   free(p->deathfds);
 }
