@@ -14,6 +14,19 @@
 
 #define FRAME_DROPPED ((uint64_t)1 << 63)
 
+/*
+ * No wait here is unbounded. A process killed at the wrong instant can
+ * swallow a wake-up meant for another: the kernel hands a futex wake (of
+ * the robust lock, or of a semaphore) to a task that dies before it acts on
+ * it, and a process that then takes the free lock does not inherit the
+ * waiters bit, so nobody wakes the sleeper that is left. So the lock is
+ * waited for in slices of LOCK_RECHECK_NS (it is held for microseconds), and
+ * a semaphore in slices of SEM_RECHECK_NS, each followed by a fresh look:
+ * a lost wake-up then costs one slice, not a pool that hangs.
+ */
+#define LOCK_RECHECK_NS 10000000u /* 10 ms */
+#define SEM_RECHECK_NS 100000000u /* 100 ms */
+
 uint64_t pp_now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -124,8 +137,27 @@ static void ring_repair(struct ring *r) {
     r->write_posts = r->write_waiters;
 }
 
+/* A CLOCK_REALTIME instant `ns` from now, for pthread_mutex_timedlock()
+ * (the sanitizers know that call, not pthread_mutex_clocklock()). */
+static struct timespec realtime_in(uint64_t ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ns += (uint64_t)ts.tv_nsec;
+  ts.tv_sec += (time_t)(ns / 1000000000u);
+  ts.tv_nsec = (long)(ns % 1000000000u);
+  return ts;
+}
+
+/* Waits for the lock in slices of LOCK_RECHECK_NS (see above) and repairs
+ * the ring if its owner died holding it. */
 void ring_lock(struct ring *r) {
-  if (pthread_mutex_lock(&r->lock) == EOWNERDEAD) {
+  int rc = pthread_mutex_trylock(&r->lock);
+
+  while (rc == EBUSY || rc == ETIMEDOUT) {
+    struct timespec until = realtime_in(LOCK_RECHECK_NS);
+    rc = pthread_mutex_timedlock(&r->lock, &until);
+  }
+  if (rc == EOWNERDEAD) {
     ring_repair(r);
     pthread_mutex_consistent(&r->lock);
   }
@@ -171,27 +203,28 @@ int ring_put_locked(struct ring *r, const void *frames, size_t len, size_t n) {
   return 1;
 }
 
-/* Sleeps on `sem` until posted or `deadline_ns`; called and returns with the
- * lock held, counted in *waiters meanwhile. Returns 0 or -ETIMEDOUT. */
+/* Sleeps on `sem` until posted, for at most one SEM_RECHECK_NS slice (see
+ * above), or until `deadline_ns`; called and returns with the lock held,
+ * counted in *waiters meanwhile. Returns 0 (posted, or the slice ended: the
+ * caller looks again) or -ETIMEDOUT once the deadline has passed. */
 static int wait_locked(struct ring *r, sem_t *sem, uint32_t *waiters,
                        uint32_t *posts, volatile uint32_t *waiting,
                        uint64_t deadline_ns) {
+  uint64_t until = pp_now_ns() + SEM_RECHECK_NS;
+  int last_slice = deadline_ns != RING_FOREVER && deadline_ns <= until;
+  struct timespec ts;
   int rc;
 
+  if (last_slice)
+    until = deadline_ns;
+  ts.tv_sec = (time_t)(until / 1000000000u);
+  ts.tv_nsec = (long)(until % 1000000000u);
   (*waiters)++;
   if (waiting)
     *waiting = 1;
   ring_unlock(r);
-  if (deadline_ns == RING_FOREVER) {
-    while ((rc = sem_wait(sem)) != 0 && errno == EINTR)
-      ;
-  } else {
-    struct timespec ts = {(time_t)(deadline_ns / 1000000000u),
-                          (long)(deadline_ns % 1000000000u)};
-    while ((rc = sem_clockwait(sem, CLOCK_MONOTONIC, &ts)) != 0 &&
-           errno == EINTR)
-      ;
-  }
+  while ((rc = sem_clockwait(sem, CLOCK_MONOTONIC, &ts)) != 0 && errno == EINTR)
+    ;
   ring_lock(r);
   if (waiting)
     *waiting = 0;
@@ -199,7 +232,7 @@ static int wait_locked(struct ring *r, sem_t *sem, uint32_t *waiters,
     (*waiters)--;
   if (rc == 0 && *posts > 0)
     (*posts)--;
-  return rc == 0 ? 0 : -ETIMEDOUT;
+  return rc != 0 && last_slice ? -ETIMEDOUT : 0;
 }
 
 int ring_wait_space(struct ring *r, size_t len, uint64_t deadline_ns) {

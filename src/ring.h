@@ -17,7 +17,10 @@
  * the offsets under the lock, so an extra post costs a spurious wake-up and
  * nothing else. A process that dies holding the lock leaves the offsets as
  * they were at one of the steps named below; the next locker gets EOWNERDEAD
- * and ring_repair() restores the invariants before anyone reads them.
+ * and ring_repair() restores the invariants before anyone reads them. A
+ * process killed at the wrong instant can also swallow another's wake-up,
+ * so every wait, for the lock or a semaphore, is made of bounded slices
+ * (ring.c says how long).
  */
 #ifndef PP_RING_H
 #define PP_RING_H

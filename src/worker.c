@@ -29,7 +29,6 @@
 #define LONG_NS 1000000u
 #define FLUSH_NS 2000000u
 #define LOCAL_BUF (64 * 1024)
-#define IDLE_RECHECK_S 1.0
 
 struct worker {
   struct shared *sh;
@@ -221,11 +220,7 @@ static size_t run_batch(struct worker *w, size_t limit) {
   int n;
 
   spin_for_tasks(w);
-  /* The sleep is bounded: were a wake-up ever lost (to a sibling killed at
-   * the wrong instant), an idle worker would lose a second, not hang. */
-  while ((n = ring_get(w->sh->tasks, w->in, w->in_cap, limit, &len,
-                       pp_deadline_ns(IDLE_RECHECK_S), &rd)) == -ETIMEDOUT)
-    ;
+  n = ring_get(w->sh->tasks, w->in, w->in_cap, limit, &len, RING_FOREVER, &rd);
   if (n <= 0)
     return 0;
   while (ring_frame_next(w->in, len, &off, &payload, &plen)) {

@@ -286,6 +286,93 @@ START_TEST(test_owner_dies_at_each_step) {
 }
 END_TEST
 
+/* ------------------------------------------------ swallowed wake-ups */
+
+/* A process killed just after it was woken takes the wake-up with it. Here
+ * the consumer's post is booked as made (read_posts) and never made: the
+ * consumer, waiting for ever, must still find the frame put meanwhile. */
+START_TEST(test_swallowed_post) {
+  struct ring *r = make_ring(256);
+  int status, waiting = 0;
+  pid_t pid = fork();
+
+  if (pid == 0) {
+    int crc;
+    uint64_t tag = get_tagged(r, RING_FOREVER, &crc);
+    _exit(tag == 7 && crc == 1 ? 0 : 1);
+  }
+  for (double t0 = tu_now(); !waiting && tu_now() - t0 < 10; usleep(1000)) {
+    ring_lock(r);
+    if ((waiting = r->read_waiters == 1))
+      r->read_posts = 1; /* its wake-up, already "on its way" */
+    ring_unlock(r);
+  }
+  ck_assert_msg(waiting, "the consumer never waited");
+  /* The put posts nothing; should the consumer sleep for ever, Check's
+   * timeout fails the test. */
+  ck_assert_int_eq(put_tagged(r, 7, 16, RING_NOWAIT), 0);
+  ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  free_ring(r);
+}
+END_TEST
+
+#ifdef __GLIBC__
+/* The glibc futex word of the ring's lock: its owner's tid, and this bit
+ * when a waiter sleeps in the kernel. */
+#define FUTEX_WAITERS_BIT 0x80000000u
+static unsigned *lock_word(struct ring *r) {
+  return (unsigned *)&r->lock.__data.__lock;
+}
+
+static int lock_has_sleeper(struct ring *r) {
+  return (__atomic_load_n(lock_word(r), __ATOMIC_SEQ_CST) &
+          FUTEX_WAITERS_BIT) != 0;
+}
+
+/* The same for the lock. When the waiter a futex wake went to dies before
+ * taking the lock, and another process takes the free lock (without the
+ * waiters bit) and frees it, the word is 0 and nobody is woken. The holder
+ * here leaves that state directly: it clears the word and exits. The
+ * process asleep on the lock must still get it. */
+START_TEST(test_swallowed_lock_wakeup) {
+  struct ring *r = make_ring(256);
+  int go[2], held[2], status;
+  pid_t holder, waiter;
+  char c = 0;
+
+  ck_assert_int_eq(pipe(go), 0);
+  ck_assert_int_eq(pipe(held), 0);
+  if ((holder = fork()) == 0) {
+    ring_lock(r);
+    if (write(held[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+      _exit(1);
+    __atomic_store_n(lock_word(r), 0, __ATOMIC_SEQ_CST); /* no wake */
+    _exit(0); /* the kernel sees a free lock: nothing to do at exit */
+  }
+  ck_assert_int_eq(read(held[0], &c, 1), 1);
+  if ((waiter = fork()) == 0) {
+    ring_lock(r);
+    ring_unlock(r);
+    _exit(0);
+  }
+  for (double t0 = tu_now(); !lock_has_sleeper(r) && tu_now() - t0 < 10;)
+    usleep(1000);
+  ck_assert_msg(lock_has_sleeper(r), "the waiter never slept on the lock");
+  ck_assert_int_eq(write(go[1], &c, 1), 1);
+  ck_assert_int_eq(waitpid(holder, &status, 0), holder);
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  ck_assert_int_eq(waitpid(waiter, &status, 0), waiter); /* or times out */
+  ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  close(go[0]);
+  close(go[1]);
+  close(held[0]);
+  close(held[1]);
+  free_ring(r);
+}
+END_TEST
+#endif
+
 static Suite *make_ring_suite(void) {
   Suite *s = suite_create("ring");
   TCase *tc = tcase_create("ring");
@@ -298,6 +385,10 @@ static Suite *make_ring_suite(void) {
   tcase_add_test(tc, test_many_processes);
   tcase_add_loop_test(tc, test_owner_dies_at_each_step, RING_STEP_PUT_COPIED,
                       RING_STEP_COUNT);
+  tcase_add_test(tc, test_swallowed_post);
+#ifdef __GLIBC__
+  tcase_add_test(tc, test_swallowed_lock_wakeup);
+#endif
   suite_add_tcase(s, tc);
   return s;
 }
