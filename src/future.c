@@ -125,8 +125,7 @@ static int wait_done_locked(pp_future *f, uint64_t deadline_ns) {
     if (deadline_ns == RING_FOREVER) {
       pthread_cond_wait(&p->changed, &p->mu);
     } else {
-      struct timespec ts = {(time_t)(deadline_ns / 1000000000u),
-                            (long)(deadline_ns % 1000000000u)};
+      struct timespec ts = pp_timespec(deadline_ns);
       if (pthread_cond_timedwait(&p->changed, &p->mu, &ts) == ETIMEDOUT &&
           !is_done(f))
         return PP_ETIMEDOUT;

@@ -316,8 +316,7 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
     if (m->deadline_ns == RING_FOREVER) {
       pthread_cond_wait(&m->pool->changed, &m->pool->mu);
     } else {
-      struct timespec ts = {(time_t)(m->deadline_ns / 1000000000u),
-                            (long)(m->deadline_ns % 1000000000u)};
+      struct timespec ts = pp_timespec(m->deadline_ns);
       pthread_cond_timedwait(&m->pool->changed, &m->pool->mu, &ts);
     }
   }

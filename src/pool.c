@@ -287,8 +287,7 @@ int pool_alloc_slot(pp_pool *p, int wait, uint64_t deadline_ns,
     if (deadline_ns == RING_FOREVER) {
       pthread_cond_wait(&p->changed, &p->mu);
     } else {
-      struct timespec ts = {(time_t)(deadline_ns / 1000000000u),
-                            (long)(deadline_ns % 1000000000u)};
+      struct timespec ts = pp_timespec(deadline_ns);
       if (pthread_cond_timedwait(&p->changed, &p->mu, &ts) == ETIMEDOUT)
         return PP_ETIMEDOUT;
     }

@@ -140,11 +140,10 @@ static void ring_repair(struct ring *r) {
 /* A CLOCK_REALTIME instant `ns` from now, for pthread_mutex_timedlock()
  * (the sanitizers know that call, not pthread_mutex_clocklock()). */
 static struct timespec realtime_in(uint64_t ns) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ns += (uint64_t)ts.tv_nsec;
-  ts.tv_sec += (time_t)(ns / 1000000000u);
-  ts.tv_nsec = (long)(ns % 1000000000u);
+  struct timespec now, ts;
+  clock_gettime(CLOCK_REALTIME, &now);
+  ts = pp_timespec(ns + (uint64_t)now.tv_nsec);
+  ts.tv_sec += now.tv_sec;
   return ts;
 }
 
@@ -217,8 +216,7 @@ static int wait_locked(struct ring *r, sem_t *sem, uint32_t *waiters,
 
   if (last_slice)
     until = deadline_ns;
-  ts.tv_sec = (time_t)(until / 1000000000u);
-  ts.tv_nsec = (long)(until % 1000000000u);
+  ts = pp_timespec(until);
   (*waiters)++;
   if (waiting)
     *waiting = 1;

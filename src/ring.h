@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
+#include <time.h>
 
 /* The steps at which a lock holder may die (test hooks use them too). */
 enum ring_step {
@@ -142,5 +143,11 @@ int ring_frame_next(const void *buf, size_t len, size_t *off, void **payload,
 /* Monotonic clock in nanoseconds; deadline helpers. */
 uint64_t pp_now_ns(void);
 uint64_t pp_deadline_ns(double timeout_s);
+
+/* `ns` nanoseconds since a clock's epoch, as the timespec of timed waits. */
+static inline struct timespec pp_timespec(uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  return ts;
+}
 
 #endif

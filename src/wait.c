@@ -78,8 +78,7 @@ static int nap(pp_pool *p, uint64_t deadline_ns) {
   }
   if (deadline_ns == RING_FOREVER)
     return pthread_cond_wait(&p->changed, &p->mu);
-  ts.tv_sec = (time_t)(deadline_ns / 1000000000u);
-  ts.tv_nsec = (long)(deadline_ns % 1000000000u);
+  ts = pp_timespec(deadline_ns);
   return pthread_cond_timedwait(&p->changed, &p->mu, &ts);
 }
 

@@ -15,7 +15,6 @@
 #include "internal.h"
 #include "testhook.h"
 
-#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
