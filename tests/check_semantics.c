@@ -30,7 +30,7 @@
 
 struct page *page;
 pp_engine engine;
-int init_value;
+_Thread_local int init_value;
 
 /* ------------------------------------------------------------ helpers */
 

@@ -28,7 +28,9 @@ struct page {
 
 extern struct page *page;
 extern pp_engine engine; /* the engine of this run of the suite */
-extern int init_value;   /* set by an initializer, read by task_init_value */
+/* Set by an initializer, read by task_init_value: per worker thread (the
+ * thread engine runs a worker's initializer and tasks in one thread). */
+extern _Thread_local int init_value;
 
 /* A case of the suite, with the fixture and a timeout in seconds. */
 TCase *sem_tcase(Suite *s, const char *name, double timeout);

@@ -13,28 +13,44 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-/* A thread waiting for a future for ever. */
+/* A thread waiting for a future for ever, in one of three calls. */
+enum wait_in { IN_RESULT, IN_WAIT, IN_AS_COMPLETED };
+
 struct waiter {
   pp_future *f;
-  int rc;
+  enum wait_in in;
+  int rc; /* the future's result once the wait returned */
 };
 
 static void wait_forever(void *arg) {
   struct waiter *w = arg;
+  pp_completed *it;
+  pp_future *got;
+
+  if (w->in == IN_WAIT) {
+    pp_wait(&w->f, 1, PP_FOREVER, PP_ALL_COMPLETED, NULL);
+  } else if (w->in == IN_AS_COMPLETED &&
+             pp_as_completed(&w->f, 1, PP_FOREVER, &it) == 0) {
+    pp_completed_next(it, &got);
+    pp_completed_destroy(it);
+  }
   w->rc = pp_future_result(w->f, PP_FOREVER, NULL, NULL);
 }
+
+static const char *const wait_names[] = {"pp_future_result()", "pp_wait()",
+                                         "pp_completed_next()"};
 
 /* How a cancel reaches the waiter: pp_future_cancel() or a shutdown. */
 enum cancel_by { BY_CANCEL, BY_SHUTDOWN };
 
-/* 1. A waiter in pp_future_result(PP_FOREVER) on an idle pool (its one
- * worker held by a gate) is woken at once when another thread cancels the
- * future. The bug wakes it only when an unrelated task ends: the gate is
- * opened after 2 s, so that the test fails rather than hangs. */
-static void check_cancel_wakes_waiter(enum cancel_by how) {
+/* 1. A waiter (PP_FOREVER) on an idle pool (its one worker held by a gate)
+ * is woken at once when another thread cancels the future. The bug wakes it
+ * only when an unrelated task ends: the gate is opened after 2 s, so that
+ * the test fails rather than hangs. */
+static void check_cancel_wakes_waiter(enum cancel_by how, enum wait_in in) {
   pp_pool *p = pool_n(1);
   pp_future *g = submit_i64(p, task_gate, 0);
-  struct waiter w = {NULL, 1};
+  struct waiter w = {NULL, in, 1};
   struct bg b;
   int woke;
 
@@ -51,8 +67,9 @@ static void check_cancel_wakes_waiter(enum cancel_by how) {
   if (!woke)
     ck_assert(bg_finished_within(&b, 30));
   ck_assert_msg(woke,
-                "a waiter was not woken by %s of its future (it woke "
-                "only when an unrelated task finished)",
+                "a waiter in %s was not woken by %s of its future (it "
+                "woke only when an unrelated task finished)",
+                wait_names[in],
                 how == BY_CANCEL ? "pp_future_cancel()"
                                  : "pp_pool_shutdown(cancel_pending)");
   ck_assert_int_eq(w.rc, PP_ECANCELLED);
@@ -63,12 +80,24 @@ static void check_cancel_wakes_waiter(enum cancel_by how) {
 }
 
 START_TEST(test_d01_cancel_wakes_waiter) {
-  check_cancel_wakes_waiter(BY_CANCEL);
+  check_cancel_wakes_waiter(BY_CANCEL, IN_RESULT);
+}
+END_TEST
+
+/* 1, the same cause: pp_wait() and as_completed sleep on the same
+ * condition as pp_future_result(). */
+START_TEST(test_d01_cancel_wakes_pp_wait) {
+  check_cancel_wakes_waiter(BY_CANCEL, IN_WAIT);
+}
+END_TEST
+
+START_TEST(test_d01_cancel_wakes_as_completed) {
+  check_cancel_wakes_waiter(BY_CANCEL, IN_AS_COMPLETED);
 }
 END_TEST
 
 START_TEST(test_d01_shutdown_cancel_wakes_waiter) {
-  check_cancel_wakes_waiter(BY_SHUTDOWN);
+  check_cancel_wakes_waiter(BY_SHUTDOWN, IN_RESULT);
 }
 END_TEST
 
@@ -647,6 +676,8 @@ void sem_add_defect_tests(Suite *s) {
   tc = sem_tcase(s, "d01", 30);
   tcase_add_test(tc, test_d01_cancel_wakes_waiter);
   tcase_add_test(tc, test_d01_shutdown_cancel_wakes_waiter);
+  tcase_add_test(tc, test_d01_cancel_wakes_pp_wait);
+  tcase_add_test(tc, test_d01_cancel_wakes_as_completed);
   tc = sem_tcase(s, "d02", 30);
   tcase_add_test(tc, test_d02_init_negative_fails_create);
   tcase_add_test(tc, test_d02_init_negative_background);
