@@ -279,8 +279,14 @@ static void threads_stop(pp_pool *p) {
   p->engine_state = NULL;
 }
 
+/* As Python's ThreadPoolExecutor: min(32, CPUs + 4). */
+static int threads_default_workers(int cpus) {
+  return cpus + 4 > 32 ? 32 : cpus + 4;
+}
+
 const struct pp__engine pp__engine_threads = {
     .name = "threads",
+    .default_workers = threads_default_workers,
     .start = threads_start,
     .stop = threads_stop,
     .close_locked = threads_close_locked,
