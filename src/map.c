@@ -33,11 +33,17 @@
 #define AUTO_MAX 1024           /* largest automatic chunk */
 #define AUTO_TARGET_NS 200000.0 /* time an automatic chunk aims to take */
 
-/* One run of results, copied whole; freed with its last item. */
+/* One run of results, copied whole; freed with its last item (small
+ * ones are kept on the map's spare list for the next run). */
 struct map_chunk {
-  size_t refs; /* items pointing into it; under pool->mu */
+  size_t refs;            /* items pointing into it; under pool->mu */
+  size_t cap;             /* bytes[] allocated */
+  struct map_chunk *next; /* on the spare list */
   unsigned char bytes[];
 };
+
+#define SPARE_BYTES 256 /* runs up to this size reuse their chunks */
+#define SPARE_MAX 64
 
 /* One argument's result. `done` is written under pool->mu; a done item is
  * never written again until it is released. */
@@ -56,10 +62,11 @@ struct pp_map {
   size_t n;
   pp_gen_fn gen; /* generator source, or NULL */
   void *gen_state;
-  size_t chunksize; /* arguments per task now */
-  int auto_chunk;   /* chunksize follows the measured task time */
-  double item_ns;   /* measured time of one item (auto), 0: none yet */
-  size_t max_chunk; /* largest chunksize (the stage's size) */
+  size_t chunksize;  /* arguments per task now; the consumer's */
+  size_t chunk_next; /* what the measurements ask for next (under mu) */
+  int auto_chunk;    /* chunksize follows the measured task time */
+  double item_ns;    /* measured time of one item (auto), 0: none yet */
+  size_t max_chunk;  /* largest chunksize (the stage's size) */
   size_t window;
   uint64_t deadline_ns;
   uint64_t task_timeout_ns; /* 0: none */
@@ -70,9 +77,12 @@ struct pp_map {
   size_t cursor;            /* the next result to hand back */
   size_t ready_end;         /* results [cursor, ready_end) are done */
   size_t tasks;             /* tasks in flight */
+  int helped;               /* took results itself before this sleep */
   int source_done;
   int source_err;
-  struct map_item *items; /* [window + 1] */
+  struct map_item *items;  /* [window + 1] */
+  struct map_chunk *spare; /* small chunks to reuse; under mu */
+  size_t nspare;
   /* The stage: the next task's arguments. */
   const void **stage_args;
   size_t *stage_lens;
@@ -91,10 +101,38 @@ static struct map_item *item_at(pp_map *m, size_t index) {
   return &m->items[index % (m->window + 1)];
 }
 
+/* With mu held: a chunk of at least `len` bytes, from the spare list when
+ * small. */
+static struct map_chunk *chunk_new(pp_map *m, size_t len) {
+  struct map_chunk *c;
+
+  if (len <= SPARE_BYTES && (c = m->spare) != NULL) {
+    m->spare = c->next;
+    m->nspare--;
+    return c;
+  }
+  if (len <= SPARE_BYTES)
+    len = SPARE_BYTES;
+  if ((c = malloc(sizeof *c + len)) != NULL)
+    c->cap = len;
+  return c;
+}
+
+/* With mu held: a chunk no item points into any more. */
+static void chunk_free(pp_map *m, struct map_chunk *c) {
+  if (c->cap == SPARE_BYTES && m->nspare < SPARE_MAX) {
+    c->next = m->spare;
+    m->spare = c;
+    m->nspare++;
+    return;
+  }
+  free(c);
+}
+
 /* With mu held (or alone): forgets a result that was handed back. */
-static void item_release(struct map_item *it) {
+static void item_release(pp_map *m, struct map_item *it) {
   if (it->chunk && --it->chunk->refs == 0)
-    free(it->chunk);
+    chunk_free(m, it->chunk);
   if (it->single) {
     pp__outcome_clear(it->single);
     free(it->single);
@@ -204,6 +242,7 @@ static int refill_locked(pp_map *m) {
   int rc;
 
   PP__ASSERT_LOCKED(m->pool);
+  m->chunksize = m->chunk_next; /* the consumer's copy changes only here */
   while (!m->source_err) {
     int idle = m->tasks == 0;
     if (m->staged == 0) {
@@ -258,13 +297,13 @@ static void adapt_chunk_locked(pp_map *m, uint32_t count, uint64_t run_ns) {
 
   m->item_ns = m->item_ns > 0 ? 0.75 * m->item_ns + 0.25 * per : per;
   want = m->item_ns > 0 ? AUTO_TARGET_NS / m->item_ns : (double)AUTO_MAX;
-  if (want > 4.0 * (double)m->chunksize)
-    want = 4.0 * (double)m->chunksize;
+  if (want > 4.0 * (double)m->chunk_next)
+    want = 4.0 * (double)m->chunk_next;
   if (cap > m->max_chunk)
     cap = m->max_chunk;
-  m->chunksize = want < 1             ? 1
-                 : want > (double)cap ? (cap ? cap : 1)
-                                      : (size_t)want;
+  m->chunk_next = want < 1             ? 1
+                  : want > (double)cap ? (cap ? cap : 1)
+                                       : (size_t)want;
 }
 
 /* The slot owner callback: results index .. index + count - 1 arrived as
@@ -273,7 +312,7 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
                                const void *run, size_t len, uint64_t run_ns,
                                struct pp__deferred **later) {
   pp_map *m = owner;
-  struct map_chunk *c = malloc(sizeof *c + len);
+  struct map_chunk *c = chunk_new(m, len);
   const unsigned char *p;
 
   (void)later;
@@ -294,11 +333,11 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
       continue;
     it->chunk = c;
     it->ih = ih;
-    it->done = 1;
+    __atomic_store_n(&it->done, 1, __ATOMIC_RELEASE);
     c->refs++;
   }
   if (c->refs == 0)
-    free(c);
+    chunk_free(m, c);
 }
 
 /* The slot owner callback: one of the map's tasks is gone. */
@@ -328,6 +367,7 @@ static void choose_chunking(pp_map *m, const pp_map_options *opts) {
                                     : fit;
   }
   m->chunksize = m->auto_chunk ? 1 : m->max_chunk;
+  m->chunk_next = m->chunksize;
 }
 
 /* The window: as asked, else four chunks of the largest size (at least 64
@@ -433,10 +473,18 @@ int pp_map_gen(pp_pool *p, pp_task_fn fn, pp_gen_fn gen, void *state,
  * the window. */
 static void release_handed_locked(pp_map *m) {
   for (size_t i = m->released; i < m->cursor; i++)
-    item_release(item_at(m, i));
+    item_release(m, item_at(m, i));
   m->released = m->cursor;
   if (m->cursor > m->yielded)
     m->yielded = m->cursor;
+}
+
+/* Whether result `cursor` is done, read without the lock as a hint for
+ * help_wait (an item's done flag only ever turns on while it waits). */
+static int cursor_done(const void *arg) {
+  const pp_map *m = arg;
+  return __atomic_load_n(&m->items[m->cursor % (m->window + 1)].done,
+                         __ATOMIC_ACQUIRE);
 }
 
 /* With mu held: waits until result `cursor` is done, or the map ends or
@@ -453,9 +501,21 @@ static int wait_ready_locked(pp_map *m) {
       break;
     if (m->deadline_ns != PP__FOREVER && pp__now_ns() >= m->deadline_ns)
       return PP_ETIMEDOUT;
+    if (m->pool->engine->help_wait && !m->helped) {
+      /* Take results off the engine for a moment before sleeping. */
+      m->helped = 1;
+      pp__pool_unlock(m->pool);
+      m->pool->engine->help_wait(m->pool, cursor_done, m);
+      pp__pool_lock(m->pool);
+      continue;
+    }
+    m->helped = 0;
     pp__pool_wait(m->pool, &m->pool->changed, m->deadline_ns);
   }
-  m->ready_end = m->cursor + 1;
+  m->helped = 0;
+  /* Scanned on from where the last scan stopped: amortised O(1). */
+  if (m->ready_end <= m->cursor)
+    m->ready_end = m->cursor + 1;
   while (m->ready_end < m->submitted && item_at(m, m->ready_end)->done)
     m->ready_end++;
   return 0;
@@ -553,9 +613,14 @@ void pp_map_destroy(pp_map *m) {
     pp__pool_wait(p, &p->changed, PP__FOREVER);
   if (m->items)
     for (size_t i = 0; i <= m->window; i++)
-      item_release(&m->items[i]);
+      item_release(m, &m->items[i]);
   pp__pool_unlock(p);
   assert(none == NULL);
+  while (m->spare) {
+    struct map_chunk *c = m->spare;
+    m->spare = c->next;
+    free(c);
+  }
   free(m->items);
   free(m->stage_args);
   free(m->stage_lens);

@@ -42,6 +42,7 @@ struct pp__worker_record {
 /* The shared region. */
 struct pp__shared {
   _Atomic int collector_asleep; /* the collector is (about to be) in poll() */
+  _Atomic int helpers;          /* master threads taking results themselves */
   _Atomic int closing;          /* workers exit once the task ring is empty */
   int wake_fd;                  /* eventfd the collector polls */
   pid_t master;                 /* workers exit if their parent is not it */

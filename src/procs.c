@@ -175,15 +175,28 @@ static void procs_timers_changed_locked(pp_pool *p) {
 }
 
 /* Takes results off the ring itself for a moment before the caller
- * sleeps: a small result then reaches it without waking the collector. */
+ * sleeps: a small result then reaches it without waking the collector,
+ * and workers skip waking the collector meanwhile (shared.c). */
 static void procs_help_wait(pp_pool *p, int (*done)(const void *),
                             const void *arg) {
+  struct pp__shared *sh = pp__procs_of(p)->sh;
   unsigned char buf[4096];
   uint64_t until = pp__now_ns() + PP__SPIN_NS;
+  int waiting;
 
-  while (!done(arg) && pp__now_ns() < until)
+  atomic_fetch_add(&sh->helpers, 1);
+  for (unsigned i = 1; !done(arg); i++) {
+    if (i % 16 == 0 && pp__now_ns() >= until) /* the clock costs 20 ns */
+      break;
     if (pp__collector_drain(p, buf, sizeof buf) == 0)
       pp__cpu_relax();
+  }
+  atomic_fetch_sub(&sh->helpers, 1);
+  pp__ring_lock(sh->results);
+  waiting = pp__ring_count_locked(sh->results) > 0;
+  pp__ring_unlock(sh->results);
+  if (waiting) /* put while the workers thought this thread would take it */
+    poke_collector(sh);
 }
 
 static int procs_worker_pids_locked(pp_pool *p, int *pids, int cap) {

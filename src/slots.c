@@ -13,6 +13,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Frames up to this size stay with their slot, for the next task. */
+#define FRAME_KEEP 4096
+
 uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload) {
   size_t frame = 8 + pp__pad8(pp__max_frame(max_payload)), cap = 64, n = 256;
   if (ring_capacity < frame)
@@ -129,8 +132,11 @@ void pp__slot_free_locked(pp_pool *p, uint32_t index) {
     t->timed--;
   if (s->ops && s->ops->gone_locked)
     s->ops->gone_locked(s->owner);
-  free(s->frame);
-  s->frame = NULL;
+  if (s->frame_cap > FRAME_KEEP) { /* small frames are kept for reuse */
+    free(s->frame);
+    s->frame = NULL;
+    s->frame_cap = 0;
+  }
   s->used = 0;
   s->ops = NULL;
   s->owner = NULL;
@@ -176,19 +182,27 @@ int pp__slot_frame_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
   if (body > p->st.max_frame)
     return PP_ETOOBIG;
   s->frame_len = 8 + pp__pad8(body);
-  if (!(f = calloc(1, s->frame_len)))
-    return PP_ENOMEM;
+  if (s->frame_cap < s->frame_len) {
+    if (!(f = malloc(s->frame_len)))
+      return PP_ENOMEM;
+    free(s->frame);
+    s->frame = f;
+    s->frame_cap = s->frame_len;
+  }
+  f = s->frame;
   memcpy(f, &(uint64_t){body}, 8);
   memcpy(f + 8, &hdr, sizeof hdr);
   off = 8 + sizeof hdr;
   for (size_t i = 0; i < n; i++) {
     uint32_t len = (uint32_t)lens[i];
-    memcpy(f + off, &len, 4);
+    uint64_t head = len; /* [u32 len][u32 pad] */
+    memcpy(f + off, &head, 8);
     if (len)
       memcpy(f + off + 8, args[i], len);
+    if (len % 8)
+      memset(f + off + 8 + len, 0, 8 - len % 8);
     off += 8 + pp__pad8(len);
   }
-  s->frame = f;
   s->items = s->items_left = (uint32_t)n;
   return 0;
 }

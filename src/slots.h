@@ -143,6 +143,7 @@ struct pp__slot {
   size_t base; /* map: index of the task's first argument */
   void *frame; /* the task frame, kept to queue it again */
   size_t frame_len;
+  size_t frame_cap; /* bytes allocated at frame, kept across uses */
 };
 
 /* Waiting room for slots an engine could not take yet (a full ring). */
