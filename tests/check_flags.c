@@ -14,6 +14,7 @@
  */
 #include "country_codes.h"
 #include "testutil.h"
+#include "toolutil.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -47,13 +48,6 @@ struct server {
   char err[300];
 };
 
-/* One finished run of flags. */
-struct run {
-  int status;  /* exit status, or 128 + signal */
-  double wall; /* seconds */
-  char *out, *err;
-};
-
 static char tmpdir[256];
 static struct server srv;
 
@@ -62,33 +56,6 @@ static struct server srv;
 static void sleep_s(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
   nanosleep(&ts, NULL);
-}
-
-/* Reads a whole file into a new NUL-terminated buffer; *len (OUT) may be
- * NULL. Returns NULL if it cannot be read. */
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  char *buf = NULL;
-  size_t cap = 0, n = 0;
-
-  if (!f)
-    return NULL;
-  for (;;) {
-    if (n + 4097 > cap) {
-      cap = cap ? cap * 2 : 65536;
-      buf = realloc(buf, cap);
-      ck_assert_ptr_nonnull(buf);
-    }
-    size_t r = fread(buf + n, 1, cap - n - 1, f);
-    n += r;
-    if (r == 0)
-      break;
-  }
-  fclose(f);
-  buf[n] = '\0';
-  if (len)
-    *len = n;
-  return buf;
 }
 
 static void path_in(char *buf, size_t size, const char *name) {
@@ -145,39 +112,19 @@ static void need_binary(const char *path, const char *target) {
                 strerror(errno));
 }
 
-/* Starts a child with stdout and stderr in files; argv[0] is the binary. */
+/* Starts argv with stdout and stderr in the files `out` and `err`. */
 static pid_t spawn(char *const argv[], const char *out, const char *err,
                    const char *cwd) {
-  pid_t pid = fork();
+  int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  pid_t pid;
 
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
-      _exit(126);
-    if (cwd && chdir(cwd) < 0)
-      _exit(126);
-    execv(argv[0], argv);
-    _exit(127);
-  }
+  ck_assert_msg(fo >= 0 && fe >= 0, "cannot create %s: %s", out,
+                strerror(errno));
+  pid = tu_spawn(argv, -1, fo, fe, cwd);
+  close(fo);
+  close(fe);
   return pid;
-}
-
-/* Waits up to `seconds` for pid; returns the exit status (128 + signal) or
- * -1 on timeout. */
-static int wait_for(pid_t pid, double seconds) {
-  double end = tu_now() + seconds;
-  int st;
-
-  while (tu_now() < end) {
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    sleep_s(0.01);
-  }
-  return -1;
 }
 
 /* ----------------------------------------------------------- flagserver */
@@ -198,7 +145,7 @@ static void server_start(const char *arg, ...) {
   path_in(srv.err, sizeof srv.err, "server.err");
   srv.pid = spawn(argv, srv.out, srv.err, NULL);
   for (double end = tu_now() + 10; tu_now() < end; sleep_s(0.02)) {
-    char *text = slurp(srv.out, NULL);
+    char *text = tu_read_file(srv.out, NULL);
     char *nl = text ? strchr(text, '\n') : NULL;
     int port = 0;
     if (nl && sscanf(text, "Serving flags on http://127.0.0.1:%d/flags",
@@ -224,9 +171,9 @@ static void server_stop(long *total, long *ok, long *notfound, long *errors) {
   char *text, *line;
 
   kill(srv.pid, SIGTERM);
-  ck_assert_msg(wait_for(srv.pid, 10) >= 0, "flagserver ignored SIGTERM");
+  ck_assert_msg(tu_wait(srv.pid, 10) >= 0, "flagserver ignored SIGTERM");
   srv.pid = 0;
-  text = slurp(srv.err, NULL);
+  text = tu_read_file(srv.err, NULL);
   ck_assert_ptr_nonnull(text);
   line = strstr(text, "served ");
   ck_assert_msg(line && sscanf(line,
@@ -241,39 +188,17 @@ static void server_stop(long *total, long *ok, long *notfound, long *errors) {
 
 /* Runs flags with the given arguments (NULL-terminated) in `cwd` (NULL:
  * the test directory), waiting up to 120 s. */
-static void run_flags(struct run *r, const char *cwd, const char *arg, ...) {
+static void run_flags(struct tu_run *r, const char *cwd, const char *arg, ...) {
   char *argv[MAX_ARGS] = {FLAGS_PATH};
-  char out[300], err[300];
   int argc = 1;
   va_list ap;
-  double t0;
-  pid_t pid;
 
   need_binary(FLAGS_PATH, "flags");
   va_start(ap, arg);
   for (const char *a = arg; a && argc < MAX_ARGS - 1; a = va_arg(ap, char *))
     argv[argc++] = (char *)a;
   va_end(ap);
-  path_in(out, sizeof out, "flags.out");
-  path_in(err, sizeof err, "flags.err");
-  t0 = tu_now();
-  pid = spawn(argv, out, err, cwd ? cwd : tmpdir);
-  r->status = wait_for(pid, 120);
-  r->wall = tu_now() - t0;
-  if (r->status < 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-  }
-  r->out = slurp(out, NULL);
-  r->err = slurp(err, NULL);
-  ck_assert_msg(r->status >= 0, "flags did not finish within 120 s");
-  ck_assert_ptr_nonnull(r->out);
-  ck_assert_ptr_nonnull(r->err);
-}
-
-static void run_free(struct run *r) {
-  free(r->out);
-  free(r->err);
+  tu_run(r, argv, NULL, cwd ? cwd : tmpdir, 120);
 }
 
 /* The number on the report line ending with `tail` (" downloaded.",
@@ -347,17 +272,6 @@ struct fake {
   pthread_t thread;
 };
 
-/* Sends all of buf, giving up quietly if the client went away. */
-static void send_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-    if (n <= 0)
-      return;
-    buf += n;
-    len -= (size_t)n;
-  }
-}
-
 /* Reads a request's head (up to the blank line, or what arrives). */
 static void read_request(int fd) {
   char buf[4096];
@@ -390,20 +304,20 @@ static void fake_answer(struct fake *fk, int fd) {
     n = snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
                  "Content-Length: 1000\r\n\r\n");
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body, 10);
+    tu_send_all(fd, head, (size_t)n);
+    tu_send_all(fd, body, 10);
     break;
   case FAKE_BIG_LENGTH:
     n = snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof body);
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body, sizeof body);
+    tu_send_all(fd, head, (size_t)n);
+    tu_send_all(fd, body, sizeof body);
     break;
   case FAKE_BIG_STREAM:
     n = snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body, 3 * sizeof body / 4);
+    tu_send_all(fd, head, (size_t)n);
+    tu_send_all(fd, body, 3 * sizeof body / 4);
     break;
   case FAKE_SILENT:
     if (fk->nheld < 64) {
@@ -428,27 +342,10 @@ static void *fake_main(void *arg) {
   return NULL;
 }
 
-/* A listening socket on a free port of 127.0.0.1; *port (OUT). With
- * `listening` 0 it is only bound, so connections to it are refused. */
-static int local_socket(int *port, int listening) {
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  socklen_t len = sizeof sa;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-  ck_assert_int_ge(fd, 0);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  if (listening)
-    ck_assert_int_eq(listen(fd, 64), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-  *port = ntohs(sa.sin_port);
-  return fd;
-}
-
 static void fake_start(struct fake *fk, enum fake_kind kind) {
   memset(fk, 0, sizeof *fk);
   fk->kind = kind;
-  fk->fd = local_socket(&fk->port, 1);
+  fk->fd = tu_listen_local(&fk->port, 1);
   ck_assert_int_eq(pthread_create(&fk->thread, NULL, fake_main, fk), 0);
 }
 
@@ -462,40 +359,6 @@ static void fake_stop(struct fake *fk) {
 
 /* ------------------------------------------------- our own HTTP client */
 
-/* GETs `path` from 127.0.0.1:port with HTTP/1.0; returns the status and
- * the body in *body (OUT, malloc'd) and *len. */
-static int http_get(int port, const char *path, char **body, size_t *len) {
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-  int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap), req[512], *sep;
-
-  ck_assert_ptr_nonnull(buf);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  snprintf(req, sizeof req,
-           "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-           path);
-  send_all(fd, req, strlen(req));
-  for (;;) {
-    if (n == cap)
-      ck_assert_ptr_nonnull(buf = realloc(buf, cap *= 2));
-    ssize_t r = recv(fd, buf + n, cap - n, 0);
-    if (r <= 0)
-      break;
-    n += (size_t)r;
-  }
-  close(fd);
-  sep = memmem(buf, n, "\r\n\r\n", 4);
-  ck_assert_msg(sep && sscanf(buf, "HTTP/%*s %d", &status) == 1,
-                "bad response to GET %s", path);
-  *len = n - (size_t)(sep + 4 - buf);
-  *body = malloc(*len + 1);
-  memcpy(*body, sep + 4, *len);
-  free(buf);
-  return status;
-}
-
 /* Checks that each *.gif in dir is what the server serves for it, and that
  * nothing else is there; returns the number of flags. */
 static int check_against_server(const char *dir) {
@@ -505,20 +368,23 @@ static int check_against_server(const char *dir) {
 
   ck_assert_msg(d != NULL, "no output directory %s", dir);
   while ((e = readdir(d)) != NULL) {
-    char path[600], url[64], *want, *got;
-    size_t wlen, glen;
+    char path[600], url[64], *got;
+    struct tu_resp want;
+    size_t glen;
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
     ck_assert_msg(strlen(e->d_name) == 6 && !strcmp(e->d_name + 2, ".gif"),
                   "unexpected file %s in %s", e->d_name, dir);
     snprintf(url, sizeof url, "/flags/%.2s/%.2s.gif", e->d_name, e->d_name);
-    ck_assert_int_eq(http_get(srv.port, url, &want, &wlen), 200);
+    tu_fetch(srv.port, "GET", url, &want);
+    ck_assert_int_eq(want.status, 200);
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    got = slurp(path, &glen);
-    ck_assert_msg(got && glen == wlen && memcmp(got, want, wlen) == 0,
+    got = tu_read_file(path, &glen);
+    ck_assert_msg(got && glen == want.body_len &&
+                      memcmp(got, want.body, glen) == 0,
                   "%s differs from what the server serves (%zu vs %zu bytes)",
-                  path, glen, wlen);
-    free(want);
+                  path, glen, want.body_len);
+    free(want.body);
     free(got);
     n++;
   }
@@ -534,7 +400,7 @@ static const char *const modes[] = {"sequential", "threads", "processes",
 /* Every mode downloads all 194 flags, byte-identical to the server's. */
 START_TEST(test_modes_download_identical) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
 
   server_start(NULL);
   path_in(dir, sizeof dir, modes[_i]);
@@ -545,7 +411,7 @@ START_TEST(test_modes_download_identical) {
   ASSERT_RUN(&r, report_count(r.out, " flags downloaded.") == 194);
   ASSERT_RUN(&r, !strstr(r.out, "not found") && !strstr(r.out, "error"));
   ck_assert_int_eq(check_against_server(dir), 194);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -553,7 +419,7 @@ END_TEST
  * working directory; the concurrency line is min(m, codes). */
 START_TEST(test_default_codes) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   server_start(NULL);
@@ -569,7 +435,7 @@ START_TEST(test_default_codes) {
   ck_assert_int_eq(gifs, 20);
   ck_assert_int_eq(others, 0);
   ck_assert_int_eq(access(strcat(dir, "/br.gif"), R_OK), 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -577,7 +443,7 @@ END_TEST
  * server agrees on every count. */
 START_TEST(test_every_not_found) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   long total, ok, nf, errs;
 
   server_start(NULL);
@@ -594,7 +460,7 @@ START_TEST(test_every_not_found) {
   ck_assert_int_eq(ok, 194);
   ck_assert_int_eq(nf, 482);
   ck_assert_int_eq(errs, 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -609,7 +475,7 @@ static int codes_starting(char letter) {
 /* Letters, codes, -a and -l expand and sort as the classic scripts do. */
 START_TEST(test_expansion) {
   char dir[300], want[128];
-  struct run r;
+  struct tu_run r;
 
   server_start(NULL);
   path_in(dir, sizeof dir, "out");
@@ -620,28 +486,28 @@ START_TEST(test_expansion) {
                      codes_starting('B') + codes_starting('Z'));
   ASSERT_RUN(&r, report_count(r.out, " not found.") ==
                      52 - codes_starting('B') - codes_starting('Z'));
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-a", "-l", "5", NULL);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 5 flags: AD, AE, AF, AG, AL\n"));
   ASSERT_RUN(&r, strstr(r.out, "\n5 concurrent connections will be used.\n"));
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 5);
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-e", "-l", "30", NULL);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 30 flags: from AA to BD\n"));
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-l", "3", NULL);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 3 flags: BD, BR, CD\n"));
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "us", "US", "-m", "4", NULL);
   ASSERT_RUN(&r, r.status == 0);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 1 flag: US\n"));
   ASSERT_RUN(&r, strstr(r.out, "\n1 concurrent connection will be used.\n"));
   ASSERT_RUN(&r, strstr(r.out, "\n  1 flag downloaded.\n"));
-  run_free(&r);
+  tu_run_free(&r);
 
   snprintf(want, sizeof want, "Searching for %d flags: from AA to AZ\n", 26);
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-v", "a", NULL);
@@ -649,14 +515,14 @@ START_TEST(test_expansion) {
   ASSERT_RUN(&r, strstr(r.out, "\nAD OK\n") && strstr(r.out, "\nAA not found"));
   ASSERT_RUN(&r, count_lines(r.out, " OK\n") == codes_starting('A'));
   ASSERT_RUN(&r, !strstr(r.err, "|"));
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
 /* --simple prints the codes on one line and "N downloads in T s". */
 START_TEST(test_simple_output) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
 
   server_start(NULL);
   path_in(dir, sizeof dir, "out");
@@ -666,14 +532,14 @@ START_TEST(test_simple_output) {
   ASSERT_RUN(&r, strstr(r.out, "BR ") && strstr(r.out, "CN "));
   ASSERT_RUN(&r, strstr(r.out, "\n20 downloads in "));
   ASSERT_RUN(&r, !strstr(r.out, "Searching"));
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
 /* --error-rate 1: every request is a 418, each an error, exit 1. */
 START_TEST(test_all_errors) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   server_start("--error-rate", "1", NULL);
@@ -687,14 +553,14 @@ START_TEST(test_all_errors) {
       &r, count_lines(r.out, " error: HTTP error 418 - I'm a Teapot\n") == 20);
   list_dir(dir, &gifs, &others);
   ck_assert_int_eq(gifs + others, 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
 /* --error-rate 0.5: the counts match the server's own exactly. */
 START_TEST(test_half_errors_match_server) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   long total, ok, nf, errs;
 
   server_start("--error-rate", "0.5", NULL);
@@ -708,7 +574,7 @@ START_TEST(test_half_errors_match_server) {
   ASSERT_RUN(&r, report_count(r.out, " errors.") == errs);
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == ok);
   ASSERT_RUN(&r, report_count(r.out, " not found.") == nf);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -717,7 +583,7 @@ END_TEST
 START_TEST(test_truncated_body) {
   char dir[300], url[64];
   struct fake fk;
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   fake_start(&fk, FAKE_TRUNCATED);
@@ -732,7 +598,7 @@ START_TEST(test_truncated_body) {
   list_dir(dir, &gifs, &others);
   ck_assert_int_eq(gifs, 0);
   ck_assert_int_eq(others, 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -741,7 +607,7 @@ START_TEST(test_oversize_body) {
   enum fake_kind kinds[] = {FAKE_BIG_LENGTH, FAKE_BIG_STREAM};
   char dir[300], url[64];
   struct fake fk;
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   path_in(dir, sizeof dir, "out");
@@ -756,7 +622,7 @@ START_TEST(test_oversize_body) {
     ASSERT_RUN(&r, strstr(r.out, "BR error: response body larger than 1 MiB"));
     list_dir(dir, &gifs, &others);
     ck_assert_int_eq(gifs + others, 0);
-    run_free(&r);
+    tu_run_free(&r);
   }
 }
 END_TEST
@@ -764,8 +630,8 @@ END_TEST
 /* A refused connection is an error for each code; exit 1. */
 START_TEST(test_refused) {
   char dir[300], url[64];
-  struct run r;
-  int port, fd = local_socket(&port, 0);
+  struct tu_run r;
+  int port, fd = tu_listen_local(&port, 0);
 
   snprintf(url, sizeof url, "http://127.0.0.1:%d/flags", port);
   path_in(dir, sizeof dir, "out");
@@ -774,7 +640,7 @@ START_TEST(test_refused) {
   ASSERT_RUN(&r, r.status == 1);
   ASSERT_RUN(&r, report_count(r.out, " errors.") == 26);
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -782,7 +648,7 @@ END_TEST
 START_TEST(test_timeout) {
   char dir[300], url[64];
   struct fake fk;
-  struct run r;
+  struct tu_run r;
 
   fake_start(&fk, FAKE_SILENT);
   snprintf(url, sizeof url, "http://127.0.0.1:%d/flags", fk.port);
@@ -793,7 +659,7 @@ START_TEST(test_timeout) {
   ASSERT_RUN(&r, r.status == 1);
   ASSERT_RUN(&r, report_count(r.out, " errors.") == 4);
   ASSERT_RUN(&r, r.wall < 5.0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -802,7 +668,7 @@ END_TEST
 START_TEST(test_delay_concurrent) {
   static const char *const concurrent[] = {"threads", "processes", "async"};
   char dir[300];
-  struct run r;
+  struct tu_run r;
 
   server_start("--delay", "0.5", NULL);
   path_in(dir, sizeof dir, "out");
@@ -811,33 +677,9 @@ START_TEST(test_delay_concurrent) {
   ASSERT_RUN(&r, r.status == 0);
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 20);
   ASSERT_RUN(&r, r.wall >= 0.5 && r.wall < 5.0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
-
-/* Pids of the live children of `pid`; returns how many, up to cap. */
-static int children_of(pid_t pid, pid_t *out, int cap) {
-  DIR *d = opendir("/proc");
-  struct dirent *e;
-  int n = 0;
-
-  while (d && (e = readdir(d)) != NULL && n < cap) {
-    char path[300], buf[512], *p, state;
-    int ppid;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    if (e->d_name[0] < '1' || e->d_name[0] > '9' || !(f = fopen(path, "r")))
-      continue;
-    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
-        sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == pid &&
-        state != 'Z')
-      out[n++] = atoi(e->d_name);
-    fclose(f);
-  }
-  if (d)
-    closedir(d);
-  return n;
-}
 
 /* Ctrl-C stops every mode quickly with status 130, leaves no partial or
  * temporary file and, in processes mode, no worker. */
@@ -858,12 +700,12 @@ START_TEST(test_sigint) {
   argv[9] = dir;
   pid = spawn(argv, out, err, tmpdir);
   sleep_s(1.5);
-  nkids = children_of(pid, kids, 64);
+  nkids = tu_children_of(pid, kids, 64);
   if (_i == 2)
     ck_assert_int_eq(nkids, 10);
   t0 = tu_now();
   kill(pid, SIGINT);
-  status = wait_for(pid, 10);
+  status = tu_wait(pid, 10);
   ck_assert_msg(status == 130, "exit status %d after SIGINT, not 130", status);
   ck_assert_msg(tu_now() - t0 < 3.0, "took %.2f s to stop", tu_now() - t0);
   sleep_s(0.2);
@@ -896,7 +738,7 @@ START_TEST(test_usage_errors) {
       {"--timeout", "0", "*** Usage error: Invalid TIMEOUT value: 0"},
       {"-x", NULL, "*** Usage error: "},
   };
-  struct run r;
+  struct tu_run r;
 
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     run_flags(&r, NULL, cases[i][0], cases[i][1], NULL);
@@ -907,12 +749,12 @@ START_TEST(test_usage_errors) {
                            60) == 0);
     ASSERT_RUN(&r, strstr(r.err, cases[i][2]) != NULL);
     ASSERT_RUN(&r, r.out[0] == '\0');
-    run_free(&r);
+    tu_run_free(&r);
   }
   run_flags(&r, NULL, "--help", NULL);
   ASSERT_RUN(&r, r.status == 0 && strstr(r.out, "usage: flags") &&
                      strstr(r.out, "--mode"));
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
