@@ -258,13 +258,16 @@ enum fake_kind {
   FAKE_TRUNCATED,  /* Content-Length 1000, 10 bytes, close */
   FAKE_BIG_LENGTH, /* announces and sends 2 MiB */
   FAKE_BIG_STREAM, /* no length, sends 1.5 MiB, closes */
-  FAKE_SILENT      /* reads the request, never answers */
+  FAKE_SILENT,     /* reads the request, never answers */
+  FAKE_RAW         /* sends `raw` as it is, then closes */
 };
 
 struct fake {
   enum fake_kind kind;
   int fd;
   int port;
+  const char *raw; /* FAKE_RAW's whole answer */
+  size_t raw_len;
   int held[64]; /* connections FAKE_SILENT keeps open */
   int nheld;
   atomic_int stop;
@@ -299,6 +302,7 @@ static void fake_answer(struct fake *fk, int fd) {
   read_request(fd);
   atomic_fetch_add(&fk->requests, 1);
   memset(body, 'G', sizeof body);
+  memcpy(body, "GIF89a", 6);
   switch (fk->kind) {
   case FAKE_TRUNCATED:
     n = snprintf(head, sizeof head,
@@ -318,6 +322,9 @@ static void fake_answer(struct fake *fk, int fd) {
                  "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
     tu_send_all(fd, head, (size_t)n);
     tu_send_all(fd, body, 3 * sizeof body / 4);
+    break;
+  case FAKE_RAW:
+    tu_send_all(fd, fk->raw, fk->raw_len);
     break;
   case FAKE_SILENT:
     if (fk->nheld < 64) {
@@ -345,6 +352,17 @@ static void *fake_main(void *arg) {
 static void fake_start(struct fake *fk, enum fake_kind kind) {
   memset(fk, 0, sizeof *fk);
   fk->kind = kind;
+  fk->fd = tu_listen_local(&fk->port, 1);
+  ck_assert_int_eq(pthread_create(&fk->thread, NULL, fake_main, fk), 0);
+}
+
+/* A FAKE_RAW server answering every request with the `len` bytes of raw
+ * (which must outlive it). */
+static void fake_start_raw(struct fake *fk, const char *raw, size_t len) {
+  memset(fk, 0, sizeof *fk);
+  fk->kind = FAKE_RAW;
+  fk->raw = raw;
+  fk->raw_len = len;
   fk->fd = tu_listen_local(&fk->port, 1);
   ck_assert_int_eq(pthread_create(&fk->thread, NULL, fake_main, fk), 0);
 }
@@ -505,7 +523,7 @@ START_TEST(test_expansion) {
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "us", "US", "-m", "4", NULL);
   ASSERT_RUN(&r, r.status == 0);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 1 flag: US\n"));
-  ASSERT_RUN(&r, strstr(r.out, "\n1 concurrent connection will be used.\n"));
+  ASSERT_RUN(&r, strstr(r.out, "\n1 connection will be used.\n"));
   ASSERT_RUN(&r, strstr(r.out, "\n  1 flag downloaded.\n"));
   tu_run_free(&r);
 
@@ -681,11 +699,191 @@ START_TEST(test_delay_concurrent) {
 }
 END_TEST
 
-/* Ctrl-C stops every mode quickly with status 130, leaves no partial or
- * temporary file and, in processes mode, no worker. */
-START_TEST(test_sigint) {
-  char *argv[MAX_ARGS] = {FLAGS_PATH, "--mode", (char *)modes[_i], "-a", "-m",
-                          "10",       "-s",     srv.url,           "-o", NULL,
+/* A 1x1 GIF, and the same gzip-compressed. */
+static const unsigned char tiny_gif[] = {
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80,
+    0x00, 0x00, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x21, 0xf9, 0x04,
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01,
+    0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b};
+static const unsigned char tiny_gif_gz[] = {
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x73, 0xf7,
+    0x74, 0xb3, 0xb0, 0x4c, 0x64, 0x64, 0x60, 0x64, 0x68, 0x60, 0x60, 0xf8,
+    0xff, 0xff, 0x3f, 0x03, 0x03, 0x83, 0xe2, 0x4f, 0x16, 0x46, 0x20, 0xc5,
+    0xa0, 0x03, 0x22, 0x40, 0x32, 0x0c, 0x4c, 0x4c, 0x2e, 0x8c, 0x0c, 0xd6,
+    0x00, 0xb1, 0xea, 0xcc, 0x9a, 0x2b, 0x00, 0x00, 0x00};
+
+/* Runs flags -v for BR in mode modes[m] into `dir` against a FAKE_RAW
+ * server that answers with the `len` bytes of `answer`. */
+static void run_against_raw(struct tu_run *r, int m, const char *dir,
+                            const char *answer, size_t len) {
+  struct fake fk;
+  char url[64];
+
+  fake_start_raw(&fk, answer, len);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/flags", fk.port);
+  run_flags(r, NULL, "--mode", modes[m], "-v", "-s", url, "-o", dir, "BR",
+            NULL);
+  fake_stop(&fk);
+}
+
+/* A 200 whose body is no flag (an HTML page, nothing, a GIF type over
+ * HTML) is an error that leaves the flag already there alone. */
+START_TEST(test_body_not_gif) {
+  static const char *const answers[] = {
+      "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 28\r\n"
+      "Connection: close\r\n\r\n<html>Captive portal</html>\n",
+      "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: 0\r\n"
+      "Connection: close\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\n"
+      "<!DOCTYPE html>\n",
+      "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: 16\r\n"
+      "Connection: close\r\n\r\n<!DOCTYPE html>\n",
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n"
+      "Connection: close\r\n\r\nGIF89a"};
+  static const char old[] = "GIF89a the good flag";
+  char dir[300], path[400], *kept;
+  struct tu_run r;
+  int gifs, others;
+
+  path_in(dir, sizeof dir, "out");
+  ck_assert_int_eq(mkdir(dir, 0700), 0);
+  snprintf(path, sizeof path, "%s/br.gif", dir);
+  for (size_t i = 0; i < sizeof answers / sizeof *answers; i++) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(old, f);
+    fclose(f);
+    run_against_raw(&r, _i, dir, answers[i], strlen(answers[i]));
+    ASSERT_RUN(&r, r.status == 1);
+    ASSERT_RUN(&r, report_count(r.out, " error.") == 1);
+    ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 0);
+    ASSERT_RUN(&r, strstr(r.out, "BR error: not a GIF image"));
+    kept = tu_read_file(path, NULL);
+    ck_assert_msg(kept && !strcmp(kept, old), "answer %zu replaced br.gif", i);
+    free(kept);
+    list_dir(dir, &gifs, &others);
+    ck_assert_int_eq(gifs, 1);
+    ck_assert_int_eq(others, 0);
+    tu_run_free(&r);
+  }
+}
+END_TEST
+
+/* A gzip body the client did not ask for is decoded, not saved as is. */
+START_TEST(test_body_gzip_unasked) {
+  static char answer[512];
+  char dir[300], path[400], *got;
+  struct tu_run r;
+  size_t len;
+  int n = snprintf(answer, sizeof answer,
+                   "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
+                   "Content-Encoding: gzip\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n",
+                   sizeof tiny_gif_gz);
+
+  memcpy(answer + n, tiny_gif_gz, sizeof tiny_gif_gz);
+  path_in(dir, sizeof dir, "out");
+  run_against_raw(&r, _i, dir, answer, (size_t)n + sizeof tiny_gif_gz);
+  ASSERT_RUN(&r, r.status == 0);
+  ASSERT_RUN(&r, strstr(r.out, "BR OK\n"));
+  snprintf(path, sizeof path, "%s/br.gif", dir);
+  got = tu_read_file(path, &len);
+  ck_assert_ptr_nonnull(got);
+  ck_assert_msg(len == sizeof tiny_gif && !memcmp(got, tiny_gif, len),
+                "br.gif holds %zu bytes, not the 43 of the decoded GIF", len);
+  free(got);
+  tu_run_free(&r);
+}
+END_TEST
+
+/* A reason phrase with terminal escapes is shown masked. */
+START_TEST(test_reason_masked) {
+  static const char answer[] =
+      "HTTP/1.1 499 Evil\033[2J\033]0;owned\007\r\nContent-Length: 0\r\n"
+      "Connection: close\r\n\r\n";
+  char dir[300];
+  struct tu_run r;
+
+  path_in(dir, sizeof dir, "out");
+  run_against_raw(&r, _i, dir, answer, sizeof answer - 1);
+  ASSERT_RUN(&r, r.status == 1);
+  ASSERT_RUN(&r, strstr(r.out, "BR error: HTTP error 499 - Evil?[2J"));
+  ASSERT_RUN(&r, !strchr(r.out, '\033') && !strchr(r.out, '\007'));
+  ASSERT_RUN(&r, !strchr(r.err, '\033') && !strchr(r.err, '\007'));
+  tu_run_free(&r);
+}
+END_TEST
+
+/* A redirect to ftp:// is not followed: the ftp port is never dialled. */
+START_TEST(test_redirect_ftp_refused) {
+  static char answer[256];
+  char dir[300];
+  struct tu_run r;
+  struct pollfd p;
+  int ftp_port, ftp = tu_listen_local(&ftp_port, 1);
+
+  snprintf(answer, sizeof answer,
+           "HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1:%d/br.gif\r\n"
+           "Content-Length: 0\r\nConnection: close\r\n\r\n",
+           ftp_port);
+  path_in(dir, sizeof dir, "out");
+  run_against_raw(&r, _i, dir, answer, strlen(answer));
+  p = (struct pollfd){ftp, POLLIN, 0};
+  ck_assert_msg(poll(&p, 1, 0) == 0, "flags followed the redirect to ftp://");
+  close(ftp);
+  ASSERT_RUN(&r, r.status == 1);
+  ASSERT_RUN(&r, report_count(r.out, " error.") == 1);
+  tu_run_free(&r);
+}
+END_TEST
+
+/* A 404 into a folder where no file can be made is still a 404. */
+START_TEST(test_not_found_unwritable_dir) {
+  static const char answer[] = "HTTP/1.1 404 Not Found\r\nContent-Length: 0"
+                               "\r\nConnection: close\r\n\r\n";
+  struct tu_run r;
+
+  /* /proc takes no new files, even from root, who ignores chmod. */
+  run_against_raw(&r, _i, "/proc", answer, sizeof answer - 1);
+  ASSERT_RUN(&r, r.status == 0);
+  ASSERT_RUN(&r, report_count(r.out, " not found.") == 1);
+  ASSERT_RUN(&r, strstr(r.out, "BR not found: "));
+  ASSERT_RUN(&r, !strstr(r.out, "temporary"));
+  tu_run_free(&r);
+}
+END_TEST
+
+/* The classic scripts' words: -v names the URL not found; one connection
+ * is "1 connection", and sequential announces the one it uses. */
+START_TEST(test_classic_wording) {
+  char dir[300], want[200];
+  struct tu_run r;
+
+  server_start(NULL);
+  path_in(dir, sizeof dir, "out");
+  run_flags(&r, NULL, "-v", "-s", srv.url, "-o", dir, "AA", "BR", NULL);
+  ASSERT_RUN(&r, r.status == 0);
+  snprintf(want, sizeof want, "\nAA not found: %s/aa/aa.gif\n", srv.url);
+  ASSERT_RUN(&r, strstr(r.out, want));
+  tu_run_free(&r);
+
+  run_flags(&r, NULL, "-s", srv.url, "-o", dir, "BR", NULL);
+  ASSERT_RUN(&r, strstr(r.out, "\n1 connection will be used.\n"));
+  tu_run_free(&r);
+
+  run_flags(&r, NULL, "--mode", "sequential", "-m", "5", "-s", srv.url, "-o",
+            dir, NULL);
+  ASSERT_RUN(&r, r.status == 0);
+  ASSERT_RUN(&r, strstr(r.out, "\n1 connection will be used.\n"));
+  tu_run_free(&r);
+}
+END_TEST
+
+/* `sig` stops mode modes[m] quickly with status 128 + sig, leaves no
+ * partial or temporary file and, in processes mode, no worker. */
+static void expect_stop_by(int m, int sig) {
+  char *argv[MAX_ARGS] = {FLAGS_PATH, "--mode", (char *)modes[m], "-a", "-m",
+                          "10",       "-s",     srv.url,          "-o", NULL,
                           NULL};
   char dir[300], out[300], err[300];
   pid_t pid, kids[64];
@@ -701,12 +899,13 @@ START_TEST(test_sigint) {
   pid = spawn(argv, out, err, tmpdir);
   sleep_s(1.5);
   nkids = tu_children_of(pid, kids, 64);
-  if (_i == 2)
+  if (m == 2)
     ck_assert_int_eq(nkids, 10);
   t0 = tu_now();
-  kill(pid, SIGINT);
+  kill(pid, sig);
   status = tu_wait(pid, 10);
-  ck_assert_msg(status == 130, "exit status %d after SIGINT, not 130", status);
+  ck_assert_msg(status == 128 + sig, "exit status %d after %s, not %d", status,
+                strsignal(sig), 128 + sig);
   ck_assert_msg(tu_now() - t0 < 3.0, "took %.2f s to stop", tu_now() - t0);
   sleep_s(0.2);
   for (int i = 0; i < nkids; i++)
@@ -715,6 +914,18 @@ START_TEST(test_sigint) {
   list_dir(dir, &gifs, &others);
   ck_assert_msg(others == 0, "%d temporary files left", others);
   ck_assert_int_lt(gifs, 194);
+}
+
+START_TEST(test_sigint) {
+  expect_stop_by(_i, SIGINT);
+}
+END_TEST
+
+START_TEST(test_sigterm_sighup) {
+  expect_stop_by(_i, SIGTERM);
+  teardown_dir();
+  setup_dir();
+  expect_stop_by(_i, SIGHUP);
 }
 END_TEST
 
@@ -736,6 +947,10 @@ START_TEST(test_usage_errors) {
       {"../", NULL, "*** Usage error: each CC argument must be A to Z or AA"},
       {"--mode", "fibers", "*** Usage error: Invalid MODE: fibers"},
       {"--timeout", "0", "*** Usage error: Invalid TIMEOUT value: 0"},
+      {"--timeout", "1e9",
+       "*** Usage error: Invalid TIMEOUT value: 1e9 (must be > 0 and <= "
+       "86400 seconds)"},
+      {"-s", "http://", "*** Usage error: Invalid SERVER: http:// (not a URL"},
       {"-x", NULL, "*** Usage error: "},
   };
   struct tu_run r;
@@ -778,6 +993,13 @@ static Suite *make_flags_suite(void) {
       {"timeout", test_timeout, 0, 4, 60},
       {"delay", test_delay_concurrent, 0, 3, 60},
       {"sigint", test_sigint, 0, 4, 60},
+      {"sigterm_sighup", test_sigterm_sighup, 0, 4, 60},
+      {"body_not_gif", test_body_not_gif, 0, 4, 60},
+      {"body_gzip", test_body_gzip_unasked, 0, 4, 60},
+      {"reason_masked", test_reason_masked, 0, 4, 60},
+      {"redirect_ftp", test_redirect_ftp_refused, 0, 4, 60},
+      {"not_found_unwritable", test_not_found_unwritable_dir, 0, 4, 60},
+      {"classic_wording", test_classic_wording, 0, 1, 60},
       {"usage", test_usage_errors, 0, 1, 60},
   };
 

@@ -28,7 +28,7 @@ void fl_initial_report(const struct fl_job *job) {
     printf("from %s to %s\n", job->codes[0], job->codes[job->n - 1]);
   }
   if (job->concurrency == 1)
-    printf("1 concurrent connection will be used.\n");
+    printf("1 connection will be used.\n");
   else
     printf("%d concurrent connections will be used.\n", job->concurrency);
   fflush(stdout);
@@ -95,7 +95,9 @@ static void show(struct fl_job *job, const struct fl_result *r) {
     if (r->status == FL_OK)
       printf("%s OK\n", r->cc);
     else if (r->status == FL_NOT_FOUND)
-      printf("%s not found\n", r->cc);
+      printf("%s not found: %s/%c%c/%c%c.gif\n", r->cc, job->base_url,
+             r->cc[0] | 0x20, r->cc[1] | 0x20, r->cc[0] | 0x20,
+             r->cc[1] | 0x20);
     else
       printf("%s error: %s\n", r->cc, r->error);
     fflush(stdout);
