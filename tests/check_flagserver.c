@@ -108,9 +108,18 @@ static int read_line(struct proc *p, char *buf, size_t size, double secs) {
   return 0;
 }
 
+static struct proc *start_limited(const char *const *args, int lines,
+                                  int nofile);
+
 /* Starts flagserver with args and waits for its `lines` port lines. */
 static struct proc *start_n(const char *const *args, int lines) {
-  struct proc *p = spawn(args);
+  return start_limited(args, lines, 0);
+}
+
+/* start_n() with RLIMIT_NOFILE `nofile` (0: inherited). */
+static struct proc *start_limited(const char *const *args, int lines,
+                                  int nofile) {
+  struct proc *p = spawn_limited(args, nofile);
   for (int i = 0; i < lines; i++) {
     char line[256];
     ck_assert_msg(read_line(p, line, sizeof line, 30) == 0,
@@ -301,11 +310,16 @@ START_TEST(test_head) {
 END_TEST
 
 START_TEST(test_not_found) {
-  static const char *const paths[] = {
-      "/flags/xx/xx.gif", "/flags/BR/BR.gif",  "/flags/br/us.gif",
-      "/flags/br/br.png", "/flags/br/br.gif/", "/flags/br/",
-      "/flags",           "/flags/",           "/",
-      "/br/br.gif",       "/flags/bra/bra.gif"};
+  static const char *const paths[] = {"/flags/xx/xx.gif",
+                                      "/flags/BR/BR.gif",
+                                      "/flags/br/us.gif",
+                                      "/flags/br/br.png",
+                                      "/flags/br/br.gif/",
+                                      "/flags/br/",
+                                      "/flags",
+                                      "/",
+                                      "/br/br.gif",
+                                      "/flags/bra/bra.gif"};
   struct proc *p = start(NULL, NULL, NULL, NULL);
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     int status = get_status(p->port[0], paths[i]);
@@ -360,19 +374,23 @@ START_TEST(test_traversal_refused) {
 }
 END_TEST
 
+/* Every GET is the classic teapot, "418 I'm a Teapot" (not MHD's
+ * "Non-Standard Status"), after which the server closes the connection. */
 START_TEST(test_error_rate_one) {
   struct proc *p = start("--error-rate", "1", NULL, NULL);
-  struct tu_client c;
-  tu_client_open(&c, p->port[0]);
   for (int i = 0; i < 20; i++) {
+    struct tu_client c;
     struct tu_resp r;
+    tu_client_open(&c, p->port[0]);
     tu_client_request(&c, "GET", "/flags/br/br.gif", NULL, NULL);
     tu_client_response(&c, 0, &r);
     ck_assert_int_eq(r.status, 418);
+    ck_assert_str_eq(r.reason, "I'm a Teapot");
     ck_assert_str_eq((char *)r.body, "I'm a Teapot\n");
+    ck_assert_uint_eq(tu_client_fill_eof(&c), 1);
     free(r.body);
+    tu_client_close(&c);
   }
-  tu_client_close(&c);
 }
 END_TEST
 
@@ -394,6 +412,10 @@ START_TEST(test_error_rate_quarter_and_summary) {
     teapots += r.status == 418;
     total++;
     free(r.body);
+    if (r.status == 418) { /* the teapot closes the connection */
+      tu_client_close(&c);
+      tu_client_open(&c, p->port[0]);
+    }
   }
   tu_client_close(&c);
   for (int i = 0; i < 3; i++, total++, refused++)
@@ -644,6 +666,11 @@ START_TEST(test_bad_options) {
       {{"--labels", "--delay", "1"}, "--labels"},
       {{"--port", "0", "stray"}, "'stray'"},
       {{"--port"}, "needs a value"},
+      {{"--delay", "0x10"}, "got '0x10'"},
+      {{"--delay", "1:0x10"}, "got '1:0x10'"},
+      {{"--error-rate", "0x0.4"}, "got '0x0.4'"},
+      {{"--port", "0", "8002"}, "given twice"},
+      {{"0", "8002"}, "unexpected argument"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     assert_exits(cases[i].args, 2, cases[i].needle);
@@ -718,12 +745,166 @@ START_TEST(test_labels_on_free_ports) {
 }
 END_TEST
 
+/* The classic command line: a lone positional port. */
+START_TEST(test_positional_port) {
+  static const char *const args[] = {"0", "--error-rate", ".25", NULL};
+  struct proc *p = start_n(args, 1);
+  int status = get_status(p->port[0], "/flags/br/br.gif");
+  ck_assert(status == 200 || status == 418);
+}
+END_TEST
+
+/* An absolute-form target (RFC 9112, 3.2.2) is served by its path. */
+START_TEST(test_absolute_form) {
+  struct proc *p = start(NULL, NULL, NULL, NULL);
+  char target[96];
+  struct tu_resp r;
+
+  snprintf(target, sizeof target, "http://127.0.0.1:%d/flags/br/br.gif",
+           p->port[0]);
+  tu_fetch(p->port[0], "GET", target, &r);
+  assert_gif(&r);
+  free(r.body);
+  tu_fetch(p->port[0], "GET", "http://127.0.0.1/flags/../etc/passwd", &r);
+  ck_assert_int_eq(r.status, 400);
+  free(r.body);
+}
+END_TEST
+
+/* /flags/ lists every flag for a browser, at once. */
+START_TEST(test_listing) {
+  struct proc *p = start("--delay", "5", "--error-rate", "1");
+  double t0 = tu_now();
+  struct tu_resp r;
+
+  tu_fetch(p->port[0], "GET", "/flags/", &r);
+  ck_assert_msg(tu_now() - t0 < 2.5, "listing took %.2f s", tu_now() - t0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_str_eq(r.content_type, "text/html; charset=utf-8");
+  ck_assert_ptr_nonnull(strstr((char *)r.body, "href=\"br/br.gif\""));
+  ck_assert_ptr_nonnull(strstr((char *)r.body, "href=\"zw/zw.gif\""));
+  free(r.body);
+}
+END_TEST
+
+/* HEAD is answered at once, never with a teapot, as the classic does. */
+START_TEST(test_head_at_once) {
+  struct proc *p = start("--delay", "5", "--error-rate", "1");
+  for (int i = 0; i < 5; i++) {
+    double t0 = tu_now();
+    struct tu_resp r;
+    tu_fetch(p->port[0], "HEAD", "/flags/br/br.gif", &r);
+    ck_assert_msg(tu_now() - t0 < 2.5, "HEAD took %.2f s", tu_now() - t0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.content_type, "image/gif");
+  }
+}
+END_TEST
+
+/* -v masks what it logs from the request line: an escape in the method
+ * or target never reaches the terminal. */
+START_TEST(test_verbose_masks_request) {
+  static const char req[] = "\033[2JGET /flags/\033]0;x\007 HTTP/1.1\r\n"
+                            "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  struct proc *p = start("-v", NULL, NULL, NULL);
+  struct tu_client c;
+
+  tu_client_open(&c, p->port[0]);
+  tu_client_send(&c, req, sizeof req - 1);
+  tu_client_fill_eof(&c); /* whatever the answer, until the close */
+  tu_client_close(&c);
+  ck_assert_int_eq(get_status(p->port[0], "/flags/br/br.gif"), 200);
+  ck_assert_int_eq(stop(p, SIGTERM), 0);
+  ck_assert_msg(!strchr(stderr_of(p), '\033') && !strchr(stderr_of(p), '\007'),
+                "escape logged: %s", stderr_of(p));
+  ck_assert_ptr_nonnull(strstr(stderr_of(p), "GET /flags/br/br.gif 200"));
+}
+END_TEST
+
+/* A flag that is a symbolic link out of the folder is not served. */
+START_TEST(test_directory_symlink_escape) {
+  char dir[] = "/tmp/check_flagserver_dir_XXXXXX", path[256], link[256];
+  struct proc *p;
+
+  make_fake_dir(dir);
+  snprintf(path, sizeof path, "%s/zz", dir);
+  ck_assert_int_eq(mkdir(path, 0700), 0);
+  snprintf(link, sizeof link, "%s/zz/zz.gif", dir);
+  ck_assert_int_eq(symlink("/etc/passwd", link), 0);
+  snprintf(path, sizeof path, "%s/country_codes.txt", dir);
+  write_file(path, "BR FR ZZ\n", 9);
+  p = start("--directory", dir, NULL, NULL);
+  ck_assert_int_eq(get_status(p->port[0], "/flags/zz/zz.gif"), 404);
+  assert_serves_file(p->port[0], dir, "br");
+  ck_assert_ptr_nonnull(strstr(stderr_of(p), "resolves outside the folder"));
+  unlink(link);
+  snprintf(path, sizeof path, "%s/zz", dir);
+  rmdir(path);
+  remove_fake_dir(dir);
+}
+END_TEST
+
+/* Opens a connection and sends the first `len` bytes of a request. */
+static int slow_client(int port, const char *start, size_t len) {
+  struct tu_client c;
+  tu_client_open(&c, port);
+  tu_client_send(&c, start, len);
+  return c.fd;
+}
+
+/* A client that sends its request head a byte a second is cut off after
+ * HEADER_TIMEOUT (10 s), not kept as long as it keeps sending. */
+START_TEST(test_slow_header_cut) {
+  static const char start_line[] = "GET /flags/br/br.gif HTTP/1.1\r\n";
+  struct proc *p = start(NULL, NULL, NULL, NULL);
+  int fd = slow_client(p->port[0], start_line, sizeof start_line - 1);
+  double t0 = tu_now();
+  int closed = 0;
+
+  while (!closed && tu_now() - t0 < 16) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, 1000) > 0) {
+      char buf[256];
+      closed = recv(fd, buf, sizeof buf, 0) <= 0;
+      ck_assert_msg(closed, "answered an incomplete request");
+    } else {
+      closed = send(fd, "X", 1, MSG_NOSIGNAL) < 0;
+    }
+  }
+  ck_assert_msg(closed, "a slow request head held its connection 16 s");
+  ck_assert_msg(tu_now() - t0 > 5, "cut after %.1f s", tu_now() - t0);
+  close(fd);
+}
+END_TEST
+
+/* With every connection held by slow request heads, a normal GET is still
+ * answered soon: near the cap, slow heads get PRESSED_HEADER_TIMEOUT. */
+START_TEST(test_slow_headers_near_cap) {
+  static const char *const args[] = {"--port", "0", NULL};
+  /* 100 descriptors leave (100 - 64) = 36 connections to the site. */
+  struct proc *p = start_limited(args, 1, 100);
+  int fds[40], status = -1;
+  double t0;
+
+  for (int i = 0; i < 40; i++)
+    fds[i] = slow_client(p->port[0], "GET /fl", 7);
+  t0 = tu_now();
+  while (status != 200 && tu_now() - t0 < 10)
+    status = tu_try_status(p->port[0], "/flags/br/br.gif", 2);
+  ck_assert_msg(status == 200, "no answer within 10 s at the cap (last %d)",
+                status);
+  for (int i = 0; i < 40; i++)
+    close(fds[i]);
+}
+END_TEST
+
 Suite *make_flagserver_suite(void) {
   Suite *s = suite_create("flagserver");
   TCase *serve = tcase_create("serve");
   TCase *faults = tcase_create("faults");
   TCase *delay = tcase_create("delay");
   TCase *cli = tcase_create("cli");
+  TCase *slow = tcase_create("slow_clients");
 
   tcase_add_checked_fixture(serve, setup, teardown);
   tcase_set_timeout(serve, 60);
@@ -735,6 +916,10 @@ Suite *make_flagserver_suite(void) {
   tcase_add_test(serve, test_traversal_refused);
   tcase_add_test(serve, test_directory_fake);
   tcase_add_test(serve, test_directory_shared);
+  tcase_add_test(serve, test_absolute_form);
+  tcase_add_test(serve, test_listing);
+  tcase_add_test(serve, test_head_at_once);
+  tcase_add_test(serve, test_directory_symlink_escape);
   suite_add_tcase(s, serve);
 
   tcase_add_checked_fixture(faults, setup, teardown);
@@ -755,7 +940,15 @@ Suite *make_flagserver_suite(void) {
   tcase_set_timeout(cli, 120);
   tcase_add_test(cli, test_bad_options);
   tcase_add_test(cli, test_signals_stop_cleanly);
+  tcase_add_test(cli, test_positional_port);
+  tcase_add_test(cli, test_verbose_masks_request);
   suite_add_tcase(s, cli);
+
+  tcase_add_checked_fixture(slow, setup, teardown);
+  tcase_set_timeout(slow, 60);
+  tcase_add_test(slow, test_slow_header_cut);
+  tcase_add_test(slow, test_slow_headers_near_cap);
+  suite_add_tcase(s, slow);
   return s;
 }
 

@@ -309,6 +309,15 @@ void tu_client_response(struct tu_client *c, int head, struct tu_resp *r) {
   c->len -= r->body_len;
 }
 
+int tu_client_fill_eof(struct tu_client *c) {
+  char byte;
+  ssize_t n;
+  do
+    n = recv(c->fd, &byte, 1, 0);
+  while (n < 0 && errno == EINTR);
+  return n == 0 || (n < 0 && errno == ECONNRESET);
+}
+
 void tu_fetch(int port, const char *method, const char *target,
               struct tu_resp *r) {
   struct tu_client c;

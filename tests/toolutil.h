@@ -99,6 +99,10 @@ void tu_client_request(struct tu_client *c, const char *method,
  * its Content-Length; without one the body runs to EOF. */
 void tu_client_response(struct tu_client *c, int head, struct tu_resp *r);
 
+/* Non-zero if the server closes the connection (EOF or reset) within
+ * 15 s without sending anything more. */
+int tu_client_fill_eof(struct tu_client *c);
+
 /* One request on a fresh connection ("Connection: close"); free r->body. */
 void tu_fetch(int port, const char *method, const char *target,
               struct tu_resp *r);

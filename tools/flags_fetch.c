@@ -28,6 +28,7 @@
  *   master reaches transfers running in forked workers too.
  */
 #include "flags.h"
+#include "masking.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -97,24 +98,12 @@ static int body_is_flag(struct fl_fetch *f) {
   return code == 200;
 }
 
-/* Copies `text` into out (size bytes), every byte that is not printable
- * ASCII shown as '?', so that nothing from the network can drive the
- * terminal (escape sequences, CR, C1 controls). */
-static void masked_copy(char *out, size_t size, const char *text) {
-  size_t i;
-  for (i = 0; text[i] && i + 1 < size; i++)
-    out[i] = (unsigned char)text[i] < 0x20 || (unsigned char)text[i] >= 0x7f
-                 ? '?'
-                 : text[i];
-  out[i] = '\0';
-}
-
 /* Notes the answer's Content-Type, masked, while the handle is ours. */
 static void note_type(struct fl_fetch *f) {
   char *type = NULL;
   if (f->easy &&
       curl_easy_getinfo(f->easy, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK)
-    masked_copy(f->type, sizeof f->type, type ? type : "");
+    mask_copy(f->type, sizeof f->type, type ? type : "");
 }
 
 /* Non-zero if the Content-Type, when there is one, says GIF: image/gif,
@@ -199,7 +188,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg) {
     n++;
   memcpy(f->reason, line + i, n);
   f->reason[n] = '\0';
-  masked_copy(f->reason, sizeof f->reason, f->reason);
+  mask_copy(f->reason, sizeof f->reason, f->reason);
   return len;
 }
 
@@ -299,7 +288,7 @@ static void set_error(struct fl_result *out, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(out->error, sizeof out->error, fmt, ap);
   va_end(ap);
-  masked_copy(out->error, sizeof out->error, out->error);
+  mask_copy(out->error, sizeof out->error, out->error);
 }
 
 /* Describes a 200 whose body is no flag. */

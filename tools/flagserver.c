@@ -82,11 +82,13 @@ static int site_start(struct site *s, unsigned conn_limit) {
                : MHD_USE_POLL;
   if (s->srv->opt.verbose)
     flags |= MHD_USE_ERROR_LOG;
+  s->guard.cap = conn_limit;
   s->daemon = MHD_start_daemon(
       flags, 0, NULL, NULL, fs_on_request, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
       MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)IDLE_TIMEOUT, MHD_OPTION_URI_LOG_CALLBACK, fs_on_uri, s,
-      MHD_OPTION_NOTIFY_COMPLETED, fs_on_completed, s, MHD_OPTION_END);
+      MHD_OPTION_NOTIFY_COMPLETED, fs_on_completed, s,
+      MHD_OPTION_NOTIFY_CONNECTION, fs_on_connection, s, MHD_OPTION_END);
   if (!s->daemon) {
     fprintf(stderr, "flagserver: cannot start the HTTP daemon on port %u\n",
             s->port);
@@ -113,8 +115,10 @@ static void site_announce(const struct site *s, const char *addr) {
   fflush(stdout);
 }
 
-/* Fills the sites from the options: one, or the three classic labels. */
-static void sites_configure(struct server *srv) {
+/* Fills the sites from the options: one, or the three classic labels.
+ * Returns 0, or an errno value (srv->nsites then counts the sites whose
+ * guard is set up). */
+static int sites_configure(struct server *srv) {
   static const struct {
     const char *label;
     double dmin, dmax, err;
@@ -123,9 +127,13 @@ static void sites_configure(struct server *srv) {
   const struct options *o = &srv->opt;
   uint64_t seed = fs_now_ns() ^ ((uint64_t)getpid() << 32);
 
-  srv->nsites = o->labels ? MAX_SITES : 1;
-  for (int i = 0; i < srv->nsites; i++) {
-    struct site *s = &srv->sites[i];
+  int n = o->labels ? MAX_SITES : 1, err;
+
+  for (srv->nsites = 0; srv->nsites < n; srv->nsites++) {
+    struct site *s = &srv->sites[srv->nsites];
+    int i = srv->nsites;
+    if ((err = fs_guard_init(&s->guard, 0)) != 0)
+      return err;
     s->srv = srv;
     s->fd = -1;
     s->rng = (seed + 0x9E3779B97F4A7C15ULL * (uint64_t)(i + 1)) | 1;
@@ -134,6 +142,7 @@ static void sites_configure(struct server *srv) {
     s->delay_max = o->labels ? classic[i].dmax : o->delay_max;
     s->error_rate = o->labels ? classic[i].err : o->error_rate;
   }
+  return 0;
 }
 
 /* Raises the soft RLIMIT_NOFILE to the hard one and returns how many
@@ -208,11 +217,13 @@ static void print_summary(const struct server *srv) {
           served, ok, not_found, teapots);
 }
 
-/* Blocks until SIGINT or SIGTERM (blocked in every thread). */
-static void wait_for_stop(const sigset_t *stop) {
-  int sig;
-  while (sigwait(stop, &sig) != 0)
-    ;
+/* Blocks until SIGINT or SIGTERM (blocked in every thread), sweeping
+ * slow request heads out of every site four times a second. */
+static void wait_for_stop(struct server *srv, const sigset_t *stop) {
+  struct timespec tick = {0, 250 * 1000 * 1000};
+  while (sigtimedwait(stop, NULL, &tick) < 0)
+    for (int i = 0; i < srv->nsites; i++)
+      fs_guard_sweep(&srv->sites[i].guard);
 }
 
 int main(int argc, char **argv) {
@@ -231,7 +242,8 @@ int main(int argc, char **argv) {
   if (srv.opt.directory ? fs_load_directory(&srv.flags, srv.opt.directory)
                         : fs_generate_flags(&srv.flags))
     goto out_free_flags;
-  if (fs_canned_init(&srv.canned) < 0) {
+  if (fs_canned_init(&srv.canned) < 0 ||
+      fs_canned_listing(&srv.canned, &srv.flags) < 0) {
     fprintf(stderr, "flagserver: out of memory\n");
     goto out_free_flags;
   }
@@ -239,9 +251,13 @@ int main(int argc, char **argv) {
     fprintf(stderr, "flagserver: cannot start timer: %s\n", strerror(err));
     goto out_free_canned;
   }
-  sites_configure(&srv);
+  if ((err = sites_configure(&srv)) != 0) {
+    fprintf(stderr, "flagserver: cannot set up the sites: %s\n", strerror(err));
+    fs_timer_stop(&srv.timer);
+    goto out_destroy_guards;
+  }
   if (start_sites(&srv) == 0) {
-    wait_for_stop(&stop);
+    wait_for_stop(&srv, &stop);
     drain_sites(&srv);
     rc = 0;
   } else {
@@ -250,6 +266,9 @@ int main(int argc, char **argv) {
   stop_sites(&srv);
   if (rc == 0)
     print_summary(&srv);
+out_destroy_guards:
+  for (int i = 0; i < srv.nsites; i++)
+    fs_guard_destroy(&srv.sites[i].guard);
 out_free_canned:
   fs_canned_free(&srv.canned);
 out_free_flags:

@@ -22,6 +22,8 @@
 #define MAX_DELAY 3600.0          /* seconds */
 #define CONNECTION_LIMIT 4096     /* per site, fds permitting */
 #define IDLE_TIMEOUT 60           /* seconds an idle keep-alive may last */
+#define HEADER_TIMEOUT 10         /* seconds to send a request head */
+#define PRESSED_HEADER_TIMEOUT 1  /* the same, near the connection cap */
 #define MAX_SITES 3
 #define DRAIN_SECONDS 2.0 /* at exit, for answers already under way */
 #define TEAPOT 418
@@ -45,7 +47,9 @@ struct flagset {
 /* Answers that are not flags, shared by all sites. */
 struct canned {
   struct MHD_Response *bad_request, *not_found, *not_allowed, *too_long,
-      *teapot, *unavailable;
+      *unavailable;
+  struct MHD_Response *listing; /* HTML index of /flags/, over text */
+  char *listing_text;           /* owned */
 };
 
 /* A parked connection and when to resume it. */
@@ -66,6 +70,22 @@ struct timer {
 
 struct server;
 
+/* One connection of a site, watched for slow request heads. */
+struct watch {
+  struct watch *prev, *next; /* in the guard's list */
+  int fd;                    /* the connection's socket, owned by MHD */
+  int waiting;               /* no complete request head yet */
+  uint64_t since;            /* CLOCK_MONOTONIC ns when waiting began */
+};
+
+/* A site's connections, for the slow-header bound (flagserver_guard.c). */
+struct guard {
+  pthread_mutex_t lock; /* guards the list, count and every watch */
+  struct watch head;    /* sentinel of a circular list */
+  unsigned count;       /* connections open */
+  unsigned cap;         /* the site's connection limit */
+};
+
 /* One listening daemon with its behaviour and its counters. */
 struct site {
   struct server *srv;
@@ -76,6 +96,7 @@ struct site {
   struct MHD_Daemon *daemon;
   uint64_t rng;                                 /* polling thread only */
   unsigned long served, ok, not_found, teapots; /* polling thread only */
+  struct guard guard;
 };
 
 /* What one request gets; lives from the URI callback to completion. */
@@ -153,6 +174,26 @@ enum MHD_Result fs_on_request(void *cls, struct MHD_Connection *conn,
                               const char *url, const char *method,
                               const char *version, const char *upload,
                               size_t *upload_size, void **req_cls);
+
+/* Creates the canned HTML index of the flags in fs. Returns 0, or -1. */
+int fs_canned_listing(struct canned *c, const struct flagset *fs);
+
+/* Sets up an empty guard for a site of `cap` connections; 0 or errno. */
+int fs_guard_init(struct guard *g, unsigned cap);
+void fs_guard_destroy(struct guard *g);
+
+/* MHD connection callback (cls is the struct site): watches each
+ * connection from its start to its close. */
+void fs_on_connection(void *cls, struct MHD_Connection *conn,
+                      void **socket_context,
+                      enum MHD_ConnectionNotificationCode toe);
+
+/* Marks conn as waiting for a request head (since now), or not. */
+void fs_guard_mark(struct guard *g, struct MHD_Connection *conn, int waiting);
+
+/* Shuts down every connection that waited too long for its request head;
+ * called a few times a second by the main thread. */
+void fs_guard_sweep(struct guard *g);
 
 /* Starts the timer thread. Returns 0, or an errno value. */
 int fs_timer_start(struct timer *t);

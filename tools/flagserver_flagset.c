@@ -6,6 +6,10 @@
  * it reuses; a 26 x 26 table finds one by code. No request path is ever
  * turned into a file-system path: only names the folder itself lists are
  * read, so "..", encoded or not, cannot reach a file by construction.
+ * The folder's own entries are not trusted either: a flag is served only
+ * if it resolves (symbolic links followed) to a regular file inside the
+ * folder, so that DIR/zz/zz.gif -> /etc/passwd serves nothing; files are
+ * opened without blocking, so that a FIFO cannot hang the start.
  */
 #include "country_codes.h"
 #include "flagserver.h"
@@ -14,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,7 +100,7 @@ static int read_file(const char *path, size_t max, unsigned char **out,
   struct stat st;
   unsigned char *buf;
   size_t got = 0;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0)
     return -1;
   if (fstat(fd, &st) < 0)
@@ -188,8 +193,19 @@ static int codes_from_entries(const char *dir, char (*codes)[3]) {
 /* Loads DIR/<cc>/<cc>.gif for every code the folder names. Exits with a
  * usage error if DIR is not a folder or holds no flags; returns 0, or -1
  * (out of memory). */
+/* Non-zero if the resolved path `real` lies inside the resolved folder
+ * `root`; else 0 with errno EXDEV. */
+static int inside(const char *root, const char *real) {
+  size_t n = strlen(root);
+  if (strncmp(real, root, n) == 0 && (real[n] == '/' || n == 1))
+    return 1;
+  errno = EXDEV;
+  return 0;
+}
+
 int fs_load_directory(struct flagset *fs, const char *dir) {
   static char codes[26 * 26][3];
+  char root[PATH_MAX];
   struct stat st;
   int n;
 
@@ -201,14 +217,18 @@ int fs_load_directory(struct flagset *fs, const char *dir) {
   n = codes_from_list(dir, codes);
   if (n == 0)
     n = codes_from_entries(dir, codes);
+  if (!realpath(dir, root))
+    fs_die_usage("--directory '%s': %s", dir, strerror(errno));
   for (int i = 0; i < n; i++) {
-    char path[4096];
+    char path[4096], real[PATH_MAX];
     unsigned char *data;
     size_t len;
     snprintf(path, sizeof path, "%s/%s/%s.gif", dir, codes[i], codes[i]);
-    if (read_file(path, MAX_FLAG_BYTES, &data, &len) < 0) {
+    if (!realpath(path, real) || !inside(root, real) ||
+        read_file(real, MAX_FLAG_BYTES, &data, &len) < 0) {
       fprintf(stderr, "flagserver: warning: not serving %s: %s: %s\n", codes[i],
-              path, strerror(errno));
+              path,
+              errno == EXDEV ? "resolves outside the folder" : strerror(errno));
       continue;
     }
     if (flagset_add(fs, codes[i], data, len) < 0)

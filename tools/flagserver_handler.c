@@ -4,17 +4,27 @@
  * DESIGN. The answer is decided once, on MHD's first call for a request:
  * refusals (400 for odd or traversing paths, 414 for targets over
  * MAX_TARGET bytes, 405 for methods other than GET and HEAD) go out at
- * once; lookups get the site's delay and may draw a teapot, and are
- * answered on a later call (after the timer resumed the connection).
+ * once; GET lookups get the site's delay and may draw a teapot, and are
+ * answered on a later call (after the timer resumed the connection); HEAD
+ * and the listing of /flags/ are answered at once, never with a teapot,
+ * as the classic server does. An absolute-form target
+ * ("GET http://host/flags/..."), which RFC 9112 asks servers to accept,
+ * is looked up by its path. The teapot goes out with the classic status
+ * line "418 I'm a Teapot", written here on the socket and the connection
+ * then closed, since libmicrohttpd 0.9.75 has no way to set a reason
+ * phrase. Everything logged from a request is masked first.
  * A site's counters and random state are touched only here, by its
  * daemon's polling thread.
  */
 #include "flagserver.h"
+#include "masking.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
 
 /* A uniform double in [0, 1) from xorshift64*; state must not be 0. */
 static double rng_next(uint64_t *s) {
@@ -23,53 +33,6 @@ static double rng_next(uint64_t *s) {
   *s ^= *s >> 27;
   return (double)((*s * 0x2545F4914F6CDD1DULL) >> 11) * 0x1.0p-53;
 }
-
-/* ---- canned answers ---- */
-
-/* A persistent text/plain response over the literal `body`, or NULL. */
-static struct MHD_Response *text_response(const char *body) {
-  struct MHD_Response *r = MHD_create_response_from_buffer(
-      strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-  if (r && MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                   "text/plain; charset=utf-8") != MHD_YES) {
-    MHD_destroy_response(r);
-    r = NULL;
-  }
-  return r;
-}
-
-/* Destroys every canned response that exists. */
-void fs_canned_free(struct canned *c) {
-  struct MHD_Response **all[] = {&c->bad_request, &c->not_found,
-                                 &c->not_allowed, &c->too_long,
-                                 &c->teapot,      &c->unavailable};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-    if (*all[i])
-      MHD_destroy_response(*all[i]);
-    *all[i] = NULL;
-  }
-}
-
-/* Creates the canned responses. Returns 0, or -1 (out of memory). */
-int fs_canned_init(struct canned *c) {
-  c->bad_request = text_response("Bad request: only /flags/<cc>/<cc>.gif "
-                                 "is served\n");
-  c->not_found = text_response("Not found\n");
-  c->not_allowed = text_response("Method not allowed: use GET or HEAD\n");
-  c->too_long = text_response("URI too long\n");
-  c->teapot = text_response("I'm a Teapot\n");
-  c->unavailable = text_response("Out of memory\n");
-  if (!c->bad_request || !c->not_found || !c->not_allowed || !c->too_long ||
-      !c->teapot || !c->unavailable ||
-      MHD_add_response_header(c->not_allowed, MHD_HTTP_HEADER_ALLOW,
-                              "GET, HEAD") != MHD_YES) {
-    fs_canned_free(c);
-    return -1;
-  }
-  return 0;
-}
-
-/* ---- requests ---- */
 
 /* MHD URI callback: allocates the request's state and notes what MHD's
  * decoding would hide (raw length, encoded NUL). NULL if out of memory. */
@@ -85,12 +48,13 @@ void *fs_on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
   return rq;
 }
 
-/* MHD completion callback: frees the request's state. */
+/* MHD completion callback: frees the request's state; the connection
+ * now waits for its next request head. */
 void fs_on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                      enum MHD_RequestTerminationCode toe) {
   struct site *s = cls;
-  (void)conn;
   (void)toe;
+  fs_guard_mark(&s->guard, conn, 1);
   if (*req_cls)
     atomic_fetch_sub(&s->srv->inflight, 1);
   free(*req_cls);
@@ -111,6 +75,18 @@ static unsigned refusal(const struct request *rq, const char *url) {
   return 0;
 }
 
+/* The path of a target: itself in origin form ("/flags/..."), the part
+ * after the authority in absolute form ("http://host:port/flags/...",
+ * "/" if there is none). */
+static const char *target_path(const char *url) {
+  const char *p;
+  if (strncasecmp(url, "http://", 7) && strncasecmp(url, "https://", 8))
+    return url;
+  p = strchr(url, ':') + 3;
+  p += strcspn(p, "/?#");
+  return *p == '/' ? p : "/";
+}
+
 /* The image "/flags/<cc>/<cc>.gif" names (same lower-case code twice), or
  * NULL for any other path. */
 static struct flag *route(struct flagset *fs, const char *url) {
@@ -129,12 +105,13 @@ static struct flag *route(struct flagset *fs, const char *url) {
 static void decide(struct site *s, struct request *rq, const char *url,
                    const char *method) {
   struct canned *c = &s->srv->canned;
+  int head = !strcmp(method, MHD_HTTP_METHOD_HEAD);
   struct flag *f;
 
   rq->decided = 1;
   rq->refused = 1;
-  if (strcmp(method, MHD_HTTP_METHOD_GET) &&
-      strcmp(method, MHD_HTTP_METHOD_HEAD)) {
+  url = target_path(url);
+  if (strcmp(method, MHD_HTTP_METHOD_GET) && !head) {
     rq->status = MHD_HTTP_METHOD_NOT_ALLOWED;
     rq->resp = c->not_allowed;
   } else if ((rq->status = refusal(rq, url)) != 0) {
@@ -144,9 +121,14 @@ static void decide(struct site *s, struct request *rq, const char *url,
     rq->refused = 0;
     rq->delay =
         s->delay_min + (s->delay_max - s->delay_min) * rng_next(&s->rng);
-    if (rng_next(&s->rng) < s->error_rate) {
+    if (head || !strcmp(url, "/flags/"))
+      rq->delay = 0;
+    if (!strcmp(url, "/flags/")) {
+      rq->status = MHD_HTTP_OK;
+      rq->resp = c->listing;
+    } else if (!head && rng_next(&s->rng) < s->error_rate) {
       rq->status = TEAPOT;
-      rq->resp = c->teapot;
+      rq->resp = NULL; /* send_teapot() */
     } else if ((f = route(&s->srv->flags, url)) != NULL) {
       rq->status = MHD_HTTP_OK;
       rq->resp = f->resp;
@@ -157,18 +139,34 @@ static void decide(struct site *s, struct request *rq, const char *url,
   }
 }
 
-/* Writes one -v line: label, method, path (cut, control bytes masked),
- * status and delay. */
+/* Writes one -v line: label, method and target (cut, masked: they come
+ * from the network and must not drive the terminal), status and delay. */
 static void log_request(const struct site *s, const char *method,
                         const char *url, unsigned status, double delay) {
-  char path[121];
-  size_t i;
-  for (i = 0; url[i] && i < sizeof path - 1; i++)
-    path[i] = (unsigned char)url[i] < 0x20 || url[i] == 0x7f ? '?' : url[i];
-  path[i] = 0;
-  fprintf(stderr, "flagserver: %s%s%s%.16s %s%s %u %.3fs\n",
-          s->label ? "[" : "", s->label ? s->label : "", s->label ? "] " : "",
-          method, path, url[i] ? "..." : "", status, delay);
+  char verb[17], path[121];
+  int cut;
+  mask_copy(verb, sizeof verb, method);
+  cut = mask_copy(path, sizeof path, url);
+  fprintf(stderr, "flagserver: %s%s%s%s %s%s %u %.3fs\n", s->label ? "[" : "",
+          s->label ? s->label : "", s->label ? "] " : "", verb, path,
+          cut ? "..." : "", status, delay);
+}
+
+/* Sends the classic teapot on conn's socket itself. Returns MHD_NO, so
+ * that MHD closes the connection without an answer of its own. */
+static enum MHD_Result send_teapot(struct MHD_Connection *conn) {
+  static const char teapot[] = "HTTP/1.1 418 I'm a Teapot\r\n"
+                               "Content-Type: text/plain; charset=utf-8\r\n"
+                               "Content-Length: 13\r\n"
+                               "Connection: close\r\n\r\n"
+                               "I'm a Teapot\n";
+  const union MHD_ConnectionInfo *info =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+  /* A fresh answer this small fits the socket's empty send buffer; a
+   * client that cannot take it gets a closed connection instead. */
+  if (info)
+    send(info->connect_fd, teapot, sizeof teapot - 1, MSG_NOSIGNAL);
+  return MHD_NO;
 }
 
 /* Queues the decided answer and counts it. */
@@ -176,7 +174,10 @@ static enum MHD_Result answer(struct site *s, struct MHD_Connection *conn,
                               const char *method, const char *url,
                               unsigned status, struct MHD_Response *resp,
                               double delay) {
-  if (MHD_queue_response(conn, status, resp) != MHD_YES)
+  enum MHD_Result rc = MHD_YES;
+  if (status == TEAPOT)
+    rc = send_teapot(conn);
+  else if (MHD_queue_response(conn, status, resp) != MHD_YES)
     return MHD_NO;
   s->served++;
   s->ok += status == MHD_HTTP_OK;
@@ -184,7 +185,7 @@ static enum MHD_Result answer(struct site *s, struct MHD_Connection *conn,
   s->teapots += status == TEAPOT;
   if (s->srv->opt.verbose)
     log_request(s, method, url, status, delay);
-  return MHD_YES;
+  return rc;
 }
 
 /* MHD access handler: decide on the first call and refuse at once;
@@ -204,6 +205,7 @@ enum MHD_Result fs_on_request(void *cls, struct MHD_Connection *conn,
     return answer(s, conn, method, url, MHD_HTTP_SERVICE_UNAVAILABLE,
                   s->srv->canned.unavailable, 0);
   if (!rq->decided) {
+    fs_guard_mark(&s->guard, conn, 0);
     decide(s, rq, url, method);
     if (rq->refused)
       return answer(s, conn, method, url, rq->status, rq->resp, 0);

@@ -16,8 +16,9 @@
 #include <string.h>
 
 static const char usage_text[] =
-    "Usage: flagserver [OPTIONS]\n"
-    "Serve flag images at /flags/<cc>/<cc>.gif (GET and HEAD).\n"
+    "Usage: flagserver [OPTIONS] [PORT]\n"
+    "Serve flag images at /flags/<cc>/<cc>.gif (GET and HEAD), and their\n"
+    "list at /flags/. HEAD and the list are answered at once.\n"
     "\n"
     "  -d, --directory DIR   serve DIR/<cc>/<cc>.gif (codes from\n"
     "                        DIR/country_codes.txt when present); default:\n"
@@ -25,7 +26,8 @@ static const char usage_text[] =
     "  -D, --delay MIN[:MAX] wait MIN to MAX seconds before each answer\n"
     "  -e, --error-rate P    answer a fraction P (0..1) with 418 I'm a Teapot\n"
     "  -b, --bind ADDR       address to listen on (default 127.0.0.1)\n"
-    "  -p, --port N          port (default 8000; 0 picks a free one)\n"
+    "  -p, --port N          port (default 8000; 0 picks a free one); a\n"
+    "                        lone PORT argument says the same\n"
     "  -l, --labels          serve LOCAL on PORT (no delay), DELAY on PORT+1\n"
     "                        (0.5-5 s) and ERROR on PORT+2 (0.5-5 s, 25%\n"
     "                        418s); PORT defaults to 8000\n"
@@ -49,7 +51,17 @@ void fs_die_usage(const char *fmt, ...) {
   exit(EXIT_USAGE);
 }
 
-/* Parses "MIN" or "MIN:MAX" seconds; exits with a usage error if bad. */
+/* Non-zero if s holds only decimal digits, points and the bytes of
+ * `also`: strtod() alone would also read hex ("0x10"), "inf" and "nan". */
+static int is_decimal(const char *s, const char *also) {
+  for (; *s; s++)
+    if (!(*s >= '0' && *s <= '9') && *s != '.' && !strchr(also, *s))
+      return 0;
+  return 1;
+}
+
+/* Parses "MIN" or "MIN:MAX" decimal seconds; exits with a usage error if
+ * bad. */
 static void parse_delay(const char *arg, struct options *o) {
   char *end;
   o->delay_min = strtod(arg, &end);
@@ -60,6 +72,8 @@ static void parse_delay(const char *arg, struct options *o) {
     if (end == max)
       end = (char *)arg;
   }
+  if (!is_decimal(arg, ":"))
+    end = (char *)arg;
   if (end == arg || *end || !isfinite(o->delay_min) ||
       !isfinite(o->delay_max) || o->delay_min < 0 ||
       o->delay_max < o->delay_min || o->delay_max > MAX_DELAY)
@@ -73,7 +87,8 @@ static void parse_delay(const char *arg, struct options *o) {
 static void parse_error_rate(const char *arg, struct options *o) {
   char *end;
   o->error_rate = strtod(arg, &end);
-  if (end == arg || *end || !(o->error_rate >= 0 && o->error_rate <= 1))
+  if (!is_decimal(arg, "") || end == arg || *end ||
+      !(o->error_rate >= 0 && o->error_rate <= 1))
     fs_die_usage("--error-rate must be between 0 and 1, got '%s'", arg);
   o->error_set = 1;
 }
@@ -142,6 +157,11 @@ void fs_parse_options(int argc, char **argv, struct options *o) {
                    argv[optind - 1]);
     }
   }
+  if (argc - optind == 1 && o->port >= 0)
+    fs_die_usage("the port is given twice, as --port and as '%s'; give one",
+                 argv[optind]);
+  if (argc - optind == 1)
+    parse_port(argv[optind++], o); /* the classic `flagserver 8002` */
   if (optind < argc)
     fs_die_usage("unexpected argument '%s'; see flagserver --help",
                  argv[optind]);
