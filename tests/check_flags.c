@@ -25,6 +25,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -929,6 +930,86 @@ START_TEST(test_sigterm_sighup) {
 }
 END_TEST
 
+/* Sets the size of the terminal whose master side is `master`. */
+static void set_columns(int master, int cols) {
+  struct winsize ws = {.ws_row = 24, .ws_col = (unsigned short)cols};
+  ck_assert_int_eq(ioctl(master, TIOCSWINSZ, &ws), 0);
+}
+
+/* Appends what the pseudo-terminal holds to text (len bytes so far, room
+ * for cap). */
+static void drain_pty(int master, char *text, size_t *len, size_t cap) {
+  struct pollfd p = {master, POLLIN, 0};
+  while (*len < cap - 1 && poll(&p, 1, 0) > 0) {
+    ssize_t n = read(master, text + *len, cap - 1 - *len);
+    if (n <= 0)
+      break;
+    *len += (size_t)n;
+  }
+  text[*len] = '\0';
+}
+
+/* The last of the `\r`-separated bars of text that starts before `end`,
+ * copied into out; its length, or -1 if there is none. */
+static int bar_before(const char *text, const char *end, char *out,
+                      size_t size) {
+  const char *bar = NULL;
+  for (const char *p = text; (p = strchr(p, '\r')) && p < end; p++)
+    if (strstr(p, "%|") || strstr(p, "% "))
+      bar = p + 1;
+  if (!bar)
+    return -1;
+  size_t n = strcspn(bar, "\r\n");
+  snprintf(out, size, "%.*s", (int)n, bar);
+  while (n > 0 && out[n - 1] == ' ') /* blanks over a longer line */
+    out[--n] = '\0';
+  return (int)n;
+}
+
+/* On a terminal the bar fits its width and follows a resize (SIGWINCH),
+ * and shows seconds per item when items are slow, as tqdm does. */
+START_TEST(test_progress_bar_fits) {
+  char *argv[] = {FLAGS_PATH, "--mode", "sequential", "-s", srv.url, "-o",
+                  NULL,       "BR",     "CN",         "US", NULL};
+  static char text[16384];
+  char dir[300], out[300], first[256], last[256], *mark;
+  size_t len = 0;
+  int master, slave, status, wide, narrow;
+  pid_t pid;
+
+  need_binary(FLAGS_PATH, "flags");
+  server_start("--delay", "1.1", NULL);
+  path_in(dir, sizeof dir, "out");
+  path_in(out, sizeof out, "flags.out");
+  argv[6] = dir;
+  master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ck_assert_int_ge(master, 0);
+  ck_assert(grantpt(master) == 0 && unlockpt(master) == 0);
+  slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ck_assert_int_ge(slave, 0);
+  set_columns(master, 50);
+  int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  pid = tu_spawn(argv, -1, fo, slave, tmpdir);
+  close(fo);
+  for (double t0 = tu_now(); tu_now() - t0 < 1.6; sleep_s(0.05))
+    drain_pty(master, text, &len, sizeof text);
+  mark = text + len;
+  set_columns(master, 30);
+  kill(pid, SIGWINCH);
+  status = tu_wait(pid, 30);
+  drain_pty(master, text, &len, sizeof text);
+  close(slave);
+  close(master);
+  ck_assert_msg(status == 0, "flags exited %d", status);
+  wide = bar_before(text, mark, first, sizeof first);
+  narrow = bar_before(text, text + len, last, sizeof last);
+  ck_assert_msg(wide > 30 && wide <= 49, "bar at 50 columns: '%s'", first);
+  ck_assert_msg(narrow > 0 && narrow <= 29, "bar at 30 columns: '%s'", last);
+  ck_assert_msg(strstr(last, "s/it"), "no seconds per item: '%s'", last);
+  ck_assert_msg(strstr(last, "3/3"), "last bar not at 3/3: '%s'", last);
+}
+END_TEST
+
 /* Usage errors: the usage line, then the classic message; exit 2. */
 START_TEST(test_usage_errors) {
   static const char *const cases[][3] = {
@@ -1000,6 +1081,7 @@ static Suite *make_flags_suite(void) {
       {"redirect_ftp", test_redirect_ftp_refused, 0, 4, 60},
       {"not_found_unwritable", test_not_found_unwritable_dir, 0, 4, 60},
       {"classic_wording", test_classic_wording, 0, 1, 60},
+      {"progress_bar", test_progress_bar_fits, 0, 1, 60},
       {"usage", test_usage_errors, 0, 1, 60},
   };
 

@@ -447,6 +447,8 @@ int main(int argc, char **argv) {
   if (!job.simple)
     fl_initial_report(&job);
   job.t0 = fl_now();
+  if (job.progress && fl_watch_terminal() < 0)
+    job.progress = 0;
   if (job.progress)
     fl_draw_bar(&job, job.t0);
   if (run(&job) == 0) {

@@ -145,6 +145,10 @@ void fl_initial_report(const struct fl_job *job);
  * errors left out) and time, or with --simple the first script's line. */
 void fl_final_report(const struct fl_job *job, double elapsed);
 
+/* Follows the size of the terminal the bar is drawn on (SIGWINCH).
+ * Returns 0, or -1 with errno set. */
+int fl_watch_terminal(void);
+
 /* Redraws the progress bar on stderr, in place, ending the line at 100%;
  * the caller holds the job's lock or runs alone. */
 void fl_draw_bar(struct fl_job *job, double now);
