@@ -13,10 +13,12 @@
  * has stopped). The timer's lock guards the heap and `stopping`; it is
  * held while suspending a connection (so a stopping timer cannot miss it)
  * but never while resuming one, so it never nests inside MHD's own locks.
- * SIGINT and SIGTERM are blocked in every thread and taken by sigwait() in
- * main, which stops accepting, stops the timer (so parked requests are
- * answered at once), waits briefly for answers under way, stops the
- * daemons, prints the summary and frees everything.
+ * SIGINT and SIGTERM are blocked in every thread and taken by
+ * sigtimedwait() in main, which meanwhile sweeps slow request heads out
+ * of every site (flagserver_guard.c). Once stopped, it stops accepting,
+ * stops the timer (so parked requests are answered at once), waits
+ * briefly for answers under way, stops the daemons, prints the summary
+ * and frees everything.
  */
 #include "flagserver.h"
 

@@ -3,9 +3,11 @@
  *
  * DESIGN. flagserver.c holds main() and the sites (one libmicrohttpd
  * daemon each); flagserver_flagset.c loads or draws the images into
- * memory; flagserver_handler.c decides and queues each answer;
- * flagserver_timer.c parks delayed requests on a min-heap and resumes
- * them; flagserver_options.c reads the command line. See flagserver.c for
+ * memory; flagserver_canned.c makes the answers that are not flags;
+ * flagserver_handler.c decides and queues each answer; flagserver_timer.c
+ * parks delayed requests on a min-heap and resumes them;
+ * flagserver_guard.c cuts off clients slow to send a request head;
+ * flagserver_options.c reads the command line. See flagserver.c for
  * the threads and locks.
  */
 #ifndef FLAGSERVER_H
