@@ -377,7 +377,7 @@ END_TEST
 /* Every GET is the classic teapot, "418 I'm a Teapot" (not MHD's
  * "Non-Standard Status"), after which the server closes the connection. */
 START_TEST(test_error_rate_one) {
-  struct proc *p = start("--error-rate", "1", NULL, NULL);
+  struct proc *p = start("--error-rate", "1", "-v", NULL);
   for (int i = 0; i < 20; i++) {
     struct tu_client c;
     struct tu_resp r;
@@ -391,6 +391,9 @@ START_TEST(test_error_rate_one) {
     free(r.body);
     tu_client_close(&c);
   }
+  ck_assert_int_eq(stop(p, SIGTERM), 0);
+  ck_assert_msg(!strstr(stderr_of(p), "error,"), "-v log: %s", stderr_of(p));
+  ck_assert_ptr_nonnull(strstr(stderr_of(p), "GET /flags/br/br.gif 418"));
 }
 END_TEST
 

@@ -86,7 +86,8 @@ static int site_start(struct site *s, unsigned conn_limit) {
     flags |= MHD_USE_ERROR_LOG;
   s->guard.cap = conn_limit;
   s->daemon = MHD_start_daemon(
-      flags, 0, NULL, NULL, fs_on_request, s, MHD_OPTION_LISTEN_SOCKET, s->fd,
+      flags, 0, NULL, NULL, fs_on_request, s, MHD_OPTION_EXTERNAL_LOGGER,
+      fs_on_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, s->fd,
       MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
       (unsigned)IDLE_TIMEOUT, MHD_OPTION_URI_LOG_CALLBACK, fs_on_uri, s,
       MHD_OPTION_NOTIFY_COMPLETED, fs_on_completed, s,

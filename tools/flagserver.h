@@ -15,6 +15,7 @@
 
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -196,6 +197,9 @@ void fs_guard_mark(struct guard *g, struct MHD_Connection *conn, int waiting);
 /* Shuts down every connection that waited too long for its request head;
  * called a few times a second by the main thread. */
 void fs_guard_sweep(struct guard *g);
+
+/* MHD's logger under -v (MHD_OPTION_EXTERNAL_LOGGER). */
+void fs_on_mhd_log(void *cls, const char *fmt, va_list ap);
 
 /* Starts the timer thread. Returns 0, or an errno value. */
 int fs_timer_start(struct timer *t);

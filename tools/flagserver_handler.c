@@ -19,6 +19,7 @@
 #include "flagserver.h"
 #include "masking.h"
 
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -152,6 +153,10 @@ static void log_request(const struct site *s, const char *method,
           cut ? "..." : "", status, delay);
 }
 
+/* A teapot was just sent by this polling thread: MHD's complaint about
+ * the MHD_NO that closes its connection is not an error. */
+static _Thread_local int teapot_closing;
+
 /* Sends the classic teapot on conn's socket itself. Returns MHD_NO, so
  * that MHD closes the connection without an answer of its own. */
 static enum MHD_Result send_teapot(struct MHD_Connection *conn) {
@@ -166,7 +171,21 @@ static enum MHD_Result send_teapot(struct MHD_Connection *conn) {
    * client that cannot take it gets a closed connection instead. */
   if (info)
     send(info->connect_fd, teapot, sizeof teapot - 1, MSG_NOSIGNAL);
+  teapot_closing = 1;
   return MHD_NO;
+}
+
+/* MHD's error log under -v: its messages, prefixed, except the one that
+ * follows each teapot (MHD reads our MHD_NO as an internal error). Runs
+ * in the polling thread, right after the handler that sent the teapot. */
+void fs_on_mhd_log(void *cls, const char *fmt, va_list ap) {
+  (void)cls;
+  if (teapot_closing) {
+    teapot_closing = 0;
+    return;
+  }
+  fputs("flagserver: ", stderr);
+  vfprintf(stderr, fmt, ap);
 }
 
 /* Queues the decided answer and counts it. */
