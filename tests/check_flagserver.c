@@ -776,12 +776,12 @@ END_TEST
 
 /* /flags/ lists every flag for a browser, at once. */
 START_TEST(test_listing) {
-  struct proc *p = start("--delay", "5", "--error-rate", "1");
+  struct proc *p = start("--delay", "30", "--error-rate", "1");
   double t0 = tu_now();
   struct tu_resp r;
 
   tu_fetch(p->port[0], "GET", "/flags/", &r);
-  ck_assert_msg(tu_now() - t0 < 2.5, "listing took %.2f s", tu_now() - t0);
+  ck_assert_msg(tu_now() - t0 < 5, "listing took %.2f s", tu_now() - t0);
   ck_assert_int_eq(r.status, 200);
   ck_assert_str_eq(r.content_type, "text/html; charset=utf-8");
   ck_assert_ptr_nonnull(strstr((char *)r.body, "href=\"br/br.gif\""));
@@ -792,12 +792,12 @@ END_TEST
 
 /* HEAD is answered at once, never with a teapot, as the classic does. */
 START_TEST(test_head_at_once) {
-  struct proc *p = start("--delay", "5", "--error-rate", "1");
+  struct proc *p = start("--delay", "30", "--error-rate", "1");
   for (int i = 0; i < 5; i++) {
     double t0 = tu_now();
     struct tu_resp r;
     tu_fetch(p->port[0], "HEAD", "/flags/br/br.gif", &r);
-    ck_assert_msg(tu_now() - t0 < 2.5, "HEAD took %.2f s", tu_now() - t0);
+    ck_assert_msg(tu_now() - t0 < 5, "HEAD took %.2f s", tu_now() - t0);
     ck_assert_int_eq(r.status, 200);
     ck_assert_str_eq(r.content_type, "image/gif");
   }
@@ -892,9 +892,9 @@ START_TEST(test_slow_headers_near_cap) {
   for (int i = 0; i < 40; i++)
     fds[i] = slow_client(p->port[0], "GET /fl", 7);
   t0 = tu_now();
-  while (status != 200 && tu_now() - t0 < 10)
+  while (status != 200 && tu_now() - t0 < 15)
     status = tu_try_status(p->port[0], "/flags/br/br.gif", 2);
-  ck_assert_msg(status == 200, "no answer within 10 s at the cap (last %d)",
+  ck_assert_msg(status == 200, "no answer within 15 s at the cap (last %d)",
                 status);
   for (int i = 0; i < 40; i++)
     close(fds[i]);
