@@ -13,6 +13,7 @@
  * 2^64 that make sure its square root bound is exact there.
  */
 #include "primes_core.h"
+#include "toolutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -349,48 +350,14 @@ struct run {
   char *out, *err;
 };
 
-static char *slurp(FILE *f) {
-  size_t cap = 4096, n = 0, got;
-  char *b = malloc(cap);
-
-  ck_assert_ptr_nonnull(b);
-  rewind(f);
-  while ((got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-    n += got;
-    if (n + 1 == cap)
-      ck_assert_ptr_nonnull(b = realloc(b, cap *= 2));
-  }
-  b[n] = '\0';
-  return b;
-}
-
 /* Runs primes with argv (NULL-terminated) and `input` on standard input. */
 static void run_argv(struct run *r, const char *input, const char **argv) {
-  FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
-  pid_t pid;
-  int st;
+  struct tu_run t;
 
-  ck_assert(in && out && err);
-  if (input)
-    fputs(input, in);
-  fflush(in);
-  rewind(in);
-  pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    dup2(fileno(in), 0);
-    dup2(fileno(out), 1);
-    dup2(fileno(err), 2);
-    execv(PRIMES_PATH, (char *const *)argv);
-    _exit(127);
-  }
-  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r->out = slurp(out);
-  r->err = slurp(err);
-  fclose(in);
-  fclose(out);
-  fclose(err);
+  tu_run(&t, (char *const *)argv, input, NULL, 300);
+  r->status = t.status;
+  r->out = t.out;
+  r->err = t.err;
 }
 
 /* run_argv() with the arguments listed after `input`, up to a NULL. */
@@ -789,32 +756,6 @@ START_TEST(cli_json_and_csv) {
 }
 END_TEST
 
-/* Live children of `parent`, from /proc. */
-static int children_of(pid_t parent, pid_t *pids, int cap) {
-  DIR *d = opendir("/proc");
-  struct dirent *e;
-  int n = 0;
-
-  ck_assert_ptr_nonnull(d);
-  while ((e = readdir(d)) != NULL && n < cap) {
-    char path[300], buf[512], state, *p;
-    int ppid;
-    FILE *f;
-    if (e->d_name[0] < '0' || e->d_name[0] > '9')
-      continue;
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    if (!(f = fopen(path, "r")))
-      continue;
-    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
-        sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent &&
-        state != 'Z')
-      pids[n++] = atoi(e->d_name);
-    fclose(f);
-  }
-  closedir(d);
-  return n;
-}
-
 static int alive(pid_t pid) {
   return kill(pid, 0) == 0 || errno != ESRCH;
 }
@@ -837,7 +778,7 @@ static void expect_interrupt(const char *mode) {
     _exit(127);
   }
   for (t0 = now(); now() - t0 < 10 && n < 2; sleep_s(0.01))
-    n = children_of(pid, workers, 8);
+    n = tu_children_of(pid, workers, 8);
   ck_assert_int_ge(n, 2);
   sleep_s(0.3);
   ck_assert_int_eq(kill(pid, SIGINT), 0);
