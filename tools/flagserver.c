@@ -31,6 +31,8 @@
 #include "country_codes.h"
 #include "gifgen.h"
 
+#include <procpool.h> /* PP_VERSION_STRING only: the server links no pool */
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -161,6 +163,7 @@ static const char usage_text[] =
     "                        418s); PORT defaults to 8000\n"
     "  -v, --verbose         log each request to stderr\n"
     "  -h, --help            show this help\n"
+    "      --version         show the version and exit\n"
     "\n"
     "Prints 'Serving flags on http://ADDR:PORT/flags' per site once ready.\n"
     "SIGINT or SIGTERM stops it and prints to stderr:\n"
@@ -910,6 +913,7 @@ static void parse_options(int argc, char **argv, struct options *o) {
       {"labels", no_argument, NULL, 'l'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
   int c;
 
@@ -941,6 +945,9 @@ static void parse_options(int argc, char **argv, struct options *o) {
       break;
     case 'h':
       fputs(usage_text, stdout);
+      exit(0);
+    case 'V':
+      printf("flagserver (procpool) %s\n", PP_VERSION_STRING);
       exit(0);
     case ':':
       die_usage("option '%s' needs a value; see flagserver --help",
