@@ -35,7 +35,7 @@ endfunction()
 
 foreach(tool dpkg dpkg-deb dpkg-query:dpkg dpkg-shlibdeps:dpkg-dev
              file:file cc:build-essential pkg-config:pkg-config
-             readelf:binutils)
+             readelf:binutils nm:binutils)
   string(REPLACE ":" ";" tool ${tool})
   list(GET tool 0 program)
   list(GET tool -1 package)
@@ -103,10 +103,24 @@ get_filename_component(libdir ${soname} DIRECTORY)
 get_filename_component(soname_file ${soname} NAME)
 run(dynamic readelf -d ${soname})
 expect("the library's SONAME" "${dynamic}" "SONAME.*\\[${soname_file}\\]")
+# EXISTS follows the link pages' symbolic links.
 foreach(page man7/procpool.7 man3/pp_submit.3 man3/pp_submit_timeout.3
              man1/primes.1)
-  if(NOT EXISTS ${root}/usr/share/man/${page})
-    message(FATAL_ERROR "no manual page ${page} in the installed packages")
+  if(NOT EXISTS ${root}/usr/share/man/${page}.gz)
+    message(FATAL_ERROR "no manual page ${page}.gz in the installed packages")
+  endif()
+endforeach()
+# `man pp_x` answers for every function the installed library exports.
+run(symbols nm -D --defined-only ${soname})
+string(REGEX MATCHALL " T pp_[A-Za-z0-9_]+" symbols "${symbols}")
+if(NOT symbols)
+  message(FATAL_ERROR "nm -D finds no pp_ function in ${soname}")
+endif()
+foreach(symbol IN LISTS symbols)
+  string(REPLACE " T " "" symbol "${symbol}")
+  if(NOT EXISTS ${root}/usr/share/man/man3/${symbol}.3.gz)
+    message(FATAL_ERROR "the installed packages have no page for ${symbol} "
+      "(man3/${symbol}.3.gz)")
   endif()
 endforeach()
 
