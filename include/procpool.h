@@ -25,8 +25,11 @@
  *   at the same time. Done-callbacks run in the master, in the thread that
  *   resolves the future: the pool's collector thread or a thread waiting in
  *   pp_future_result() (processes), the worker thread that ran the task
- *   (threads), or the thread that adds them when the future is already
- *   done. They must not block for long and must not destroy the pool.
+ *   (threads), the thread that cancels it, or the thread that adds them
+ *   when the future is already done. They must not block for long and must
+ *   not destroy the pool. A thread waiting for a future (pp_future_result(),
+ *   pp_wait(), pp_completed_next(), pp_map_next()) wakes as soon as the
+ *   future is done, whichever thread cancels or resolves it.
  *
  * Processes
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
@@ -124,9 +127,10 @@ typedef struct pp_task pp_task;
 typedef int (*pp_task_fn)(pp_task *task, const void *arg, size_t arg_len);
 
 /* Runs once in each worker before its first task (also in replacements),
- * with `arg` as given in pp_options. A non-zero return fails the worker:
- * pp_pool_create() then returns PP_EINIT (see start_in_background for the
- * exception). */
+ * with `arg` as given in pp_options. Any non-zero return, of either sign,
+ * fails the worker: pp_pool_create() then returns PP_EINIT, and with
+ * start_in_background the pool is broken (as Python's BrokenProcessPool):
+ * every task in flight and every later one fails with PP_EINIT. */
 typedef int (*pp_init_fn)(void *arg);
 
 /* What runs the tasks. Both engines offer the same calls, futures and
@@ -179,9 +183,14 @@ PP_EXPORT void pp_options_init(pp_options *opts);
 PP_EXPORT int pp_pool_create(pp_pool **pool, const pp_options *opts);
 
 /* Stops accepting tasks. With `cancel_pending`, tasks not yet started are
- * cancelled. With `wait`, returns once every task has finished and every
- * worker has exited; without, returns at once and the workers exit after
- * their tasks. Later calls to submit fail with PP_ESHUTDOWN. */
+ * cancelled (their waiters wake at once). With `wait`, returns once every
+ * task has finished and every worker has exited; without, returns at once
+ * and the workers exit after their tasks. Later calls to submit fail with
+ * PP_ESHUTDOWN. A worker process that has not exited 2 seconds after the
+ * last task ended (one stopped by SIGSTOP, say) is killed with SIGKILL, so
+ * that shutdown and pp_pool_destroy() never wait for ever on an idle
+ * worker; a stopped worker in the middle of a task is bounded only by that
+ * task's timeout. */
 PP_EXPORT int pp_pool_shutdown(pp_pool *pool, int wait, int cancel_pending);
 
 /* Shuts down (waiting, not cancelling), reaps every worker, and frees the
@@ -203,7 +212,9 @@ PP_EXPORT size_t pp_pool_max_payload(const pp_pool *pool);
 
 /* Sets the task's result to a copy of `len` bytes (replacing any earlier
  * one). Returns PP_ETOOBIG if len exceeds the pool's max_payload: the task
- * then fails with PP_ETOOBIG unless it sets a smaller result. */
+ * then fails with PP_ETOOBIG (and a message naming the limit) unless it
+ * sets a smaller result, also when it returns this PP_ETOOBIG, as in
+ * `return pp_task_return(task, buf, len);`. */
 PP_EXPORT int pp_task_return(pp_task *task, const void *data, size_t len);
 
 /* Records an error message for a task that then returns `code` (non-zero);
@@ -221,9 +232,13 @@ PP_EXPORT int pp_task_fail(pp_task *task, int code, const char *fmt, ...)
 PP_EXPORT int pp_submit(pp_pool *pool, pp_task_fn fn, const void *arg,
                         size_t arg_len, pp_future **future);
 
-/* As pp_submit(), with a per-task timeout in seconds (<= 0: none): when the
- * task has run that long, its worker is killed and replaced, and the future
- * fails with PP_EDEADLINE. */
+/* As pp_submit(), with a per-task timeout in seconds (<= 0: none; NaN is
+ * PP_EINVAL; a timeout past about 292 years, INFINITY included, never
+ * fires): when the task has run that long, its worker is killed and
+ * replaced, and the future fails with PP_EDEADLINE. Other tasks are not
+ * touched: results the worker held back are sent before a timed task
+ * starts. PP_ENOTSUP with the thread engine. Unlike Python, which has no
+ * per-task timeout. */
 PP_EXPORT int pp_submit_timeout(pp_pool *pool, pp_task_fn fn, const void *arg,
                                 size_t arg_len, double timeout,
                                 pp_future **future);
@@ -262,7 +277,11 @@ PP_EXPORT int pp_future_task_code(const pp_future *future);
 PP_EXPORT int pp_future_cancel(pp_future *future);
 
 /* Cancels the task even if it is running, by killing its worker (which is
- * replaced). Returns 0, or PP_EINVAL if it is already done. */
+ * replaced). Returns 0 (the future is, or soon will be, cancelled:
+ * PP_ECANCELLED), PP_EINVAL if it is already done or finished running
+ * before it could be stopped (its result then stands, and no other task
+ * is touched), or PP_ENOTSUP with the thread engine. Python has no
+ * equivalent. */
 PP_EXPORT int pp_future_cancel_running(pp_future *future);
 
 /* Calls cb(future, arg) once the future is done, in the master thread that
@@ -291,8 +310,11 @@ typedef enum pp_return_when {
 } pp_return_when;
 
 /* Waits until the condition holds for futures[0..n) or `timeout` passes.
- * Returns the number of done futures (>= 0); if `done` (OUT) is given, it
- * gets a flag per future. A timeout is not an error: compare the count. */
+ * The futures may come from several pools, of either engine. Returns the
+ * number of done futures (>= 0; a future given twice counts twice); if
+ * `done` (OUT) is given, it gets a flag per future. A timeout is not an
+ * error: compare the count. PP_FIRST_EXCEPTION, as in Python, counts
+ * failures but not cancellations. */
 PP_EXPORT int pp_wait(pp_future *const *futures, size_t n, double timeout,
                       pp_return_when when, unsigned char *done);
 
@@ -300,10 +322,13 @@ PP_EXPORT int pp_wait(pp_future *const *futures, size_t n, double timeout,
 
 typedef struct pp_completed pp_completed;
 
-/* An iterator that yields each of futures[0..n) exactly once, as it is done
- * (already-done ones first). The iterator holds references of its own; the
- * array itself may be freed after the call. `timeout` counts from this call,
- * like Python's. *it (OUT) is released with pp_completed_destroy(). */
+/* An iterator that yields each distinct future of futures[0..n) exactly
+ * once, as it is done (already-done ones first); a future given twice is
+ * yielded once, as Python's as_completed() does. The futures may come from
+ * several pools, of either engine. The iterator holds references of its
+ * own; the array itself may be freed after the call. `timeout` counts from
+ * this call, like Python's. *it (OUT) is released with
+ * pp_completed_destroy(). */
 PP_EXPORT int pp_as_completed(pp_future *const *futures, size_t n,
                               double timeout, pp_completed **it);
 
@@ -336,7 +361,9 @@ typedef struct pp_map_options {
 /* An ordered, lazy map of fn over arguments `args[i]` of `lens[i]` bytes
  * (copied as they are submitted: the arrays must stay valid until the map
  * is destroyed). The first window of tasks is submitted at once, as
- * Python's map does; the rest as results are taken. `opts` may be NULL.
+ * Python's map does; the rest as results are taken: before pp_map_next()
+ * returns a result, the window is topped up again, as Python 3.14's map
+ * with buffersize submits as it yields. `opts` may be NULL.
  * *map (OUT) is released with pp_map_destroy(). */
 PP_EXPORT int pp_map_array(pp_pool *pool, pp_task_fn fn,
                            const void *const *args, const size_t *lens,

@@ -1,11 +1,13 @@
 /*
- * The collector: one thread per pool, in the master, that
- *  - takes result frames off the result ring and resolves futures and map
- *    items (then runs done-callbacks, outside the lock);
+ * The collector: one thread per pool run by processes, in the master, that
+ *  - takes result frames off the result ring and hands each item's outcome
+ *    to the slot table (then runs the deferred callbacks, outside the lock);
  *  - forks the workers, notices a worker's death through its pipe, reaps
  *    it, fails or retries what it was running, queues again what it had
  *    claimed, and forks a replacement;
- *  - kills the worker of a task that ran past its timeout.
+ *  - kills the worker of a task that ran past its timeout, and, once the
+ *    pool closes with nothing left to run, any worker that does not leave
+ *    within LEAVE_NS (a stopped one, say).
  *
  * DESIGN
  * It sleeps in poll() on an eventfd (written by a worker that puts results
@@ -16,10 +18,9 @@
  * signalled only while it has not been reaped, so its pid cannot have been
  * recycled.
  */
-#include "internal.h"
+#include "proc.h"
 #include "testhook.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -31,9 +32,11 @@
 
 #define DRAIN_MAX 4096
 #define RESPAWN_BACKOFF_NS 100000000u
+#define LEAVE_NS 2000000000u /* 2 s for idle workers to exit when closing */
 
 struct collector {
   pp_pool *p;
+  struct pp__procs *e;
   unsigned char *buf;
   size_t cap;
   struct pollfd *fds;
@@ -43,83 +46,51 @@ struct collector {
 
 /* ------------------------------------------------------ resolving */
 
-/* With mu held: fails every unresolved item of slot `index` with `status`
- * and frees the slot. */
-void collector_fail_slot_locked(pp_pool *p, uint32_t index, int status,
-                                const char *msg, pp_future **done) {
-  struct slot *s = &p->slots[index];
-
-  if (s->kind == SLOT_FUTURE) {
-    future_resolve_locked(s->owner, status, 0, NULL, 0, msg, done);
-  } else if (s->kind == SLOT_MAP) {
-    for (uint32_t i = 0; i < s->items; i++)
-      map_resolve_locked(s->owner, s->base + i, status, 0, NULL, 0, msg);
-    map_task_gone_locked(s->owner);
-  }
-  pool_free_slot(p, index);
-}
-
 /* With mu held: applies one result frame. */
 static void apply_result(pp_pool *p, const unsigned char *frame, size_t len,
-                         pp_future **done) {
-  struct result_hdr rh;
-  struct result_item ri;
-  const unsigned char *data = frame + sizeof rh + sizeof ri;
-  char msg[PP_MESSAGE_MAX];
-  struct slot *s;
-  uint32_t index;
+                         struct pp__deferred **later) {
+  struct pp__result_hdr rh;
+  const unsigned char *data = frame + sizeof rh;
+  char msg[PP__MESSAGE_MAX];
+  struct pp__result r;
 
-  if (len < sizeof rh + sizeof ri)
+  if (len < sizeof rh)
     return;
   memcpy(&rh, frame, sizeof rh);
-  memcpy(&ri, frame + sizeof rh, sizeof ri);
-  index = id_slot(rh.id);
-  if (index >= p->sh->nslots)
-    return;
-  s = &p->slots[index];
-  if (!s->kind || s->gen != id_gen(rh.id) || rh.item >= s->items)
+  if ((size_t)rh.len + rh.msg_len > len - sizeof rh ||
+      !pp__slot_by_id(&p->st, rh.id))
     return; /* a late answer for a slot already failed or reused */
-  snprintf(msg, sizeof msg, "%.*s", (int)ri.msg_len, data + ri.len);
-  if (s->kind == SLOT_FUTURE) {
-    future_resolve_locked(s->owner, ri.status, ri.code, data, ri.len, msg,
-                          done);
-    pool_free_slot(p, index);
-  } else {
-    map_resolve_locked(s->owner, s->base + rh.item, ri.status, ri.code, data,
-                       ri.len, msg);
-    if (--s->items_left == 0) {
-      map_task_gone_locked(s->owner);
-      pool_free_slot(p, index);
-    }
-  }
+  snprintf(msg, sizeof msg, "%.*s", (int)rh.msg_len, data + rh.len);
+  r = (struct pp__result){rh.status, rh.code, data, rh.len, msg};
+  pp__slot_resolve_locked(p, pp__id_slot(rh.id), rh.item, &r, later);
 }
 
 /* Takes result frames off the ring (those that fit `cap` bytes of `buf`)
- * and applies them, then runs the callbacks. Called by the collector, and
- * by a thread waiting for a future, which thereby skips a wake-up of the
- * collector. Returns the number of frames. */
-size_t collector_drain(pp_pool *p, void *buf, size_t cap) {
+ * and applies them, then runs the deferred callbacks. Called by the
+ * collector, and by a thread waiting for a future, which thereby skips a
+ * wake-up of the collector. Returns the number of frames. */
+size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap) {
+  struct pp__shared *sh = pp__procs_of(p)->sh;
   size_t total = 0, len, off, plen;
   void *payload;
   int n;
 
-  while ((n = ring_get(p->sh->results, buf, cap, DRAIN_MAX, &len, RING_NOWAIT,
-                       NULL)) > 0) {
-    pp_future *done = NULL;
+  while ((n = pp__ring_get(sh->results, buf, cap, DRAIN_MAX, &len, PP__NOWAIT,
+                           NULL)) > 0) {
+    struct pp__deferred *later = NULL;
     off = 0;
-    pthread_mutex_lock(&p->mu);
-    while (ring_frame_next(buf, len, &off, &payload, &plen))
-      apply_result(p, payload, plen, &done);
-    pthread_cond_broadcast(&p->changed);
-    pthread_mutex_unlock(&p->mu);
-    future_finish_list(done);
+    pp__pool_lock(p);
+    while (pp__ring_frame_next(buf, len, &off, &payload, &plen))
+      apply_result(p, payload, plen, &later);
+    pp__pool_unlock(p);
+    pp__deferred_run(later);
     total += (size_t)n;
   }
   return total;
 }
 
 static size_t drain_results(struct collector *c) {
-  return collector_drain(c->p, c->buf, c->cap);
+  return pp__collector_drain(c->p, c->buf, c->cap);
 }
 
 /* ------------------------------------------------------ workers */
@@ -129,23 +100,24 @@ static size_t drain_results(struct collector *c) {
  * forks, and the place is the collector's until place_worker_locked()
  * publishes it. Returns 0 or PP_EFORK. */
 static int fork_worker(pp_pool *p, int i, pid_t *pid, int *deathfd) {
-  struct worker_record *rec = &p->sh->workers[i];
+  struct pp__shared *sh = pp__procs_of(p)->sh;
+  struct pp__worker_record *rec = &sh->workers[i];
   sigset_t all, old;
   int death[2];
 
   if (pipe2(death, O_CLOEXEC) != 0)
     return PP_EFORK;
-  atomic_store(&rec->init_status, 1);
+  atomic_store(&rec->init, PP__INIT_RUNNING);
   atomic_store(&rec->current, 0);
   atomic_store(&rec->pid, 0);
-  rec->waiting = 0;
+  atomic_store(&rec->waiting, 0);
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
   *pid = PP_TEST_FORK_FAILS() ? -1 : fork();
   if (*pid == 0) {
     close(death[0]);
-    worker_main(p->sh, i, p->opts.initializer, p->opts.initarg,
-                p->opts.max_tasks_per_worker);
+    pp__worker_main(sh, i, p->opts.initializer, p->opts.initarg,
+                    p->opts.max_tasks_per_worker);
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   close(death[1]);
@@ -159,8 +131,10 @@ static int fork_worker(pp_pool *p, int i, pid_t *pid, int *deathfd) {
 
 /* With mu held: records the worker forked for place `i`. */
 static void place_worker_locked(pp_pool *p, int i, pid_t pid, int deathfd) {
-  p->pids[i] = pid;
-  p->deathfds[i] = deathfd;
+  struct pp__procs *e = pp__procs_of(p);
+  PP__ASSERT_LOCKED(p);
+  e->pids[i] = pid;
+  e->deathfds[i] = deathfd;
   p->live++;
 }
 
@@ -173,12 +147,24 @@ static int spawn_locked(pp_pool *p, int i) {
   return rc;
 }
 
-/* With mu held: SIGKILLs worker place `worker`. Its pid is not reaped yet
- * (pids[] is cleared when it is), so it cannot name another process. */
-int collector_kill_worker_locked(pp_pool *p, int worker) {
-  if (worker < 0 || worker >= p->nworkers || p->pids[worker] <= 0)
+/* With mu held: SIGKILLs worker place `worker` for task `id` (0: whatever
+ * it does), unless it has finished that task: then PP_EINVAL. The doomed
+ * mark (proc.h) keeps the worker from going on to another task first. Its
+ * pid is not reaped yet (pids[] is cleared when it is), so it cannot name
+ * another process. */
+int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id) {
+  struct pp__procs *e = pp__procs_of(p);
+
+  PP__ASSERT_LOCKED(p);
+  if (worker < 0 || worker >= p->nworkers || e->pids[worker] <= 0)
     return PP_EINVAL;
-  return kill(p->pids[worker], SIGKILL) == 0 ? 0 : PP_ESYS;
+  if (id) {
+    uint64_t expect = id;
+    if (!atomic_compare_exchange_strong(&e->sh->workers[worker].current,
+                                        &expect, id | PP__DOOMED))
+      return PP_EINVAL;
+  }
+  return kill(e->pids[worker], SIGKILL) == 0 ? 0 : PP_ESYS;
 }
 
 /* Says how a worker ended, for the futures it fails. */
@@ -193,203 +179,225 @@ static void describe_exit(char *buf, size_t size, pid_t pid, int status) {
     snprintf(buf, size, "worker %d ended", (int)pid);
 }
 
-/* With mu held: queues slot `index` again, or keeps it for later when the
- * ring is full. */
-static void requeue_locked(pp_pool *p, uint32_t index) {
-  struct backlog *b;
-
-  if (pool_queue_frame(p, index, RING_NOWAIT) == 0)
-    return;
-  if ((b = malloc(sizeof *b)) == NULL) {
-    pp_future *none = NULL;
-    collector_fail_slot_locked(p, index, PP_ENOMEM, "out of memory", &none);
-    return;
-  }
-  b->id = ((uint64_t)p->slots[index].gen << 32) | index;
-  b->next = NULL;
-  *p->backlog_tail = b;
-  p->backlog_tail = &b->next;
-}
-
-/* With mu held: queues what waited for ring room. */
-static void flush_backlog_locked(pp_pool *p) {
-  while (p->backlog) {
-    struct backlog *b = p->backlog;
-    struct slot *s = &p->slots[id_slot(b->id)];
-    if (s->kind && s->gen == id_gen(b->id) &&
-        word_state(pool_slot_word(p, id_slot(b->id))) == SLOT_QUEUED &&
-        pool_queue_frame(p, id_slot(b->id), RING_NOWAIT) != 0)
-      return;
-    p->backlog = b->next;
-    if (!p->backlog)
-      p->backlog_tail = &p->backlog;
-    free(b);
-  }
-}
-
 /* With mu held: what becomes of a task whose worker died running it. */
 static void settle_running_locked(pp_pool *p, uint32_t index, const char *cause,
-                                  pp_future **done) {
-  struct slot *s = &p->slots[index];
-  char msg[PP_MESSAGE_MAX];
+                                  struct pp__deferred **later) {
+  struct pp__slot *s = &p->st.slots[index];
+  char msg[PP__MESSAGE_MAX];
 
   if (s->cancel_running) {
-    collector_fail_slot_locked(p, index, PP_ECANCELLED,
-                               "cancelled while running", done);
+    pp__slot_fail_locked(p, index, PP_ECANCELLED, "cancelled while running",
+                         later);
   } else if (s->expired) {
     snprintf(msg, sizeof msg, "ran past its timeout of %gs; worker killed",
-             s->timeout);
-    collector_fail_slot_locked(p, index, PP_EDEADLINE, msg, done);
+             (double)s->timeout_ns / 1e9);
+    pp__slot_fail_locked(p, index, PP_EDEADLINE, msg, later);
   } else if (s->attempts < p->opts.retries) {
     s->attempts++;
     s->items_left = s->items;
-    requeue_locked(p, index);
+    pp__slot_requeue_locked(p, index, later);
   } else {
-    collector_fail_slot_locked(p, index, PP_ECRASHED, cause, done);
+    pp__slot_fail_locked(p, index, PP_ECRASHED, cause, later);
   }
 }
 
 /* With mu held: every task whose word names dead worker `w` is settled:
  * RUNNING ones failed or retried, CLAIMED ones queued again. */
 static void settle_worker_tasks_locked(pp_pool *p, int w, const char *cause,
-                                       pp_future **done) {
-  for (uint32_t i = 0; i < p->sh->nslots; i++) {
-    uint64_t word = pool_slot_word(p, i);
-    enum slot_state st = word_state(word);
-    struct slot *s = &p->slots[i];
-    if ((st != SLOT_RUNNING && st != SLOT_CLAIMED) || word_worker(word) != w ||
-        !s->kind || s->gen != word_gen(word))
+                                       struct pp__deferred **later) {
+  for (uint32_t i = 0; i < p->st.n; i++) {
+    uint64_t word = pp__slot_word_of(&p->st, i);
+    enum pp__slot_state st = pp__word_state(word);
+    struct pp__slot *s = &p->st.slots[i];
+    if ((st != PP__SLOT_RUNNING && st != PP__SLOT_CLAIMED) ||
+        pp__word_worker(word) != w || !s->used || s->gen != pp__word_gen(word))
       continue;
-    if (st == SLOT_RUNNING)
-      settle_running_locked(p, i, cause, done);
+    if (st == PP__SLOT_RUNNING)
+      settle_running_locked(p, i, cause, later);
     else
-      requeue_locked(p, i);
+      pp__slot_requeue_locked(p, i, later);
   }
 }
 
-/* With mu held: fails every task in flight, for a pool that cannot run
- * tasks any more. */
-static void break_pool_locked(pp_pool *p, int status, const char *msg,
-                              pp_future **done) {
-  p->broken = status;
-  for (uint32_t i = 0; i < p->sh->nslots; i++)
-    if (p->slots[i].kind)
-      collector_fail_slot_locked(p, i, status, msg, done);
+/* Whether a dead worker's place must be filled: always while the pool
+ * runs; after shutdown only while tasks wait. */
+static int wants_worker_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+  int queued;
+
+  PP__ASSERT_LOCKED(p);
+  if (e->stop || p->broken)
+    return 0;
+  if (!atomic_load(&e->sh->closing))
+    return 1;
+  pp__ring_lock(e->sh->tasks);
+  queued = pp__ring_count_locked(e->sh->tasks) > 0;
+  pp__ring_unlock(e->sh->tasks);
+  return queued || p->st.backlog != NULL;
 }
 
-/* Whether a dead worker's place must be filled: always while the pool
- * runs; after shutdown only while tasks wait in the ring. */
-static int wants_worker_locked(pp_pool *p) {
-  int queued;
-  if (p->stop_collector || p->broken)
-    return 0;
-  if (!p->sh->closing)
-    return 1;
-  ring_lock(p->sh->tasks);
-  queued = ring_count_locked(p->sh->tasks) > 0;
-  ring_unlock(p->sh->tasks);
-  return queued || p->backlog != NULL;
+/* With mu held: a worker's initializer failed. Python's executor calls that
+ * a broken pool, and so do we, unless pp_pool_create() is still waiting to
+ * say so. */
+static void init_failed_locked(pp_pool *p, int code,
+                               struct pp__deferred **later) {
+  struct pp__procs *e = pp__procs_of(p);
+  char msg[64];
+
+  snprintf(msg, sizeof msg, "worker initializer failed (%d)", code);
+  if (!e->started && !p->opts.start_in_background)
+    e->create_status = PP_EINIT;
+  else
+    pp__slots_break_locked(p, PP_EINIT, msg, later);
+}
+
+/* With mu held: forks the replacement of dead worker `w` when one is
+ * wanted; a failed fork is retried after a backoff. */
+static void replace_locked(pp_pool *p, int w, struct pp__deferred **later) {
+  struct pp__procs *e = pp__procs_of(p);
+  if (!wants_worker_locked(p) || !(e->started || p->opts.start_in_background))
+    return;
+  if (spawn_locked(p, w) != 0) {
+    e->next_spawn_ns = pp__now_ns() + RESPAWN_BACKOFF_NS;
+    if (p->live == 0)
+      pp__slots_break_locked(p, PP_EFORK, "could not fork a worker", later);
+  }
 }
 
 /* Reaps worker `w` if it has exited, and deals with the consequences. */
 static void reap(struct collector *c, int w) {
   pp_pool *p = c->p;
-  struct worker_record *rec = &p->sh->workers[w];
-  char cause[PP_MESSAGE_MAX];
-  pp_future *done = NULL;
-  int init_status, status = 0;
+  struct pp__procs *e = c->e;
+  struct pp__worker_record *rec = &e->sh->workers[w];
+  char cause[PP__MESSAGE_MAX];
+  struct pp__deferred *later = NULL;
+  int init, status = 0;
   pid_t got;
 
   /* End-of-file on the death pipe comes as the worker exits, a moment
    * before it can be reaped: until then, poll() is told to look again. */
-  while ((got = waitpid(p->pids[w], &status, WNOHANG)) < 0 && errno == EINTR)
+  while ((got = waitpid(e->pids[w], &status, WNOHANG)) < 0 && errno == EINTR)
     ;
   if (got == 0) {
     c->hung_up[w] = 1;
     return;
   }
   c->hung_up[w] = 0;
-  describe_exit(cause, sizeof cause, p->pids[w], status);
-  if (rec->waiting)
-    ring_forget_reader(p->sh->tasks);
+  describe_exit(cause, sizeof cause, e->pids[w], status);
+  if (atomic_load(&rec->waiting))
+    pp__ring_forget_reader(e->sh->tasks);
   drain_results(c); /* what it put before dying counts */
-  init_status = atomic_load(&rec->init_status);
-  pthread_mutex_lock(&p->mu);
-  close(p->deathfds[w]);
-  p->deathfds[w] = -1;
-  p->pids[w] = 0;
+  init = atomic_load(&rec->init);
+  pp__pool_lock(p);
+  close(e->deathfds[w]);
+  e->deathfds[w] = -1;
+  e->pids[w] = 0;
   p->live--;
-  settle_worker_tasks_locked(p, w, cause, &done);
-  if (init_status > 1 || (init_status == 1 && !p->started)) {
-    /* Its initializer failed (or, before the pool started, died): Python's
-     * executor calls that a broken pool, and so do we, unless
-     * pp_pool_create() is still waiting to say so. A worker killed from
-     * outside during its initializer, later on, is just replaced. */
-    snprintf(cause, sizeof cause, "worker initializer failed (%d)",
-             init_status);
-    if (!p->started && !p->opts.start_in_background)
-      p->create_status = PP_EINIT;
-    else
-      break_pool_locked(p, PP_EINIT, cause, &done);
-  }
-  if (wants_worker_locked(p) && (p->started || p->opts.start_in_background) &&
-      spawn_locked(p, w) != 0) {
-    p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
-    if (p->live == 0)
-      break_pool_locked(p, PP_EFORK, "could not fork a worker", &done);
-  }
+  settle_worker_tasks_locked(p, w, cause, &later);
+  /* A worker killed from outside during its initializer, once the pool
+   * has started, is just replaced; before, it counts as a failure. */
+  if (init == PP__INIT_FAILED || (init == PP__INIT_RUNNING && !e->started))
+    init_failed_locked(p, atomic_load(&rec->init_code), &later);
+  replace_locked(p, w, &later);
   pthread_cond_broadcast(&p->changed);
-  pthread_mutex_unlock(&p->mu);
-  future_finish_list(done);
+  pp__pool_unlock(p);
+  pp__deferred_run(later);
 }
 
-/* Forks the workers missing after a failed fork, once the backoff ends. */
-static void respawn_missing(pp_pool *p) {
-  if (!p->next_spawn_ns || pp_now_ns() < p->next_spawn_ns)
-    return;
-  pthread_mutex_lock(&p->mu);
-  p->next_spawn_ns = 0;
-  for (int i = 0; i < p->nworkers; i++)
-    if (p->pids[i] == 0 && wants_worker_locked(p) && spawn_locked(p, i) != 0)
-      p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
-  pthread_mutex_unlock(&p->mu);
-}
+/* With mu held: forks the workers missing after a failed fork, once the
+ * backoff ends. */
+static void respawn_missing_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
 
-/* Kills the workers of tasks that ran past their timeout. */
-static void enforce_timeouts(pp_pool *p) {
-  uint64_t now = pp_now_ns();
-
-  pthread_mutex_lock(&p->mu);
-  for (int w = 0; w < p->nworkers && p->timed_tasks; w++) {
-    struct worker_record *rec = &p->sh->workers[w];
-    uint64_t id = atomic_load(&rec->current);
-    uint64_t started = atomic_load(&rec->started_ns);
-    struct slot *s = &p->slots[id_slot(id)];
-    if (!id || p->pids[w] == 0 || !s->kind || s->gen != id_gen(id) ||
-        s->timeout <= 0 || s->expired)
-      continue;
-    if (now - started > (uint64_t)(s->timeout * 1e9) &&
-        atomic_load(&rec->current) == id) {
-      s->expired = 1;
-      collector_kill_worker_locked(p, w);
-    }
-  }
-  pthread_mutex_unlock(&p->mu);
-}
-
-/* Marks the pool started once every first worker's initializer passed. */
-static void check_started(pp_pool *p) {
-  pthread_mutex_lock(&p->mu);
-  if (!p->started && !p->create_status) {
-    int all = 1;
+  if (e->next_spawn_ns && pp__now_ns() >= e->next_spawn_ns) {
+    e->next_spawn_ns = 0;
     for (int i = 0; i < p->nworkers; i++)
-      all &= atomic_load(&p->sh->workers[i].init_status) == 0;
-    if (all) {
-      p->started = 1;
-      pthread_cond_broadcast(&p->changed);
-    }
+      if (e->pids[i] == 0 && wants_worker_locked(p) && spawn_locked(p, i) != 0)
+        e->next_spawn_ns = pp__now_ns() + RESPAWN_BACKOFF_NS;
   }
-  pthread_mutex_unlock(&p->mu);
+}
+
+/* With mu held: whether worker `w` has run its task past its timeout;
+ * *id (OUT) is that task. The record is read as a pair: started_ns is only
+ * trusted if current still names the same task after it was read, and the
+ * clock is read last, so a task that starts meanwhile never looks old. */
+static int overdue_locked(pp_pool *p, int w, uint64_t *id) {
+  struct pp__worker_record *rec = &pp__procs_of(p)->sh->workers[w];
+  struct pp__slot *s;
+  uint64_t started, now;
+
+  *id = atomic_load(&rec->current);
+  if (!*id || (*id & PP__DOOMED) || !(s = pp__slot_by_id(&p->st, *id)) ||
+      !s->timeout_ns || s->expired || s->cancel_running)
+    return 0;
+  started = atomic_load(&rec->started_ns);
+  if (atomic_load(&rec->current) != *id)
+    return 0;
+  now = pp__now_ns();
+  return now > started && now - started > s->timeout_ns;
+}
+
+/* With mu held: kills the workers of tasks that ran past their timeout. */
+static void enforce_timeouts_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+  uint64_t id;
+
+  for (int w = 0; w < p->nworkers && p->st.timed; w++)
+    if (e->pids[w] && overdue_locked(p, w, &id) &&
+        pp__collector_kill_locked(p, w, id) == 0)
+      pp__slot_by_id(&p->st, id)->expired = 1;
+}
+
+/* With mu held: marks the pool started once every first worker's
+ * initializer passed. */
+static void check_started_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+  int all = 1;
+
+  if (e->started || e->create_status)
+    return;
+  for (int i = 0; i < p->nworkers; i++)
+    all &= atomic_load(&e->sh->workers[i].init) == PP__INIT_PASSED;
+  if (all) {
+    e->started = 1;
+    pthread_cond_broadcast(&p->changed);
+  }
+}
+
+/* With mu held: once the pool is closing with nothing in flight, workers
+ * leave by themselves; one that has not within LEAVE_NS (stopped, or
+ * wedged) is killed, so that shutdown and destroy never wait for ever. */
+static void hurry_leavers_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+  uint64_t now;
+
+  if (!atomic_load(&e->sh->closing) || p->st.in_flight > 0 || p->live == 0) {
+    e->leave_by_ns = 0;
+    return;
+  }
+  now = pp__now_ns();
+  if (e->leave_by_ns == 0) {
+    e->leave_by_ns = now + LEAVE_NS;
+    return;
+  }
+  if (now < e->leave_by_ns)
+    return;
+  for (int i = 0; i < p->nworkers; i++)
+    if (e->pids[i])
+      pp__collector_kill_locked(p, i, 0);
+}
+
+/* With mu held, once stopping with nothing in flight: a worker still inside
+ * a task (one doomed, or whose task was failed meanwhile) is killed at
+ * once; the others get LEAVE_NS to exit. */
+static void kill_busy_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+
+  if (!e->stop || p->st.in_flight > 0)
+    return;
+  for (int i = 0; i < p->nworkers; i++)
+    if (e->pids[i] && atomic_load(&e->sh->workers[i].current) != 0)
+      pp__collector_kill_locked(p, i, 0);
 }
 
 /* ------------------------------------------------------ the loop */
@@ -398,54 +406,58 @@ static void check_started(pp_pool *p) {
  * for why results put meanwhile cannot be missed. */
 static void sleep_once(struct collector *c, int timeout_ms) {
   pp_pool *p = c->p;
+  struct pp__shared *sh = c->e->sh;
   int n = 0, pending;
 
-  c->fds[n++] = (struct pollfd){p->sh->wake_fd, POLLIN, 0};
+  c->fds[n++] = (struct pollfd){sh->wake_fd, POLLIN, 0};
   for (int i = 0; i < p->nworkers; i++) {
-    int fd = c->hung_up[i] ? -1 : p->deathfds[i];
+    int fd = c->hung_up[i] ? -1 : c->e->deathfds[i];
     c->fds[n++] = (struct pollfd){fd, POLLIN, 0};
     if (c->hung_up[i])
       timeout_ms = 1;
   }
-  atomic_store(&p->sh->collector_asleep, 1);
-  ring_lock(p->sh->results);
-  pending = ring_count_locked(p->sh->results) > 0;
-  ring_unlock(p->sh->results);
+  atomic_store(&sh->collector_asleep, 1);
+  pp__ring_lock(sh->results);
+  pending = pp__ring_count_locked(sh->results) > 0;
+  pp__ring_unlock(sh->results);
   if (!pending && poll(c->fds, (nfds_t)n, timeout_ms) > 0 &&
       (c->fds[0].revents & POLLIN)) {
     uint64_t v;
-    ssize_t r = read(p->sh->wake_fd, &v, sizeof v);
+    ssize_t r = read(sh->wake_fd, &v, sizeof v);
     (void)r;
   }
-  atomic_store(&p->sh->collector_asleep, 0);
+  atomic_store(&sh->collector_asleep, 0);
   for (int i = 0; i < p->nworkers; i++)
     if (c->hung_up[i] ||
         (c->fds[1 + i].fd >= 0 && (c->fds[1 + i].revents & (POLLIN | POLLHUP))))
       reap(c, i);
 }
 
-/* How long the next sleep may last: timers need short naps. */
-static int nap_ms(pp_pool *p) {
-  int timed;
-  pthread_mutex_lock(&p->mu);
-  timed = p->timed_tasks > 0 || p->backlog || p->next_spawn_ns || !p->started;
-  pthread_mutex_unlock(&p->mu);
-  return timed ? 5 : 1000;
-}
+/* One round of the collector's duties besides results, under mu. Returns
+ * how long the next sleep may last (timers need short naps), or -1 when
+ * the collector may stop: asked to, and every worker reaped. */
+static int duties(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+  int nap;
 
-/* Whether the collector may stop: asked to, and every worker reaped. */
-static int finished(pp_pool *p) {
-  int done;
-  pthread_mutex_lock(&p->mu);
-  done = p->stop_collector && p->live == 0;
-  if (p->stop_collector && p->live > 0 && p->in_flight == 0) {
-    /* Workers exit by themselves once closing; a wedged one is killed. */
-    for (int i = 0; i < p->nworkers; i++)
-      if (p->pids[i] && atomic_load(&p->sh->workers[i].current) != 0)
-        collector_kill_worker_locked(p, i);
+  pp__pool_lock(p);
+  if (e->stop && p->live == 0) {
+    pp__pool_unlock(p);
+    return -1;
   }
-  pthread_mutex_unlock(&p->mu);
-  return done;
+  check_started_locked(p);
+  if (p->st.timed)
+    enforce_timeouts_locked(p);
+  pp__slots_flush_backlog_locked(p);
+  respawn_missing_locked(p);
+  hurry_leavers_locked(p);
+  kill_busy_locked(p);
+  nap = p->st.timed > 0 || p->st.backlog || e->next_spawn_ns || !e->started ||
+                e->leave_by_ns
+            ? 5
+            : 1000;
+  pp__pool_unlock(p);
+  return nap;
 }
 
 /* Forks the first workers. While pp_pool_create() waits, a failed fork is
@@ -453,62 +465,65 @@ static int finished(pp_pool *p) {
  * as after a death, and breaks the pool if no worker runs; forks happen
  * outside the lock, so that tasks are queued and taken meanwhile. */
 static void spawn_all(pp_pool *p) {
-  pp_future *done = NULL;
+  struct pp__procs *e = pp__procs_of(p);
+  struct pp__deferred *later = NULL;
   pid_t pid;
   int deathfd;
 
-  pthread_mutex_lock(&p->mu);
+  pp__pool_lock(p);
   for (int i = 0; i < p->nworkers && wants_worker_locked(p); i++) {
-    pthread_mutex_unlock(&p->mu);
+    pp__pool_unlock(p);
     int rc = fork_worker(p, i, &pid, &deathfd);
-    pthread_mutex_lock(&p->mu);
+    pp__pool_lock(p);
     if (rc == 0) {
       place_worker_locked(p, i, pid, deathfd);
     } else if (!p->opts.start_in_background) {
-      p->create_status = PP_EFORK;
+      e->create_status = PP_EFORK;
       break;
     } else {
-      p->next_spawn_ns = pp_now_ns() + RESPAWN_BACKOFF_NS;
+      e->next_spawn_ns = pp__now_ns() + RESPAWN_BACKOFF_NS;
     }
   }
-  if (p->live == 0 && !p->create_status && wants_worker_locked(p))
-    break_pool_locked(p, PP_EFORK, "could not fork a worker", &done);
+  if (p->live == 0 && !e->create_status && wants_worker_locked(p))
+    pp__slots_break_locked(p, PP_EFORK, "could not fork a worker", &later);
   pthread_cond_broadcast(&p->changed);
-  pthread_mutex_unlock(&p->mu);
-  future_finish_list(done);
+  pp__pool_unlock(p);
+  pp__deferred_run(later);
 }
 
-void *collector_main(void *arg) {
-  struct collector c = {.p = arg};
-  pp_pool *p = c.p;
+/* Makes the collector's buffers; tells pp_pool_create() either way. */
+static int collector_setup(struct collector *c) {
+  pp_pool *p = c->p;
+  int rc = 0;
 
-  c.cap = p->sh->max_frame + 8 > 256 * 1024 ? p->sh->max_frame + 8 : 256 * 1024;
-  c.buf = malloc(c.cap);
-  c.fds = malloc(((size_t)p->nworkers + 1) * sizeof *c.fds);
-  c.hung_up = calloc((size_t)p->nworkers, 1);
-  if (!c.buf || !c.fds || !c.hung_up) {
-    pthread_mutex_lock(&p->mu);
-    p->create_status = PP_ENOMEM;
-    pthread_cond_broadcast(&p->changed);
-    pthread_mutex_unlock(&p->mu);
-    p->stop_collector = 1;
+  c->cap = c->e->sh->max_frame + 8 > 256 * 1024 ? c->e->sh->max_frame + 8
+                                                : 256 * 1024;
+  c->buf = malloc(c->cap);
+  c->fds = malloc(((size_t)p->nworkers + 1) * sizeof *c->fds);
+  c->hung_up = calloc((size_t)p->nworkers, 1);
+  pp__pool_lock(p);
+  if (!c->buf || !c->fds || !c->hung_up) {
+    c->e->create_status = PP_ENOMEM;
+    c->e->stop = 1;
+    rc = PP_ENOMEM;
   } else {
-    pthread_mutex_lock(&p->mu);
-    p->collector_ready = 1;
-    pthread_cond_broadcast(&p->changed);
-    pthread_mutex_unlock(&p->mu);
-    spawn_all(p);
+    c->e->collector_ready = 1;
   }
-  while (!finished(p)) {
+  pthread_cond_broadcast(&p->changed);
+  pp__pool_unlock(p);
+  return rc;
+}
+
+void *pp__collector_main(void *arg) {
+  struct collector c = {.p = arg, .e = pp__procs_of(arg)};
+  pp_pool *p = c.p;
+  int nap = 0;
+
+  if (collector_setup(&c) == 0)
+    spawn_all(p);
+  while ((nap = duties(p)) >= 0) {
     size_t n = drain_results(&c);
-    check_started(p);
-    if (p->timed_tasks)
-      enforce_timeouts(p);
-    pthread_mutex_lock(&p->mu);
-    flush_backlog_locked(p);
-    pthread_mutex_unlock(&p->mu);
-    respawn_missing(p);
-    sleep_once(&c, n ? 0 : nap_ms(p));
+    sleep_once(&c, n ? 0 : nap);
   }
   free(c.hung_up);
   free(c.fds);

@@ -1,113 +1,120 @@
 /*
  * Futures: what pp_submit() hands out. A future is resolved exactly once,
- * by the collector (or by a cancelling thread), under pool->mu; its result
- * fields are written before its state turns done (release), so a thread
- * that sees it done (acquire) reads them without the lock. That is also
- * why a done future stays usable after its pool is destroyed.
+ * under pool->mu, by the slot table on behalf of an engine or a cancelling
+ * thread; its outcome is written before its state turns done (release), so
+ * a thread that sees it done (acquire) reads the outcome without the lock.
+ * That is also why a done future stays usable after its pool is destroyed.
  *
  * References: the caller's (from submit), the pool's (until resolved and
- * its callbacks ran), and one per as_completed iterator holding it.
+ * its callbacks ran), and one per waiter (as_completed) holding it.
  */
-#include "internal.h"
+#include "future.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-pp_future *future_new(pp_pool *p) {
+struct pp_callback {
+  pp_done_fn fn;
+  void *arg;
+  struct pp_callback *next;
+};
+
+static void run_callbacks(struct pp__deferred *d);
+
+pp_future *pp__future_new(pp_pool *p) {
   pp_future *f = calloc(1, sizeof *f);
   if (!f)
     return NULL;
   f->pool = p;
   atomic_init(&f->refs, 1);
   atomic_init(&f->state, PP_PENDING);
+  f->later.run = run_callbacks;
   return f;
 }
 
-static int is_done(const pp_future *f) {
-  int st = atomic_load_explicit(&((pp_future *)f)->state, memory_order_acquire);
-  return st == PP_FINISHED || st == PP_CANCELLED;
-}
-
-void outcome_set(struct outcome *o, int status, int code, const void *data,
-                 size_t len, const char *msg) {
-  o->status = status;
-  o->code = code;
-  if (status == 0 && len) {
-    if ((o->data = malloc(len)) != NULL) {
-      memcpy(o->data, data, len);
-      o->len = len;
+void pp__outcome_set(struct pp__outcome *o, const struct pp__result *r) {
+  o->status = r->status;
+  o->code = r->code;
+  if (r->status == 0 && r->len) {
+    if ((o->data = malloc(r->len)) != NULL) {
+      memcpy(o->data, r->data, r->len);
+      o->len = r->len;
     } else {
       o->status = PP_ENOMEM;
     }
   }
-  if (msg && *msg)
-    o->message = strdup(msg);
+  if (r->msg && *r->msg)
+    o->message = strdup(r->msg);
 }
 
-void outcome_clear(struct outcome *o) {
+void pp__outcome_clear(struct pp__outcome *o) {
   free(o->data);
   free(o->message);
   memset(o, 0, sizeof *o);
 }
 
-void future_resolve_locked(pp_future *f, int status, int code, const void *data,
-                           size_t len, const char *msg, pp_future **done_list) {
-  if (is_done(f))
+/* The slot owner callback: the future's task ended as *r. Wakes its
+ * waiters at once and defers its done-callbacks until mu is dropped. */
+static void resolve_locked(void *owner, size_t index,
+                           const struct pp__result *r,
+                           struct pp__deferred **later) {
+  pp_future *f = owner;
+
+  (void)index;
+  if (pp__future_is_done(f))
     return;
-  outcome_set(&f->out, status, code, data, len, msg);
+  pp__outcome_set(&f->out, r);
   atomic_store_explicit(&f->state,
-                        status == PP_ECANCELLED ? PP_CANCELLED : PP_FINISHED,
+                        r->status == PP_ECANCELLED ? PP_CANCELLED : PP_FINISHED,
                         memory_order_release);
-  for (struct watch *w = f->watches; w; w = w->next)
-    completed_notify_locked(w->it, w->index);
+  pp__watch_fire_locked(f->watches, pp__future_raised(f));
   f->watches = NULL;
-  f->next_done = *done_list;
-  *done_list = f;
+  f->later.next = *later;
+  *later = &f->later;
 }
 
-/* After mu is dropped: runs the done-callbacks of each resolved future and
- * drops the pool's reference to it. Callbacks were detached under mu when
- * the future turned done; a callback added later runs in its adder. */
-void future_finish_list(pp_future *done) {
-  while (done) {
-    pp_future *f = done;
-    struct callback *cb;
-    done = f->next_done;
-    pthread_mutex_lock(&f->pool->mu);
-    cb = f->callbacks;
-    f->callbacks = NULL;
-    pthread_mutex_unlock(&f->pool->mu);
-    while (cb) {
-      struct callback *next = cb->next;
-      cb->fn(f, cb->arg);
-      free(cb);
-      cb = next;
-    }
-    pp_future_release(f);
+const struct pp__owner_ops pp__future_ops = {resolve_locked, NULL};
+
+/* After mu is dropped: runs the done-callbacks of a resolved future and
+ * drops the pool's reference to it. Callbacks were detached under mu; a
+ * callback added after that runs in its adder. */
+static void run_callbacks(struct pp__deferred *d) {
+  pp_future *f = (pp_future *)((char *)d - offsetof(pp_future, later));
+  struct pp_callback *cb;
+
+  pp__pool_lock(f->pool);
+  cb = f->callbacks;
+  f->callbacks = NULL;
+  pp__pool_unlock(f->pool);
+  while (cb) {
+    struct pp_callback *next = cb->next;
+    cb->fn(f, cb->arg);
+    free(cb);
+    cb = next;
   }
+  pp_future_release(f);
 }
 
 pp_state pp_future_state(const pp_future *f) {
-  pp_pool *p;
   uint64_t word;
+  enum pp__slot_state st;
 
   if (!f)
     return PP_PENDING;
-  if (is_done(f))
+  if (pp__future_is_done(f))
     return (pp_state)atomic_load(&((pp_future *)f)->state);
-  p = f->pool;
-  word = pool_slot_word(p, id_slot(f->id));
-  if (word_gen(word) == id_gen(f->id) &&
-      (word_state(word) == SLOT_RUNNING || word_state(word) == SLOT_CLAIMED))
+  word = pp__slot_word_of(&f->pool->st, pp__id_slot(f->id));
+  st = pp__word_state(word);
+  if (pp__word_gen(word) == pp__id_gen(f->id) &&
+      (st == PP__SLOT_RUNNING || st == PP__SLOT_CLAIMED))
     return PP_RUNNING;
-  return is_done(f) ? (pp_state)atomic_load(&((pp_future *)f)->state)
-                    : PP_PENDING;
+  return pp__future_is_done(f) ? (pp_state)atomic_load(&((pp_future *)f)->state)
+                               : PP_PENDING;
 }
 
 int pp_future_done(const pp_future *f) {
-  return f && is_done(f);
+  return f && pp__future_is_done(f);
 }
 
 int pp_future_running(const pp_future *f) {
@@ -118,36 +125,13 @@ int pp_future_cancelled(const pp_future *f) {
   return f && atomic_load(&((pp_future *)f)->state) == PP_CANCELLED;
 }
 
-/* Waits with mu held until f is done or deadline_ns passes. */
-static int wait_done_locked(pp_future *f, uint64_t deadline_ns) {
-  pp_pool *p = f->pool;
-  while (!is_done(f)) {
-    if (deadline_ns == RING_FOREVER) {
-      pthread_cond_wait(&p->changed, &p->mu);
-    } else {
-      struct timespec ts = pp_timespec(deadline_ns);
-      if (pthread_cond_timedwait(&p->changed, &p->mu, &ts) == ETIMEDOUT &&
-          !is_done(f))
-        return PP_ETIMEDOUT;
-    }
-  }
-  return 0;
-}
-
-/* Before sleeping, takes results off the ring itself for a moment: a
- * small result then reaches this thread without waking the collector. */
-static void spin_for_result(pp_future *f) {
-  unsigned char buf[4096];
-  uint64_t until = pp_now_ns() + PP_SPIN_NS;
-
-  while (!is_done(f) && pp_now_ns() < until)
-    if (collector_drain(f->pool, buf, sizeof buf) == 0)
-      pp_cpu_relax();
+static int done_cond(const void *f) {
+  return pp__future_is_done(f);
 }
 
 int pp_future_result(pp_future *f, double timeout, const void **data,
                      size_t *len) {
-  int rc = 0;
+  pp_pool *p;
 
   if (data)
     *data = NULL;
@@ -155,18 +139,20 @@ int pp_future_result(pp_future *f, double timeout, const void **data,
     *len = 0;
   if (!f)
     return PP_EINVAL;
-  if (!is_done(f)) {
+  if (!pp__future_is_done(f)) {
+    uint64_t deadline = pp__deadline_ns(timeout);
     if (timeout == 0)
       return PP_ETIMEDOUT;
-    if (!pool_threaded(f->pool))
-      spin_for_result(f);
-  }
-  if (!is_done(f)) {
-    pthread_mutex_lock(&f->pool->mu);
-    rc = wait_done_locked(f, pp_deadline_ns(timeout));
-    pthread_mutex_unlock(&f->pool->mu);
-    if (rc != 0)
-      return rc;
+    p = f->pool;
+    if (p->engine->help_wait)
+      p->engine->help_wait(p, done_cond, f);
+    pp__pool_lock(p);
+    while (!pp__future_is_done(f) &&
+           pp__pool_wait(p, &p->changed, deadline) != ETIMEDOUT)
+      ;
+    pp__pool_unlock(p);
+    if (!pp__future_is_done(f))
+      return PP_ETIMEDOUT;
   }
   if (f->out.status == 0) {
     if (data)
@@ -178,26 +164,31 @@ int pp_future_result(pp_future *f, double timeout, const void **data,
 }
 
 const char *pp_future_message(const pp_future *f) {
-  return f && is_done(f) && f->out.message ? f->out.message : "";
+  return f && pp__future_is_done(f) && f->out.message ? f->out.message : "";
 }
 
 int pp_future_task_code(const pp_future *f) {
-  return f && is_done(f) ? f->out.code : 0;
+  return f && pp__future_is_done(f) ? f->out.code : 0;
+}
+
+/* What cancelling a done future answers: 0 if it was cancelled. */
+static int cancel_done(const pp_future *f) {
+  return pp_future_cancelled(f) ? 0 : PP_EINVAL;
 }
 
 int pp_future_cancel(pp_future *f) {
-  pp_future *done = NULL;
+  struct pp__deferred *later = NULL;
   int rc;
 
   if (!f)
     return PP_EINVAL;
-  if (is_done(f))
-    return pp_future_cancelled(f) ? 0 : PP_EINVAL;
-  pthread_mutex_lock(&f->pool->mu);
-  rc = is_done(f) ? (pp_future_cancelled(f) ? 0 : PP_EINVAL)
-                  : pool_cancel_slot(f->pool, f->id, &done);
-  pthread_mutex_unlock(&f->pool->mu);
-  future_finish_list(done);
+  if (pp__future_is_done(f))
+    return cancel_done(f);
+  pp__pool_lock(f->pool);
+  rc = pp__future_is_done(f) ? cancel_done(f)
+                             : pp__slot_cancel_locked(f->pool, f->id, &later);
+  pp__pool_unlock(f->pool);
+  pp__deferred_run(later);
   return rc;
 }
 
@@ -207,52 +198,39 @@ int pp_future_cancel_running(pp_future *f) {
 
   if (!f)
     return PP_EINVAL;
-  rc = pp_future_cancel(f);
-  if (rc != PP_EBUSY)
+  if ((rc = pp_future_cancel(f)) != PP_EBUSY)
     return rc;
   p = f->pool;
-  if (pool_threaded(p))
-    return PP_ENOTSUP;
-  pthread_mutex_lock(&p->mu);
-  if (!is_done(f)) {
-    uint32_t index = id_slot(f->id);
-    uint64_t word = pool_slot_word(p, index);
-    if (word_gen(word) == id_gen(f->id) && word_state(word) == SLOT_RUNNING) {
-      p->slots[index].cancel_running = 1;
-      rc = collector_kill_worker_locked(p, word_worker(word));
-    }
-  }
-  pthread_mutex_unlock(&p->mu);
-  return rc == PP_EBUSY ? 0 : rc;
+  pp__pool_lock(p);
+  rc = pp__future_is_done(f) ? cancel_done(f)
+                             : pp__slot_cancel_running_locked(p, f->id);
+  pp__pool_unlock(p);
+  return rc;
 }
 
 int pp_future_add_done_callback(pp_future *f, pp_done_fn fn, void *arg) {
-  struct callback *cb;
-  int now = 0;
+  struct pp_callback *cb;
+  int now = 1;
 
   if (!f || !fn)
     return PP_EINVAL;
-  if (!is_done(f)) {
+  if (!pp__future_is_done(f)) {
     if (!(cb = malloc(sizeof *cb)))
       return PP_ENOMEM;
-    cb->fn = fn;
-    cb->arg = arg;
-    pthread_mutex_lock(&f->pool->mu);
-    if (!is_done(f) || f->callbacks) {
-      /* Not done, or done with callbacks the collector has yet to run:
-       * join them, so that callbacks keep their order. */
-      struct callback **tail = &f->callbacks;
+    *cb = (struct pp_callback){fn, arg, NULL};
+    pp__pool_lock(f->pool);
+    if (!pp__future_is_done(f) || f->callbacks) {
+      /* Not done, or done with callbacks yet to run: join them, so that
+       * callbacks keep their order. */
+      struct pp_callback **tail = &f->callbacks;
       while (*tail)
         tail = &(*tail)->next;
-      cb->next = NULL;
       *tail = cb;
-    } else {
-      now = 1;
-      free(cb);
+      now = 0;
     }
-    pthread_mutex_unlock(&f->pool->mu);
-  } else {
-    now = 1;
+    pp__pool_unlock(f->pool);
+    if (now)
+      free(cb);
   }
   if (now)
     fn(f, arg);
@@ -283,10 +261,10 @@ void pp_future_release(pp_future *f) {
   if (!f || atomic_fetch_sub(&f->refs, 1) != 1)
     return;
   while (f->callbacks) {
-    struct callback *next = f->callbacks->next;
+    struct pp_callback *next = f->callbacks->next;
     free(f->callbacks);
     f->callbacks = next;
   }
-  outcome_clear(&f->out);
+  pp__outcome_clear(&f->out);
   free(f);
 }

@@ -10,14 +10,13 @@
  * generator never runs under the pool's lock; the stage then becomes one
  * task (a chunk of up to `chunksize` arguments) under the lock.
  */
-#include "internal.h"
+#include "future.h"
 
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 struct map_item {
-  struct outcome out;
+  struct pp__outcome out;
   int done;
 };
 
@@ -31,10 +30,10 @@ struct pp_map {
   void *gen_state;
   size_t chunksize, window;
   uint64_t deadline_ns;
-  double task_timeout;
-  size_t submitted; /* arguments turned into tasks */
-  size_t yielded;   /* results handed back */
-  size_t tasks;     /* tasks in flight */
+  uint64_t task_timeout_ns; /* 0: none */
+  size_t submitted;         /* arguments turned into tasks */
+  size_t yielded;           /* results handed back */
+  size_t tasks;             /* tasks in flight */
   int source_done;
   int source_err;
   struct map_item *items; /* [window] */
@@ -52,7 +51,7 @@ struct pp_map {
 };
 
 static void item_clear(struct map_item *it) {
-  outcome_clear(&it->out);
+  pp__outcome_clear(&it->out);
   it->done = 0;
 }
 
@@ -80,7 +79,7 @@ static int next_arg(pp_map *m, const void **arg, size_t *len) {
 /* Fills the stage, outside the lock, up to chunksize arguments, what one
  * frame holds, and the window. Returns 0 or a PP_E* that ends the map. */
 static int fill_stage(pp_map *m) {
-  size_t max_frame = m->pool->sh->max_frame - sizeof(struct task_hdr);
+  size_t max_frame = m->pool->st.max_frame - sizeof(struct pp__task_hdr);
   const void *arg;
   size_t len;
   int rc;
@@ -93,7 +92,7 @@ static int fill_stage(pp_map *m) {
     }
     if (len > m->pool->opts.max_payload)
       return PP_ETOOBIG;
-    if (m->staged && m->stage_bytes + 8 + pad8(len) > max_frame) {
+    if (m->staged && m->stage_bytes + 8 + pp__pad8(len) > max_frame) {
       m->held = 1; /* starts the next chunk */
       m->held_arg = arg;
       m->held_len = len;
@@ -105,10 +104,12 @@ static int fill_stage(pp_map *m) {
     }
     m->stage_args[m->staged] = arg;
     m->stage_lens[m->staged++] = len;
-    m->stage_bytes += 8 + pad8(len);
+    m->stage_bytes += 8 + pp__pad8(len);
   }
   return 0;
 }
+
+static const struct pp__owner_ops map_ops;
 
 /* With mu held: turns the stage into a task. With `wait` it may wait for a
  * slot or ring room (only when nothing of this map is in flight, so a full
@@ -116,48 +117,30 @@ static int fill_stage(pp_map *m) {
  * queued, PP_ETIMEDOUT when it must wait, or the pool's failure. */
 static int submit_stage_locked(pp_map *m, int wait) {
   pp_pool *p = m->pool;
+  struct pp__deferred *none = NULL; /* map items defer nothing */
   uint32_t index;
-  struct slot *s;
   int rc;
 
+  PP__ASSERT_LOCKED(p);
   if (p->shutdown)
     return PP_ESHUTDOWN;
-  if ((rc = pool_alloc_slot(p, wait, m->deadline_ns, &index)) != 0)
+  if ((rc = pp__slot_alloc_locked(p, wait, m->deadline_ns, &index)) != 0)
     return rc;
-  rc =
-      pool_task_frame(p, index, m->fn, m->stage_args, m->stage_lens, m->staged);
+  pp__slot_own_locked(p, index, &map_ops, m, m->submitted, m->task_timeout_ns);
+  m->tasks++; /* until the slot is gone */
+  rc = pp__slot_frame_locked(p, index, m->fn, m->stage_args, m->stage_lens,
+                             m->staged);
   if (rc != 0) {
-    pool_free_slot(p, index);
+    pp__slot_free_locked(p, index);
     return rc;
   }
-  s = &p->slots[index];
-  s->kind = SLOT_MAP;
-  s->owner = m;
-  s->base = m->submitted;
-  if (m->task_timeout > 0) {
-    s->timeout = m->task_timeout;
-    p->timed_tasks++;
-    shared_wake_collector(p->sh);
-  }
-  m->tasks++;
   m->submitted += m->staged;
   m->staged = m->stage_bytes = 0;
-  rc = pool_queue_frame(p, index, wait ? m->deadline_ns : RING_NOWAIT);
-  if (rc == PP_ETIMEDOUT && s->kind == SLOT_MAP && s->owner == m && !wait) {
-    /* Keep it: the collector's backlog queues it when room appears. */
-    struct backlog *b = malloc(sizeof *b);
-    if (!b) {
-      pp_future *none = NULL;
-      collector_fail_slot_locked(p, index, PP_ENOMEM, "out of memory", &none);
-      return 0;
-    }
-    b->id = ((uint64_t)s->gen << 32) | index;
-    b->next = NULL;
-    *p->backlog_tail = b;
-    p->backlog_tail = &b->next;
-    return 0;
-  }
-  return rc == 1 ? 0 : rc;
+  pp__slot_queue_locked(p, index, wait, m->deadline_ns, &none);
+  if (m->task_timeout_ns && p->engine->timers_changed_locked)
+    p->engine->timers_changed_locked(p);
+  assert(none == NULL);
+  return 0;
 }
 
 /* Submits as much as the window allows. Called and returns with mu held;
@@ -165,12 +148,13 @@ static int submit_stage_locked(pp_map *m, int wait) {
 static int refill_locked(pp_map *m) {
   int rc;
 
+  PP__ASSERT_LOCKED(m->pool);
   while (!m->source_err) {
     int idle = m->tasks == 0;
     if (m->staged == 0) {
-      pthread_mutex_unlock(&m->pool->mu);
+      pp__pool_unlock(m->pool);
       rc = fill_stage(m);
-      pthread_mutex_lock(&m->pool->mu);
+      pp__pool_lock(m->pool);
       if (rc != 0) {
         m->source_err = rc;
         m->source_done = 1;
@@ -189,22 +173,32 @@ static int refill_locked(pp_map *m) {
   return 0;
 }
 
-void map_resolve_locked(pp_map *m, size_t index, int status, int code,
-                        const void *data, size_t len, const char *msg) {
+/* The slot owner callback: argument `index` ended as *r. Answers for
+ * items already handed back, or already had (a retried chunk answering
+ * again), are ignored. */
+static void resolve_locked(void *owner, size_t index,
+                           const struct pp__result *r,
+                           struct pp__deferred **later) {
+  pp_map *m = owner;
   struct map_item *it;
 
+  (void)later;
   if (index < m->yielded || index >= m->submitted)
     return;
   it = &m->items[index % m->window];
   if (it->done)
-    return; /* a retried chunk answering again */
-  outcome_set(&it->out, status, code, data, len, msg);
+    return;
+  pp__outcome_set(&it->out, r);
   it->done = 1;
 }
 
-void map_task_gone_locked(pp_map *m) {
+/* The slot owner callback: one of the map's tasks is gone. */
+static void gone_locked(void *owner) {
+  pp_map *m = owner;
   m->tasks--;
 }
+
+static const struct pp__owner_ops map_ops = {resolve_locked, gone_locked};
 
 /* Shared constructor of both sources. */
 static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
@@ -212,10 +206,13 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   pp_map *m;
   size_t chunk;
 
-  if (!p || !fn || !out)
+  if (out)
+    *out = NULL;
+  if (!p || !fn || !out ||
+      (opts && (opts->timeout != opts->timeout ||
+                opts->task_timeout != opts->task_timeout)))
     return PP_EINVAL;
-  *out = NULL;
-  if (opts && opts->task_timeout > 0 && pool_threaded(p))
+  if (opts && opts->task_timeout > 0 && !pp__engine_can_kill(p->engine))
     return PP_ENOTSUP;
   if (!(m = calloc(1, sizeof *m)))
     return PP_ENOMEM;
@@ -227,15 +224,17 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
                                    : (size_t)4 * (size_t)p->nworkers * 64;
   if (m->window < 2 * chunk)
     m->window = 2 * chunk;
-  if (m->window > p->sh->nslots * chunk)
-    m->window = p->sh->nslots * chunk;
+  if (m->window > p->st.n * chunk)
+    m->window = p->st.n * chunk;
   m->deadline_ns =
-      pp_deadline_ns(opts && opts->timeout > 0 ? opts->timeout : PP_FOREVER);
-  m->task_timeout = opts && opts->task_timeout > 0 ? opts->task_timeout : 0;
+      pp__deadline_ns(opts && opts->timeout > 0 ? opts->timeout : PP_FOREVER);
+  m->task_timeout_ns = opts && opts->task_timeout > 0
+                           ? pp__seconds_to_ns(opts->task_timeout)
+                           : 0;
   m->items = calloc(m->window, sizeof *m->items);
   m->stage_args = malloc(chunk * sizeof *m->stage_args);
   m->stage_lens = malloc(chunk * sizeof *m->stage_lens);
-  m->stage_copy = malloc(p->sh->max_frame);
+  m->stage_copy = malloc(p->st.max_frame);
   if (!m->items || !m->stage_args || !m->stage_lens || !m->stage_copy) {
     pp_map_destroy(m);
     return PP_ENOMEM;
@@ -244,17 +243,23 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   return 0;
 }
 
+/* Submits what the window allows; a failure to submit ends the map (kept
+ * for pp_map_next() to report once the results in flight are out). */
+static void refill_or_stop_locked(pp_map *m) {
+  int rc = refill_locked(m);
+  if (rc != 0 && !m->source_err) {
+    m->source_err = rc;
+    m->source_done = 1;
+  }
+}
+
 /* Submits the first window at once, as Python's map submits at the call,
  * so work starts before the first pp_map_next(). A failure to submit is
  * kept for pp_map_next() to report. */
 static void start_map(pp_map *m) {
-  int rc;
-  pthread_mutex_lock(&m->pool->mu);
-  if ((rc = refill_locked(m)) != 0 && !m->source_err) {
-    m->source_err = rc;
-    m->source_done = 1;
-  }
-  pthread_mutex_unlock(&m->pool->mu);
+  pp__pool_lock(m->pool);
+  refill_or_stop_locked(m);
+  pp__pool_unlock(m->pool);
 }
 
 int pp_map_array(pp_pool *p, pp_task_fn fn, const void *const *args,
@@ -287,7 +292,7 @@ int pp_map_gen(pp_pool *p, pp_task_fn fn, pp_gen_fn gen, void *state,
 }
 
 int pp_map_next(pp_map *m, const void **data, size_t *len) {
-  struct map_item *it;
+  struct map_item *it = NULL;
   int rc = 0;
 
   if (data)
@@ -297,36 +302,35 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
   if (!m)
     return PP_EINVAL;
   item_clear(&m->current);
-  pthread_mutex_lock(&m->pool->mu);
+  pp__pool_lock(m->pool);
   for (;;) {
-    if ((rc = refill_locked(m)) != 0 && m->yielded == m->submitted)
-      break;
-    rc = 0;
     if (m->yielded == m->submitted) {
-      rc = m->source_err ? m->source_err : PP_EOF;
-      break;
+      refill_or_stop_locked(m);
+      if (m->yielded == m->submitted) {
+        rc = m->source_err ? m->source_err : PP_EOF;
+        break;
+      }
     }
     it = &m->items[m->yielded % m->window];
     if (it->done)
       break;
-    if (m->deadline_ns != RING_FOREVER && pp_now_ns() >= m->deadline_ns) {
+    if (m->deadline_ns != PP__FOREVER && pp__now_ns() >= m->deadline_ns) {
       rc = PP_ETIMEDOUT;
       break;
     }
-    if (m->deadline_ns == RING_FOREVER) {
-      pthread_cond_wait(&m->pool->changed, &m->pool->mu);
-    } else {
-      struct timespec ts = pp_timespec(m->deadline_ns);
-      pthread_cond_timedwait(&m->pool->changed, &m->pool->mu, &ts);
-    }
+    pp__pool_wait(m->pool, &m->pool->changed, m->deadline_ns);
   }
   if (rc == 0) {
     m->current = *it;
     memset(it, 0, sizeof *it);
     m->current_index = m->yielded++;
     rc = m->current.out.status;
+    /* The window is topped up before this result is handed back, as
+     * Python's map (with buffersize) submits the next argument as it
+     * yields. */
+    refill_or_stop_locked(m);
   }
-  pthread_mutex_unlock(&m->pool->mu);
+  pp__pool_unlock(m->pool);
   if (rc == 0) {
     if (data)
       *data = m->current.out.data;
@@ -349,19 +353,20 @@ int pp_map_task_code(const pp_map *m) {
 }
 
 void pp_map_destroy(pp_map *m) {
+  struct pp__deferred *none = NULL; /* map items defer nothing */
   pp_pool *p;
-  pp_future *none = NULL;
 
   if (!m)
     return;
   p = m->pool;
-  pthread_mutex_lock(&p->mu);
-  for (uint32_t i = 0; i < p->sh->nslots && m->tasks; i++)
-    if (p->slots[i].kind == SLOT_MAP && p->slots[i].owner == m)
-      pool_cancel_slot(p, ((uint64_t)p->slots[i].gen << 32) | i, &none);
+  pp__pool_lock(p);
+  for (uint32_t i = 0; i < p->st.n && m->tasks; i++)
+    if (p->st.slots[i].used && p->st.slots[i].owner == m)
+      pp__slot_cancel_locked(p, pp__make_id(p->st.slots[i].gen, i), &none);
   while (m->tasks > 0)
-    pthread_cond_wait(&p->changed, &p->mu);
-  pthread_mutex_unlock(&p->mu);
+    pp__pool_wait(p, &p->changed, PP__FOREVER);
+  pp__pool_unlock(p);
+  assert(none == NULL);
   if (m->items)
     for (size_t i = 0; i < m->window; i++)
       item_clear(&m->items[i]);

@@ -27,27 +27,11 @@
 #define LOCK_RECHECK_NS 10000000u /* 10 ms */
 #define SEM_RECHECK_NS 100000000u /* 100 ms */
 
-uint64_t pp_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+size_t pp__ring_footprint(size_t cap) {
+  return sizeof(struct pp__ring) + cap;
 }
 
-/* A CLOCK_MONOTONIC deadline `timeout_s` from now; 0 (for ever) when
- * negative. */
-uint64_t pp_deadline_ns(double timeout_s) {
-  if (timeout_s < 0)
-    return RING_FOREVER;
-  if (timeout_s > 1e9)
-    timeout_s = 1e9;
-  return pp_now_ns() + (uint64_t)(timeout_s * 1e9) + 1;
-}
-
-size_t ring_footprint(size_t cap) {
-  return sizeof(struct ring) + cap;
-}
-
-int ring_init(struct ring *r, size_t cap) {
+int pp__ring_init(struct pp__ring *r, size_t cap) {
   pthread_mutexattr_t ma;
   int rc;
 
@@ -74,7 +58,7 @@ out_mutex:
   return -rc;
 }
 
-void ring_destroy(struct ring *r) {
+void pp__ring_destroy(struct pp__ring *r) {
   sem_destroy(&r->writable);
   sem_destroy(&r->readable);
   pthread_mutex_destroy(&r->lock);
@@ -82,7 +66,8 @@ void ring_destroy(struct ring *r) {
 
 /* Copies n bytes into the ring at logical offset `off`, in two parts when
  * the range wraps. */
-static void copy_in(struct ring *r, uint64_t off, const void *src, size_t n) {
+static void copy_in(struct pp__ring *r, uint64_t off, const void *src,
+                    size_t n) {
   size_t pos = off & (r->cap - 1), first = r->cap - pos;
   if (first > n)
     first = n;
@@ -90,7 +75,8 @@ static void copy_in(struct ring *r, uint64_t off, const void *src, size_t n) {
   memcpy(r->data, (const char *)src + first, n - first);
 }
 
-static void copy_out(const struct ring *r, uint64_t off, void *dst, size_t n) {
+static void copy_out(const struct pp__ring *r, uint64_t off, void *dst,
+                     size_t n) {
   size_t pos = off & (r->cap - 1), first = r->cap - pos;
   if (first > n)
     first = n;
@@ -100,7 +86,7 @@ static void copy_out(const struct ring *r, uint64_t off, void *dst, size_t n) {
 
 /* The payload length in the frame header at `off` (never wraps: frames
  * start 8-aligned and cap is a multiple of 8). */
-static uint64_t frame_len_at(const struct ring *r, uint64_t off) {
+static uint64_t frame_len_at(const struct pp__ring *r, uint64_t off) {
   uint64_t len;
   memcpy(&len, r->data + (off & (r->cap - 1)), 8);
   return len;
@@ -108,20 +94,20 @@ static uint64_t frame_len_at(const struct ring *r, uint64_t off) {
 
 /*
  * Restores the invariants after a lock holder died. Its death can only have
- * happened at a ring_step: the frames between head and tail are whole
+ * happened at a pp__ring_step: the frames between head and tail are whole
  * (tail moves after the copy, head after the claims), so what can be wrong
  * is `count` (PUT_TAIL, GET_HEAD) and the waiter bookkeeping. Walking the
  * frames recomputes count; a frame that does not parse (memory scribbled on
  * by a dying task) truncates the ring there rather than trusting it.
  */
-static void ring_repair(struct ring *r) {
+static void pp__ring_repair(struct pp__ring *r) {
   uint64_t off = r->head, n = 0;
 
   if (r->tail < r->head || r->tail - r->head > r->cap)
     r->tail = r->head;
   while (off < r->tail) {
     uint64_t len = frame_len_at(r, off) & ~FRAME_DROPPED;
-    uint64_t size = ring_frame_size(len);
+    uint64_t size = pp__ring_frame_size(len);
     if (len > r->cap || size > r->tail - off)
       break;
     off += size;
@@ -142,14 +128,14 @@ static void ring_repair(struct ring *r) {
 static struct timespec realtime_in(uint64_t ns) {
   struct timespec now, ts;
   clock_gettime(CLOCK_REALTIME, &now);
-  ts = pp_timespec(ns + (uint64_t)now.tv_nsec);
+  ts = pp__timespec(ns + (uint64_t)now.tv_nsec);
   ts.tv_sec += now.tv_sec;
   return ts;
 }
 
 /* Waits for the lock in slices of LOCK_RECHECK_NS (see above) and repairs
  * the ring if its owner died holding it. */
-void ring_lock(struct ring *r) {
+void pp__ring_lock(struct pp__ring *r) {
   int rc = pthread_mutex_trylock(&r->lock);
 
   while (rc == EBUSY || rc == ETIMEDOUT) {
@@ -157,22 +143,22 @@ void ring_lock(struct ring *r) {
     rc = pthread_mutex_timedlock(&r->lock, &until);
   }
   if (rc == EOWNERDEAD) {
-    ring_repair(r);
+    pp__ring_repair(r);
     pthread_mutex_consistent(&r->lock);
   }
 }
 
-void ring_unlock(struct ring *r) {
+void pp__ring_unlock(struct pp__ring *r) {
   pthread_mutex_unlock(&r->lock);
 }
 
-uint64_t ring_count_locked(const struct ring *r) {
+uint64_t pp__ring_count_locked(const struct pp__ring *r) {
   return r->count;
 }
 
 /* `count` is only written under the lock, with atomic stores, so that this
  * unlocked read is a fair hint (never a basis for taking a frame). */
-uint64_t ring_peek_count(const struct ring *r) {
+uint64_t pp__ring_peek_count(const struct pp__ring *r) {
   return __atomic_load_n(&r->count, __ATOMIC_RELAXED);
 }
 
@@ -184,12 +170,13 @@ static void wake(sem_t *sem, uint32_t waiters, uint32_t *posts, size_t n) {
   }
 }
 
-int ring_fits_locked(const struct ring *r, size_t len) {
+int pp__ring_fits_locked(const struct pp__ring *r, size_t len) {
   return r->cap - (r->tail - r->head) >= len;
 }
 
-int ring_put_locked(struct ring *r, const void *frames, size_t len, size_t n) {
-  if (!ring_fits_locked(r, len))
+int pp__ring_put_locked(struct pp__ring *r, const void *frames, size_t len,
+                        size_t n) {
+  if (!pp__ring_fits_locked(r, len))
     return 0;
   copy_in(r, r->tail, frames, len);
   PP_TEST_STEP(RING_STEP_PUT_COPIED);
@@ -206,24 +193,24 @@ int ring_put_locked(struct ring *r, const void *frames, size_t len, size_t n) {
  * above), or until `deadline_ns`; called and returns with the lock held,
  * counted in *waiters meanwhile. Returns 0 (posted, or the slice ended: the
  * caller looks again) or -ETIMEDOUT once the deadline has passed. */
-static int wait_locked(struct ring *r, sem_t *sem, uint32_t *waiters,
-                       uint32_t *posts, volatile uint32_t *waiting,
+static int wait_locked(struct pp__ring *r, sem_t *sem, uint32_t *waiters,
+                       uint32_t *posts, _Atomic uint32_t *waiting,
                        uint64_t deadline_ns) {
-  uint64_t until = pp_now_ns() + SEM_RECHECK_NS;
-  int last_slice = deadline_ns != RING_FOREVER && deadline_ns <= until;
+  uint64_t until = pp__now_ns() + SEM_RECHECK_NS;
+  int last_slice = deadline_ns != PP__FOREVER && deadline_ns <= until;
   struct timespec ts;
   int rc;
 
   if (last_slice)
     until = deadline_ns;
-  ts = pp_timespec(until);
+  ts = pp__timespec(until);
   (*waiters)++;
   if (waiting)
     *waiting = 1;
-  ring_unlock(r);
+  pp__ring_unlock(r);
   while ((rc = sem_clockwait(sem, CLOCK_MONOTONIC, &ts)) != 0 && errno == EINTR)
     ;
-  ring_lock(r);
+  pp__ring_lock(r);
   if (waiting)
     *waiting = 0;
   if (*waiters > 0)
@@ -233,49 +220,49 @@ static int wait_locked(struct ring *r, sem_t *sem, uint32_t *waiters,
   return rc != 0 && last_slice ? -ETIMEDOUT : 0;
 }
 
-int ring_wait_space(struct ring *r, size_t len, uint64_t deadline_ns) {
+int pp__ring_wait_space(struct pp__ring *r, size_t len, uint64_t deadline_ns) {
   int rc = 0;
 
-  ring_lock(r);
-  while (!ring_fits_locked(r, len)) {
-    if ((deadline_ns != RING_FOREVER && pp_now_ns() >= deadline_ns) ||
+  pp__ring_lock(r);
+  while (!pp__ring_fits_locked(r, len)) {
+    if ((deadline_ns != PP__FOREVER && pp__now_ns() >= deadline_ns) ||
         wait_locked(r, &r->writable, &r->write_waiters, &r->write_posts, NULL,
                     deadline_ns) != 0) {
-      rc = ring_fits_locked(r, len) ? 0 : -ETIMEDOUT;
+      rc = pp__ring_fits_locked(r, len) ? 0 : -ETIMEDOUT;
       break;
     }
   }
-  ring_unlock(r);
+  pp__ring_unlock(r);
   return rc;
 }
 
-int ring_put(struct ring *r, const void *frames, size_t len, size_t n,
-             uint64_t deadline_ns) {
+int pp__ring_put(struct pp__ring *r, const void *frames, size_t len, size_t n,
+                 uint64_t deadline_ns) {
   int rc = 0;
 
-  ring_lock(r);
-  while (!ring_put_locked(r, frames, len, n)) {
-    if (deadline_ns == RING_NOWAIT ||
-        (deadline_ns != RING_FOREVER && pp_now_ns() >= deadline_ns) ||
+  pp__ring_lock(r);
+  while (!pp__ring_put_locked(r, frames, len, n)) {
+    if (deadline_ns == PP__NOWAIT ||
+        (deadline_ns != PP__FOREVER && pp__now_ns() >= deadline_ns) ||
         wait_locked(r, &r->writable, &r->write_waiters, &r->write_posts, NULL,
                     deadline_ns) != 0) {
       rc = -ETIMEDOUT;
       break;
     }
   }
-  ring_unlock(r);
+  pp__ring_unlock(r);
   return rc;
 }
 
 /* With the lock held and the ring not empty: copies up to `max` whole frames
  * (at most `cap` bytes) into buf, runs the claims, then moves head. */
-static size_t take_locked(struct ring *r, void *buf, size_t cap, size_t max,
-                          size_t *len, const struct ring_reader *rd) {
+static size_t take_locked(struct pp__ring *r, void *buf, size_t cap, size_t max,
+                          size_t *len, const struct pp__ring_reader *rd) {
   uint64_t off = r->head;
   size_t n = 0, used, pos;
 
   while (n < max && off < r->tail) {
-    uint64_t size = ring_frame_size(frame_len_at(r, off) & ~FRAME_DROPPED);
+    uint64_t size = pp__ring_frame_size(frame_len_at(r, off) & ~FRAME_DROPPED);
     if (off + size - r->head > cap)
       break;
     off += size;
@@ -291,7 +278,7 @@ static size_t take_locked(struct ring *r, void *buf, size_t cap, size_t max,
       flen |= FRAME_DROPPED;
       memcpy((char *)buf + pos, &flen, 8);
     }
-    pos += ring_frame_size(flen & ~FRAME_DROPPED);
+    pos += pp__ring_frame_size(flen & ~FRAME_DROPPED);
   }
   PP_TEST_STEP(RING_STEP_GET_CLAIMED);
   /* The claims are recorded before head passes the frames: a reader that
@@ -304,15 +291,16 @@ static size_t take_locked(struct ring *r, void *buf, size_t cap, size_t max,
   return n;
 }
 
-int ring_get(struct ring *r, void *buf, size_t cap, size_t max, size_t *len,
-             uint64_t deadline_ns, const struct ring_reader *rd) {
+int pp__ring_get(struct pp__ring *r, void *buf, size_t cap, size_t max,
+                 size_t *len, uint64_t deadline_ns,
+                 const struct pp__ring_reader *rd) {
   int rc = 0;
 
   *len = 0;
-  ring_lock(r);
+  pp__ring_lock(r);
   while (r->count == 0) {
-    if ((rd && rd->stop && *rd->stop) || deadline_ns == RING_NOWAIT ||
-        (deadline_ns != RING_FOREVER && pp_now_ns() >= deadline_ns)) {
+    if ((rd && rd->stop && *rd->stop) || deadline_ns == PP__NOWAIT ||
+        (deadline_ns != PP__FOREVER && pp__now_ns() >= deadline_ns)) {
       rc = (rd && rd->stop && *rd->stop) ? 0 : -ETIMEDOUT;
       goto out_unlock;
     }
@@ -331,46 +319,46 @@ int ring_get(struct ring *r, void *buf, size_t cap, size_t max, size_t *len,
   }
   rc = (int)take_locked(r, buf, cap, max, len, rd);
 out_unlock:
-  ring_unlock(r);
+  pp__ring_unlock(r);
   return rc;
 }
 
 /* Posts once per waiter whatever the bookkeeping says: an extra post is a
  * spurious wake-up, a missing one a worker asleep for ever. */
-void ring_wake_all(struct ring *r) {
-  ring_lock(r);
+void pp__ring_wake_all(struct pp__ring *r) {
+  pp__ring_lock(r);
   for (uint32_t i = 0; i < r->read_waiters; i++)
     sem_post(&r->readable);
   r->read_posts = r->read_waiters;
   for (uint32_t i = 0; i < r->write_waiters; i++)
     sem_post(&r->writable);
   r->write_posts = r->write_waiters;
-  ring_unlock(r);
+  pp__ring_unlock(r);
 }
 
 /* The dead reader may have taken a post without accounting for it, so the
  * count of posts in flight is lowered too: when it is wrong now, it is too
  * low, which costs a spurious wake-up, never a lost one. */
-void ring_forget_reader(struct ring *r) {
-  ring_lock(r);
+void pp__ring_forget_reader(struct pp__ring *r) {
+  pp__ring_lock(r);
   if (r->read_waiters > 0)
     r->read_waiters--;
   if (r->read_posts > 0)
     r->read_posts--;
   if (r->read_posts > r->read_waiters)
     r->read_posts = r->read_waiters;
-  ring_unlock(r);
+  pp__ring_unlock(r);
 }
 
-int ring_frame_append(void *buf, size_t cap, size_t *used,
-                      const struct iovec *parts, int nparts) {
+int pp__ring_frame_append(void *buf, size_t cap, size_t *used,
+                          const struct iovec *parts, int nparts) {
   uint64_t len = 0;
   size_t size;
   char *p = (char *)buf + *used;
 
   for (int i = 0; i < nparts; i++)
     len += parts[i].iov_len;
-  size = ring_frame_size(len);
+  size = pp__ring_frame_size(len);
   if (cap - *used < size)
     return -1;
   memcpy(p, &len, 8);
@@ -385,16 +373,63 @@ int ring_frame_append(void *buf, size_t cap, size_t *used,
   return 0;
 }
 
-int ring_frame_next(const void *buf, size_t len, size_t *off, void **payload,
-                    size_t *payload_len) {
+int pp__ring_frame_next(const void *buf, size_t len, size_t *off,
+                        void **payload, size_t *payload_len) {
   while (*off + 8 <= len) {
     uint64_t flen;
     memcpy(&flen, (const char *)buf + *off, 8);
     *payload = (char *)buf + *off + 8;
     *payload_len = (size_t)(flen & ~FRAME_DROPPED);
-    *off += ring_frame_size(*payload_len);
+    *off += pp__ring_frame_size(*payload_len);
     if (!(flen & FRAME_DROPPED))
       return 1;
   }
   return 0;
+}
+
+/* Moves `n` bytes inside the ring from logical offset `src` down to `dst`
+ * (dst < src), in pieces through a local buffer: each piece is read whole
+ * before it is written, and lies before everything still to be read. */
+static void move_down(struct pp__ring *r, uint64_t dst, uint64_t src,
+                      size_t n) {
+  unsigned char buf[4096];
+  while (n > 0) {
+    size_t k = n < sizeof buf ? n : sizeof buf;
+    copy_out(r, src, buf, k);
+    copy_in(r, dst, buf, k);
+    src += k;
+    dst += k;
+    n -= k;
+  }
+}
+
+size_t pp__ring_compact_locked(struct pp__ring *r,
+                               int (*keep)(void *ctx, const void *payload,
+                                           size_t len),
+                               void *ctx) {
+  uint64_t src = r->head, dst = r->head, kept = 0;
+  size_t removed = 0;
+  unsigned char first[64];
+
+  while (src < r->tail) {
+    uint64_t len = frame_len_at(r, src);
+    uint64_t size = pp__ring_frame_size(len);
+    size_t look = len < sizeof first ? (size_t)len : sizeof first;
+    copy_out(r, src + 8, first, look);
+    if (keep(ctx, first, (size_t)len)) {
+      if (dst != src)
+        move_down(r, dst, src, size);
+      dst += size;
+      kept++;
+    } else {
+      removed++;
+    }
+    src += size;
+  }
+  /* Frames are whole before tail covers them, as in a put. */
+  r->tail = dst;
+  __atomic_store_n(&r->count, kept, __ATOMIC_RELAXED);
+  if (removed)
+    wake(&r->writable, r->write_waiters, &r->write_posts, r->write_waiters);
+  return removed;
 }

@@ -1,16 +1,16 @@
 /*
- * The shared region: one anonymous MAP_SHARED mapping, made before the first
- * fork and inherited by every worker. Anonymous means no name in /dev/shm:
- * when the last process that maps it exits, however it exits, the kernel
- * frees it, so no crash of the master can leak a segment.
+ * The process engine's shared region: one anonymous MAP_SHARED mapping,
+ * made before the first fork and inherited by every worker. Anonymous
+ * means no name in /dev/shm: when the last process that maps it exits,
+ * however it exits, the kernel frees it, so no crash of the master can leak
+ * a segment. (The slot words are a second such mapping, the slot table's.)
  *
- * Layout, each part 64-byte aligned: struct shared | task ring | result
- * ring | slot words | worker records.
+ * Layout, each part 64-byte aligned: struct pp__shared | task ring |
+ * result ring | worker records.
  */
-#include "internal.h"
+#include "proc.h"
 #include "testhook.h"
 
-#include <errno.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -21,7 +21,7 @@ volatile int pp_test_die_step;
 volatile int pp_test_die_budget;
 volatile int pp_test_fail_forks;
 int pp_test_is_worker;
-static struct shared *test_region;
+static struct pp__shared *test_region;
 /* The budget is shared by every worker of the test's pool; a ring tested
  * on its own uses the process's copy. */
 int *pp_test_shared_budget(void) {
@@ -41,60 +41,46 @@ static size_t next_pow2(size_t n) {
   return p;
 }
 
-/* The largest frame payload: a task or a result of max_payload bytes. */
-static size_t max_frame_for(size_t max_payload) {
-  size_t task = sizeof(struct task_hdr) + 8 + pad8(max_payload);
-  size_t result = sizeof(struct result_hdr) + sizeof(struct result_item) +
-                  pad8(max_payload + PP_MESSAGE_MAX);
-  return task > result ? task : result;
-}
-
-/* `private_map` (the thread engine) maps the same layout MAP_PRIVATE: the
- * slot words are needed, the rings never touched, nothing is shared. */
-int shared_create(struct shared **out, int nworkers, size_t max_payload,
-                  size_t ring_capacity, int private_map) {
-  size_t max_frame = max_frame_for(max_payload);
-  size_t cap, nslots, off_tasks, off_results, off_words, off_workers, len;
-  struct shared *sh;
+int pp__shared_create(struct pp__shared **out, const pp_pool *p) {
+  size_t max_frame = p->st.max_frame;
+  size_t ring_capacity = p->opts.ring_capacity;
+  size_t cap, off_tasks, off_results, off_workers, len;
+  struct pp__shared *sh;
   unsigned char *base;
-  int rc = PP_ESHM;
 
-  if (max_payload > ((size_t)1 << 40) || ring_capacity > ((size_t)1 << 46))
+  if (p->opts.max_payload > ((size_t)1 << 40) ||
+      ring_capacity > ((size_t)1 << 46))
     return PP_ESHM;
-  cap = next_pow2(ring_capacity > ring_frame_size(max_frame)
+  cap = next_pow2(ring_capacity > pp__ring_frame_size(max_frame)
                       ? ring_capacity
-                      : ring_frame_size(max_frame));
-  nslots = next_pow2(cap / 64);
-  if (nslots < 256)
-    nslots = 256;
-  if (nslots > 65536)
-    nslots = 65536;
-  off_tasks = align64(sizeof(struct shared));
-  off_results = off_tasks + align64(ring_footprint(cap));
-  off_words = off_results + align64(ring_footprint(cap));
-  off_workers = off_words + align64(nslots * sizeof(uint64_t));
-  len = off_workers + align64((size_t)nworkers * sizeof(struct worker_record));
+                      : pp__ring_frame_size(max_frame));
+  off_tasks = align64(sizeof(struct pp__shared));
+  off_results = off_tasks + align64(pp__ring_footprint(cap));
+  off_workers = off_results + align64(pp__ring_footprint(cap));
+  len = off_workers +
+        align64((size_t)p->nworkers * sizeof(struct pp__worker_record));
 
-  base = mmap(NULL, len, PROT_READ | PROT_WRITE,
-              (private_map ? MAP_PRIVATE : MAP_SHARED) | MAP_ANONYMOUS, -1, 0);
+  base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
+              0);
   if (base == MAP_FAILED)
     return PP_ESHM;
-  sh = (struct shared *)base;
+  sh = (struct pp__shared *)base;
   sh->map_len = len;
-  sh->nslots = (uint32_t)nslots;
-  sh->nworkers = (uint32_t)nworkers;
-  sh->max_payload = max_payload;
+  sh->nslots = p->st.n;
+  sh->nworkers = (uint32_t)p->nworkers;
+  sh->max_payload = p->opts.max_payload;
   sh->max_frame = max_frame;
-  sh->tasks = (struct ring *)(base + off_tasks);
-  sh->results = (struct ring *)(base + off_results);
-  sh->slot_words = (_Atomic uint64_t *)(base + off_words);
-  sh->workers = (struct worker_record *)(base + off_workers);
+  sh->master = getpid();
+  sh->tasks = (struct pp__ring *)(base + off_tasks);
+  sh->results = (struct pp__ring *)(base + off_results);
+  sh->slot_words = p->st.words;
+  sh->workers = (struct pp__worker_record *)(base + off_workers);
   sh->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (sh->wake_fd < 0)
     goto out_unmap;
-  if (ring_init(sh->tasks, cap) != 0)
+  if (pp__ring_init(sh->tasks, cap) != 0)
     goto out_close_fd;
-  if (ring_init(sh->results, cap) != 0)
+  if (pp__ring_init(sh->results, cap) != 0)
     goto out_tasks;
 #ifdef PP_TEST_HOOKS
   atomic_store(&sh->test_die_budget, pp_test_die_budget);
@@ -104,19 +90,23 @@ int shared_create(struct shared **out, int nworkers, size_t max_payload,
   return 0;
 
 out_tasks:
-  ring_destroy(sh->tasks);
+  pp__ring_destroy(sh->tasks);
 out_close_fd:
   close(sh->wake_fd);
 out_unmap:
   munmap(base, len);
-  return rc;
+  return PP_ESHM;
 }
 
-void shared_destroy(struct shared *sh) {
+void pp__shared_destroy(struct pp__shared *sh) {
   if (!sh)
     return;
-  ring_destroy(sh->results);
-  ring_destroy(sh->tasks);
+#ifdef PP_TEST_HOOKS
+  if (test_region == sh)
+    test_region = NULL;
+#endif
+  pp__ring_destroy(sh->results);
+  pp__ring_destroy(sh->tasks);
   close(sh->wake_fd);
   munmap(sh, sh->map_len);
 }
@@ -125,7 +115,7 @@ void shared_destroy(struct shared *sh) {
  * before it polls; a waker exchanges the flag after its put. The seq_cst
  * pair guarantees one of them sees the other's write, so a result is never
  * left unnoticed, and only the first waker pays for the write(2). */
-void shared_wake_collector(struct shared *sh) {
+void pp__shared_wake_collector(struct pp__shared *sh) {
   if (atomic_exchange(&sh->collector_asleep, 0)) {
     uint64_t one = 1;
     ssize_t n = write(sh->wake_fd, &one, sizeof one);

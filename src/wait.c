@@ -1,120 +1,249 @@
 /*
  * Waiting on several futures: pp_wait() (a condition over a set) and the
- * as_completed iterator (each future once, in the order they finish).
+ * as_completed iterator (each distinct future once, in the order they
+ * finish). Both are built on a waiter: a lock and a condition of its own,
+ * and a watch hung on each pending future. Resolving a future (under its
+ * pool's mu) fires its watches, which push the future's index on the
+ * waiter's ready queue under the waiter's lock. So the futures may come
+ * from any number of pools, nothing scans, and nothing naps.
  *
- * as_completed must stay cheap over a million futures, so it does not scan:
- * it hangs a watch on each pending future, and the collector, resolving a
- * future, pushes the watch's index on the iterator's ready queue (under
- * pool->mu, like everything the collector touches).
+ * LOCKING
+ * A pool's mu may be held while taking a waiter's lock, never the other
+ * way round: a waiter takes pools' locks only to hang or unhook watches,
+ * with its own lock not held.
  */
-#include "internal.h"
+#include "future.h"
 
-#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 
-struct pp_completed {
-  pp_pool *pool;       /* NULL when every future was done at the start */
-  pp_future **futures; /* referenced copies of the caller's array */
+struct pp__waiter {
+  pthread_mutex_t mu;  /* guards the fields below */
+  pthread_cond_t cond; /* signalled when a future is pushed */
+  pp_future **futures; /* [n], referenced by as_completed only */
   size_t n;
-  size_t *ready; /* indices of done futures not yet yielded */
+  size_t *ready; /* indices of done futures not yet taken */
   size_t ready_head, ready_tail;
-  size_t yielded;
-  uint64_t deadline_ns;
-  struct watch *watches; /* [n] */
+  size_t raised;             /* done futures that failed (not cancelled) */
+  struct pp__watch *watches; /* [n]; .w is NULL where none was hung */
 };
 
-static int is_done(const pp_future *f) {
-  return pp_future_done(f);
+struct pp_completed {
+  struct pp__waiter w;
+  size_t yielded;
+  uint64_t deadline_ns;
+};
+
+/* With the waiter's lock held: future `index` is done. */
+static void push_ready(struct pp__waiter *w, size_t index, int raised) {
+  w->ready[w->ready_tail++] = index;
+  w->raised += raised != 0;
 }
 
-/* The one pool a set of futures waits on, NULL when all are done, or
- * (pp_pool *)-1 when they belong to several pools. */
-static pp_pool *common_pool(pp_future *const *fs, size_t n) {
-  pp_pool *p = NULL;
-  for (size_t i = 0; i < n; i++) {
-    if (!fs[i] || is_done(fs[i]))
-      continue;
-    if (p && fs[i]->pool != p)
-      return (pp_pool *)-1;
-    p = fs[i]->pool;
+/* The watch (and its waiter) may be freed as soon as `fired` is set and
+ * the waiter's lock dropped: nothing of it is read after that. */
+void pp__watch_fire_locked(struct pp__watch *watches, int raised) {
+  struct pp__watch *x = watches, *next;
+  for (; x; x = next) {
+    struct pp__waiter *w = x->w;
+    next = x->next;
+    pthread_mutex_lock(&w->mu);
+    push_ready(w, x->index, raised);
+    x->fired = 1;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
   }
-  return p;
 }
 
-/* Whether `when` holds; counts the done futures into *ndone. */
-static int condition_met(pp_future *const *fs, size_t n, pp_return_when when,
-                         size_t *ndone) {
-  size_t done = 0, failed = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!fs[i] || !is_done(fs[i]))
-      continue;
-    done++;
-    if (!pp_future_cancelled(fs[i]) && pp_future_result(fs[i], 0, NULL, NULL))
-      failed++;
+/* Makes a waiter over futures[0..n). 0 or PP_ENOMEM. */
+static int waiter_init(struct pp__waiter *w, pp_future *const *fs, size_t n) {
+  memset(w, 0, sizeof *w);
+  w->n = n;
+  w->futures = malloc((n ? n : 1) * sizeof *w->futures);
+  w->ready = malloc((n ? n : 1) * sizeof *w->ready);
+  w->watches = calloc(n ? n : 1, sizeof *w->watches);
+  if (!w->futures || !w->ready || !w->watches)
+    goto out_free;
+  if (pthread_mutex_init(&w->mu, NULL) != 0)
+    goto out_free;
+  if (pp__cond_init(&w->cond) != 0) {
+    pthread_mutex_destroy(&w->mu);
+    goto out_free;
   }
-  *ndone = done;
+  memcpy(w->futures, fs, n * sizeof *fs);
+  return 0;
+
+out_free:
+  free(w->futures);
+  free(w->ready);
+  free(w->watches);
+  return PP_ENOMEM;
+}
+
+/* Hangs a watch on each pending future (under its pool's lock, so that no
+ * resolution is missed) and queues the done ones. */
+static void waiter_watch(struct pp__waiter *w) {
+  for (size_t i = 0; i < w->n; i++) {
+    pp_future *f = w->futures[i];
+    if (!pp__future_is_done(f)) {
+      pp__pool_lock(f->pool);
+      if (!pp__future_is_done(f)) {
+        w->watches[i] = (struct pp__watch){w, i, f->watches, 0};
+        f->watches = &w->watches[i];
+      }
+      pp__pool_unlock(f->pool);
+    }
+    if (!w->watches[i].w) {
+      pthread_mutex_lock(&w->mu);
+      push_ready(w, i, pp__future_raised(f));
+      pthread_mutex_unlock(&w->mu);
+    }
+  }
+}
+
+/* Unhooks the watch on future `i` if it has not fired; returns 0 if it
+ * has fired or is firing (the future is done). */
+static int unhook(struct pp__waiter *w, size_t i) {
+  pp_future *f = w->futures[i];
+  int unhooked = 0;
+
+  if (pp__future_is_done(f))
+    return 0;
+  pp__pool_lock(f->pool); /* alive: the future is pending */
+  if (!pp__future_is_done(f))
+    for (struct pp__watch **pp = &f->watches; *pp; pp = &(*pp)->next)
+      if (*pp == &w->watches[i]) {
+        *pp = w->watches[i].next;
+        unhooked = 1;
+        break;
+      }
+  pp__pool_unlock(f->pool);
+  return unhooked;
+}
+
+/* Unhooks the watches of futures still pending, waits for those being
+ * fired (a resolver may be between "done" and the push), drops the
+ * waiter's references when it holds some (`release`), and frees it. */
+static void waiter_destroy(struct pp__waiter *w, int release) {
+  for (size_t i = 0; i < w->n; i++) {
+    if (!w->watches[i].w || unhook(w, i))
+      continue;
+    pthread_mutex_lock(&w->mu);
+    while (!w->watches[i].fired)
+      pthread_cond_wait(&w->cond, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+  }
+  for (size_t i = 0; release && i < w->n; i++)
+    pp_future_release(w->futures[i]);
+  pthread_cond_destroy(&w->cond);
+  pthread_mutex_destroy(&w->mu);
+  free(w->futures);
+  free(w->ready);
+  free(w->watches);
+}
+
+/* With the waiter's lock held: sleeps until signalled or `deadline_ns`.
+ * Returns 0 or ETIMEDOUT. */
+static int waiter_sleep(struct pp__waiter *w, uint64_t deadline_ns) {
+  if (deadline_ns == PP__FOREVER)
+    return pthread_cond_wait(&w->cond, &w->mu);
+  struct timespec ts = pp__timespec(deadline_ns);
+  return pthread_cond_timedwait(&w->cond, &w->mu, &ts) == ETIMEDOUT ? ETIMEDOUT
+                                                                    : 0;
+}
+
+/* With the waiter's lock held: whether `when` holds. */
+static int condition_met(const struct pp__waiter *w, pp_return_when when) {
+  size_t done = w->ready_tail;
   switch (when) {
   case PP_FIRST_COMPLETED:
-    return done > 0 || n == 0;
+    return done > 0 || w->n == 0;
   case PP_FIRST_EXCEPTION:
-    return failed > 0 || done == n;
+    return w->raised > 0 || done == w->n;
   case PP_ALL_COMPLETED:
-    return done == n;
+    return done == w->n;
   }
   return 1;
 }
 
-/* Sleeps on the pool's condition (or in short naps when the futures span
- * several pools) until `deadline_ns`. Returns 0 or ETIMEDOUT. */
-static int nap(pp_pool *p, uint64_t deadline_ns) {
-  struct timespec ts;
-
-  if (p == (pp_pool *)-1) {
-    struct timespec two_ms = {0, 2000000};
-    if (deadline_ns != RING_FOREVER && deadline_ns <= pp_now_ns())
-      return ETIMEDOUT;
-    nanosleep(&two_ms, NULL);
-    return 0;
-  }
-  if (deadline_ns == RING_FOREVER)
-    return pthread_cond_wait(&p->changed, &p->mu);
-  ts = pp_timespec(deadline_ns);
-  return pthread_cond_timedwait(&p->changed, &p->mu, &ts);
-}
-
 int pp_wait(pp_future *const *fs, size_t n, double timeout, pp_return_when when,
             unsigned char *done) {
-  uint64_t deadline = pp_deadline_ns(timeout);
-  pp_pool *p;
+  uint64_t deadline = pp__deadline_ns(timeout);
+  struct pp__waiter w;
   size_t ndone = 0;
 
   if ((n && !fs) || when > PP_ALL_COMPLETED)
     return PP_EINVAL;
-  p = common_pool(fs, n);
-  if (p && p != (pp_pool *)-1)
-    pthread_mutex_lock(&p->mu);
-  while (!condition_met(fs, n, when, &ndone) && p) {
-    if (timeout == 0 || nap(p, deadline) == ETIMEDOUT) {
-      condition_met(fs, n, when, &ndone);
-      break;
-    }
+  for (size_t i = 0; i < n; i++)
+    if (!fs[i])
+      return PP_EINVAL;
+  if (waiter_init(&w, fs, n) != 0)
+    return PP_ENOMEM;
+  waiter_watch(&w);
+  pthread_mutex_lock(&w.mu);
+  while (!condition_met(&w, when) && timeout != 0 &&
+         waiter_sleep(&w, deadline) != ETIMEDOUT)
+    ;
+  pthread_mutex_unlock(&w.mu);
+  waiter_destroy(&w, 0);
+  for (size_t i = 0; i < n; i++) {
+    int d = pp__future_is_done(fs[i]);
+    ndone += d != 0;
+    if (done)
+      done[i] = (unsigned char)d;
   }
-  if (p && p != (pp_pool *)-1)
-    pthread_mutex_unlock(&p->mu);
-  for (size_t i = 0; done && i < n; i++)
-    done[i] = fs[i] && is_done(fs[i]);
   return (int)ndone;
 }
 
 /* ---------------------------------------------------------- as_completed */
 
-void completed_notify_locked(pp_completed *it, size_t index) {
-  it->ready[it->ready_tail++] = index;
+/* A future and where it first stood, for finding duplicates. */
+struct placed {
+  uintptr_t f;
+  size_t at;
+};
+
+static int by_address(const void *a, const void *b) {
+  const struct placed *x = a, *y = b;
+  if (x->f != y->f)
+    return x->f < y->f ? -1 : 1;
+  return x->at < y->at ? -1 : x->at > y->at;
+}
+
+/* The distinct futures of fs[0..n), in their first order, into uniq (OUT,
+ * n long) and *nout. Returns 0 or PP_ENOMEM. */
+static int distinct(pp_future *const *fs, size_t n, pp_future **uniq,
+                    size_t *nout) {
+  struct placed *v = malloc((n ? n : 1) * sizeof *v);
+  unsigned char *keep = calloc(n ? n : 1, 1);
+  size_t k = 0;
+
+  if (!v || !keep) {
+    free(v);
+    free(keep);
+    return PP_ENOMEM;
+  }
+  for (size_t i = 0; i < n; i++)
+    v[i] = (struct placed){(uintptr_t)fs[i], i};
+  qsort(v, n, sizeof *v, by_address);
+  for (size_t i = 0; i < n; i++)
+    if (i == 0 || v[i].f != v[i - 1].f)
+      keep[v[i].at] = 1;
+  for (size_t i = 0; i < n; i++)
+    if (keep[i])
+      uniq[k++] = fs[i];
+  free(v);
+  free(keep);
+  *nout = k;
+  return 0;
 }
 
 int pp_as_completed(pp_future *const *fs, size_t n, double timeout,
                     pp_completed **out) {
   pp_completed *it;
+  pp_future **uniq;
+  size_t k = 0;
+  int rc;
 
   if (!out || (n && !fs))
     return PP_EINVAL;
@@ -122,96 +251,53 @@ int pp_as_completed(pp_future *const *fs, size_t n, double timeout,
   for (size_t i = 0; i < n; i++)
     if (!fs[i])
       return PP_EINVAL;
-  if (!(it = calloc(1, sizeof *it)))
-    return PP_ENOMEM;
-  it->pool = common_pool(fs, n);
-  if (it->pool == (pp_pool *)-1) {
+  it = calloc(1, sizeof *it);
+  uniq = malloc((n ? n : 1) * sizeof *uniq);
+  rc = it && uniq ? distinct(fs, n, uniq, &k) : PP_ENOMEM;
+  if (rc == 0)
+    rc = waiter_init(&it->w, uniq, k);
+  free(uniq);
+  if (rc != 0) {
     free(it);
-    return PP_EINVAL;
+    return rc;
   }
-  it->n = n;
-  it->deadline_ns = pp_deadline_ns(timeout);
-  it->futures = malloc((n ? n : 1) * sizeof *it->futures);
-  it->ready = malloc((n ? n : 1) * sizeof *it->ready);
-  it->watches = calloc(n ? n : 1, sizeof *it->watches);
-  if (!it->futures || !it->ready || !it->watches) {
-    free(it->futures);
-    free(it->ready);
-    free(it->watches);
-    free(it);
-    return PP_ENOMEM;
-  }
-  if (it->pool)
-    pthread_mutex_lock(&it->pool->mu);
-  for (size_t i = 0; i < n; i++) {
-    pp_future *f = fs[i];
-    atomic_fetch_add(&f->refs, 1);
-    it->futures[i] = f;
-    if (is_done(f)) {
-      it->ready[it->ready_tail++] = i;
-    } else {
-      struct watch *w = &it->watches[i];
-      w->it = it;
-      w->index = i;
-      w->next = f->watches;
-      f->watches = w;
-    }
-  }
-  if (it->pool)
-    pthread_mutex_unlock(&it->pool->mu);
+  it->deadline_ns = pp__deadline_ns(timeout);
+  for (size_t i = 0; i < k; i++)
+    atomic_fetch_add(&it->w.futures[i]->refs, 1);
+  waiter_watch(&it->w);
   *out = it;
   return 0;
 }
 
 int pp_completed_next(pp_completed *it, pp_future **out) {
+  struct pp__waiter *w;
   int rc = 0;
 
   if (!it || !out)
     return PP_EINVAL;
   *out = NULL;
-  if (it->yielded == it->n)
+  w = &it->w;
+  if (it->yielded == w->n)
     return PP_EOF;
-  if (it->pool)
-    pthread_mutex_lock(&it->pool->mu);
-  while (it->ready_head == it->ready_tail) {
-    if (it->deadline_ns != RING_FOREVER && pp_now_ns() >= it->deadline_ns) {
+  pthread_mutex_lock(&w->mu);
+  while (w->ready_head == w->ready_tail) {
+    if (it->deadline_ns != PP__FOREVER && pp__now_ns() >= it->deadline_ns) {
       rc = PP_ETIMEDOUT;
       break;
     }
-    nap(it->pool, it->deadline_ns);
+    waiter_sleep(w, it->deadline_ns);
   }
   if (rc == 0) {
-    *out = it->futures[it->ready[it->ready_head++]];
+    *out = w->futures[w->ready[w->ready_head++]];
     it->yielded++;
   }
-  if (it->pool)
-    pthread_mutex_unlock(&it->pool->mu);
+  pthread_mutex_unlock(&w->mu);
   return rc;
-}
-
-/* Unhooks this iterator's watch from a future still pending. */
-static void unwatch_locked(pp_future *f, struct watch *w) {
-  for (struct watch **pp = &f->watches; *pp; pp = &(*pp)->next)
-    if (*pp == w) {
-      *pp = w->next;
-      return;
-    }
 }
 
 void pp_completed_destroy(pp_completed *it) {
   if (!it)
     return;
-  if (it->pool)
-    pthread_mutex_lock(&it->pool->mu);
-  for (size_t i = 0; i < it->n; i++)
-    if (it->watches[i].it && !is_done(it->futures[i]))
-      unwatch_locked(it->futures[i], &it->watches[i]);
-  if (it->pool)
-    pthread_mutex_unlock(&it->pool->mu);
-  for (size_t i = 0; i < it->n; i++)
-    pp_future_release(it->futures[i]);
-  free(it->futures);
-  free(it->ready);
-  free(it->watches);
+  waiter_destroy(&it->w, 1);
   free(it);
 }

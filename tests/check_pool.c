@@ -1283,15 +1283,5 @@ static Suite *make_pool_suite(void) {
   return s;
 }
 
-int main(void) {
-  int failed = 0;
-  for (int e = 0; e < 2; e++) {
-    SRunner *sr;
-    engine = e ? PP_ENGINE_THREADS : PP_ENGINE_PROCESSES;
-    sr = srunner_create(make_pool_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    failed += srunner_ntests_failed(sr);
-    srunner_free(sr);
-  }
-  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
-}
+/* Both engines meet the same semantics. */
+TU_MAIN_ENGINES(make_pool_suite, engine)

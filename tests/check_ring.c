@@ -12,24 +12,24 @@
 #include <sys/mman.h>
 #include <sys/wait.h>
 
-static struct ring *make_ring(size_t cap) {
-  void *m = mmap(NULL, ring_footprint(cap), PROT_READ | PROT_WRITE,
+static struct pp__ring *make_ring(size_t cap) {
+  void *m = mmap(NULL, pp__ring_footprint(cap), PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ck_assert_ptr_ne(m, MAP_FAILED);
-  memset(m, 0, ring_footprint(cap));
-  ck_assert_int_eq(ring_init(m, cap), 0);
+  memset(m, 0, pp__ring_footprint(cap));
+  ck_assert_int_eq(pp__ring_init(m, cap), 0);
   return m;
 }
 
-static void free_ring(struct ring *r) {
+static void free_ring(struct pp__ring *r) {
   size_t cap = r->cap;
-  ring_destroy(r);
-  munmap(r, ring_footprint(cap));
+  pp__ring_destroy(r);
+  munmap(r, pp__ring_footprint(cap));
 }
 
 /* Puts one frame holding `len` bytes of value `v` (the first 8 bytes are a
  * u64 tag). */
-static int put_tagged(struct ring *r, uint64_t tag, size_t len,
+static int put_tagged(struct pp__ring *r, uint64_t tag, size_t len,
                       uint64_t deadline) {
   unsigned char body[512];
   unsigned char frame[600];
@@ -39,21 +39,21 @@ static int put_tagged(struct ring *r, uint64_t tag, size_t len,
   ck_assert_uint_ge(len, 8);
   memset(body, (int)(tag & 0xff), len);
   memcpy(body, &tag, 8);
-  ck_assert_int_eq(ring_frame_append(frame, sizeof frame, &used, &iov, 1), 0);
-  return ring_put(r, frame, used, 1, deadline);
+  ck_assert_int_eq(pp__ring_frame_append(frame, sizeof frame, &used, &iov, 1), 0);
+  return pp__ring_put(r, frame, used, 1, deadline);
 }
 
 /* Takes one frame and checks its bytes; returns its tag. */
-static uint64_t get_tagged(struct ring *r, uint64_t deadline, int *rc) {
+static uint64_t get_tagged(struct pp__ring *r, uint64_t deadline, int *rc) {
   unsigned char buf[600];
   size_t len, off = 0, plen;
   void *payload;
   uint64_t tag;
 
-  *rc = ring_get(r, buf, sizeof buf, 1, &len, deadline, NULL);
+  *rc = pp__ring_get(r, buf, sizeof buf, 1, &len, deadline, NULL);
   if (*rc <= 0)
     return 0;
-  ck_assert(ring_frame_next(buf, len, &off, &payload, &plen));
+  ck_assert(pp__ring_frame_next(buf, len, &off, &payload, &plen));
   memcpy(&tag, payload, 8);
   for (size_t i = 8; i < plen; i++)
     ck_assert_uint_eq(((unsigned char *)payload)[i], tag & 0xff);
@@ -61,31 +61,31 @@ static uint64_t get_tagged(struct ring *r, uint64_t deadline, int *rc) {
 }
 
 START_TEST(test_empty) {
-  struct ring *r = make_ring(256);
+  struct pp__ring *r = make_ring(256);
   int rc;
-  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 0);
+  ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), 0);
   ck_assert_int_eq(rc, -ETIMEDOUT);
-  uint64_t t0 = pp_now_ns();
-  get_tagged(r, pp_deadline_ns(0.05), &rc);
+  uint64_t t0 = pp__now_ns();
+  get_tagged(r, pp__deadline_ns(0.05), &rc);
   ck_assert_int_eq(rc, -ETIMEDOUT);
-  ck_assert_uint_ge(pp_now_ns() - t0, 40000000u);
+  ck_assert_uint_ge(pp__now_ns() - t0, 40000000u);
   free_ring(r);
 }
 END_TEST
 
 START_TEST(test_full) {
-  struct ring *r = make_ring(256);
+  struct pp__ring *r = make_ring(256);
   int n = 0, rc;
   /* 32-byte payloads make 40-byte frames: six fit in 256 bytes. */
-  while (put_tagged(r, (uint64_t)n + 1, 32, RING_NOWAIT) == 0)
+  while (put_tagged(r, (uint64_t)n + 1, 32, PP__NOWAIT) == 0)
     n++;
   ck_assert_int_eq(n, 6);
   ck_assert_uint_eq(r->count, 6);
-  ck_assert_int_eq(put_tagged(r, 99, 32, pp_deadline_ns(0.02)), -ETIMEDOUT);
-  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 1);
-  ck_assert_int_eq(put_tagged(r, 7, 32, RING_NOWAIT), 0);
+  ck_assert_int_eq(put_tagged(r, 99, 32, pp__deadline_ns(0.02)), -ETIMEDOUT);
+  ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), 1);
+  ck_assert_int_eq(put_tagged(r, 7, 32, PP__NOWAIT), 0);
   for (uint64_t want = 2; want <= 7; want++)
-    ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), want);
+    ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), want);
   ck_assert_uint_eq(r->count, 0);
   free_ring(r);
 }
@@ -93,32 +93,32 @@ END_TEST
 
 /* A reader with a share takes at most count / share frames, at least one. */
 START_TEST(test_share) {
-  struct ring *r = make_ring(1024);
-  struct ring_reader rd = {.share = 4};
+  struct pp__ring *r = make_ring(1024);
+  struct pp__ring_reader rd = {.share = 4};
   unsigned char buf[1024];
   size_t len;
 
   for (uint64_t i = 1; i <= 8; i++)
-    ck_assert_int_eq(put_tagged(r, i, 8, RING_NOWAIT), 0);
-  ck_assert_int_eq(ring_get(r, buf, sizeof buf, 8, &len, RING_NOWAIT, &rd), 2);
-  ck_assert_int_eq(ring_get(r, buf, sizeof buf, 8, &len, RING_NOWAIT, &rd), 1);
-  ck_assert_int_eq(ring_get(r, buf, sizeof buf, 8, &len, RING_NOWAIT, NULL), 5);
+    ck_assert_int_eq(put_tagged(r, i, 8, PP__NOWAIT), 0);
+  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, &rd), 2);
+  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, &rd), 1);
+  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, NULL), 5);
   free_ring(r);
 }
 END_TEST
 
 START_TEST(test_wrap_around) {
-  struct ring *r = make_ring(256);
+  struct pp__ring *r = make_ring(256);
   int rc;
   /* Sizes that do not divide the capacity make frames straddle the end. */
   for (uint64_t i = 1; i <= 5000; i++) {
     size_t len = 8 + (i * 37) % 150;
-    ck_assert_int_eq(put_tagged(r, i, len, RING_NOWAIT), 0);
+    ck_assert_int_eq(put_tagged(r, i, len, PP__NOWAIT), 0);
     if (i % 3 == 0)
-      ck_assert_int_eq(put_tagged(r, i + 100000, 8 + i % 40, RING_NOWAIT), 0);
-    ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), i);
+      ck_assert_int_eq(put_tagged(r, i + 100000, 8 + i % 40, PP__NOWAIT), 0);
+    ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), i);
     if (i % 3 == 0)
-      ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), i + 100000);
+      ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), i + 100000);
   }
   ck_assert_uint_gt(r->head, 10 * r->cap);
   free_ring(r);
@@ -126,32 +126,32 @@ START_TEST(test_wrap_around) {
 END_TEST
 
 START_TEST(test_blocking_consumer_and_producer) {
-  struct ring *r = make_ring(128);
+  struct pp__ring *r = make_ring(128);
   int rc, status;
   pid_t pid = fork();
   if (pid == 0) {
     /* The consumer blocks until the parent puts. */
     int crc;
-    uint64_t tag = get_tagged(r, RING_FOREVER, &crc);
+    uint64_t tag = get_tagged(r, PP__FOREVER, &crc);
     _exit(tag == 42 && crc == 1 ? 0 : 1);
   }
   usleep(50000);
-  ck_assert_int_eq(put_tagged(r, 42, 16, RING_FOREVER), 0);
+  ck_assert_int_eq(put_tagged(r, 42, 16, PP__FOREVER), 0);
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 
   /* The producer blocks on a full ring until a child takes a frame. */
-  while (put_tagged(r, 5, 16, RING_NOWAIT) == 0)
+  while (put_tagged(r, 5, 16, PP__NOWAIT) == 0)
     ;
   pid = fork();
   if (pid == 0) {
     usleep(50000);
     int crc;
-    get_tagged(r, RING_FOREVER, &crc);
+    get_tagged(r, PP__FOREVER, &crc);
     _exit(crc == 1 ? 0 : 1);
   }
   double t0 = tu_now();
-  ck_assert_int_eq(put_tagged(r, 6, 16, RING_FOREVER), 0);
+  ck_assert_int_eq(put_tagged(r, 6, 16, PP__FOREVER), 0);
   ck_assert_double_ge(tu_now() - t0, 0.03);
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -167,12 +167,12 @@ END_TEST
 /* Three producer and three consumer processes; every frame arrives exactly
  * once and each producer's frames arrive in order at any one consumer. */
 START_TEST(test_many_processes) {
-  struct ring *r = make_ring(1024);
+  struct pp__ring *r = make_ring(1024);
   /* seen[p][i]: how many times frame i of producer p arrived. */
   unsigned char *seen =
       mmap(NULL, PRODUCERS * PER_PRODUCER, PROT_READ | PROT_WRITE,
            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  volatile int *stop = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+  _Atomic int *stop = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
                             MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   pid_t pids[PRODUCERS + CONSUMERS];
   int status;
@@ -181,16 +181,16 @@ START_TEST(test_many_processes) {
   memset(seen, 0, PRODUCERS * PER_PRODUCER);
   for (int c = 0; c < CONSUMERS; c++) {
     if ((pids[c] = fork()) == 0) {
-      struct ring_reader rd = {.stop = stop};
+      struct pp__ring_reader rd = {.stop = stop};
       uint64_t last[PRODUCERS] = {0};
       unsigned char buf[4096];
       size_t len, off, plen;
       void *payload;
       int n, bad = 0;
-      while ((n = ring_get(r, buf, sizeof buf, 8, &len, RING_FOREVER, &rd)) >
+      while ((n = pp__ring_get(r, buf, sizeof buf, 8, &len, PP__FOREVER, &rd)) >
              0) {
         off = 0;
-        while (ring_frame_next(buf, len, &off, &payload, &plen)) {
+        while (pp__ring_frame_next(buf, len, &off, &payload, &plen)) {
           uint64_t tag;
           memcpy(&tag, payload, 8);
           uint64_t p = tag >> 32, i = tag & 0xffffffff;
@@ -206,7 +206,7 @@ START_TEST(test_many_processes) {
   for (int p = 0; p < PRODUCERS; p++) {
     if ((pids[CONSUMERS + p] = fork()) == 0) {
       for (uint64_t i = 0; i < PER_PRODUCER; i++)
-        if (put_tagged(r, ((uint64_t)p << 32) | i, 8 + i % 24, RING_FOREVER))
+        if (put_tagged(r, ((uint64_t)p << 32) | i, 8 + i % 24, PP__FOREVER))
           _exit(1);
       _exit(0);
     }
@@ -217,7 +217,7 @@ START_TEST(test_many_processes) {
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   }
   *stop = 1;
-  ring_wake_all(r);
+  pp__ring_wake_all(r);
   for (int c = 0; c < CONSUMERS; c++) {
     ck_assert_int_eq(waitpid(pids[c], &status, 0), pids[c]);
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0,
@@ -237,11 +237,11 @@ END_TEST
  * consistent: the frame is there exactly once or not at all. */
 START_TEST(test_owner_dies_at_each_step) {
   int step = _i;
-  struct ring *r = make_ring(256);
+  struct pp__ring *r = make_ring(256);
   int status, rc;
   pid_t pid;
 
-  ck_assert_int_eq(put_tagged(r, 1, 16, RING_NOWAIT), 0);
+  ck_assert_int_eq(put_tagged(r, 1, 16, PP__NOWAIT), 0);
   pid = fork();
   if (pid == 0) {
     pp_test_is_worker = 1;
@@ -249,18 +249,18 @@ START_TEST(test_owner_dies_at_each_step) {
     pp_test_die_budget = 1;
     int crc;
     if (step <= RING_STEP_PUT_TAIL)
-      put_tagged(r, 2, 16, RING_NOWAIT);
+      put_tagged(r, 2, 16, PP__NOWAIT);
     else
-      get_tagged(r, RING_NOWAIT, &crc);
+      get_tagged(r, PP__NOWAIT, &crc);
     _exit(0);
   }
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   ck_assert_msg(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
                 "child did not die at step %d", step);
-  ring_lock(r); /* EOWNERDEAD: repaired here */
+  pp__ring_lock(r); /* EOWNERDEAD: repaired here */
   uint64_t count = r->count;
-  ck_assert_uint_eq(r->tail - r->head, count * ring_frame_size(16));
-  ring_unlock(r);
+  ck_assert_uint_eq(r->tail - r->head, count * pp__ring_frame_size(16));
+  pp__ring_unlock(r);
   switch (step) {
   case RING_STEP_PUT_COPIED: /* invisible */
     ck_assert_uint_eq(count, 1);
@@ -277,11 +277,11 @@ START_TEST(test_owner_dies_at_each_step) {
     break;
   }
   for (uint64_t i = 0; i < count; i++)
-    ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), i + 1);
-  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 0);
+    ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), i + 1);
+  ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), 0);
   /* The ring works afterwards. */
-  ck_assert_int_eq(put_tagged(r, 9, 24, RING_NOWAIT), 0);
-  ck_assert_uint_eq(get_tagged(r, RING_NOWAIT, &rc), 9);
+  ck_assert_int_eq(put_tagged(r, 9, 24, PP__NOWAIT), 0);
+  ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), 9);
   free_ring(r);
 }
 END_TEST
@@ -292,25 +292,25 @@ END_TEST
  * the consumer's post is booked as made (read_posts) and never made: the
  * consumer, waiting for ever, must still find the frame put meanwhile. */
 START_TEST(test_swallowed_post) {
-  struct ring *r = make_ring(256);
+  struct pp__ring *r = make_ring(256);
   int status, waiting = 0;
   pid_t pid = fork();
 
   if (pid == 0) {
     int crc;
-    uint64_t tag = get_tagged(r, RING_FOREVER, &crc);
+    uint64_t tag = get_tagged(r, PP__FOREVER, &crc);
     _exit(tag == 7 && crc == 1 ? 0 : 1);
   }
   for (double t0 = tu_now(); !waiting && tu_now() - t0 < 10; usleep(1000)) {
-    ring_lock(r);
+    pp__ring_lock(r);
     if ((waiting = r->read_waiters == 1))
       r->read_posts = 1; /* its wake-up, already "on its way" */
-    ring_unlock(r);
+    pp__ring_unlock(r);
   }
   ck_assert_msg(waiting, "the consumer never waited");
   /* The put posts nothing; should the consumer sleep for ever, Check's
    * timeout fails the test. */
-  ck_assert_int_eq(put_tagged(r, 7, 16, RING_NOWAIT), 0);
+  ck_assert_int_eq(put_tagged(r, 7, 16, PP__NOWAIT), 0);
   ck_assert_int_eq(waitpid(pid, &status, 0), pid);
   ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   free_ring(r);
@@ -321,11 +321,11 @@ END_TEST
 /* The glibc futex word of the ring's lock: its owner's tid, and this bit
  * when a waiter sleeps in the kernel. */
 #define FUTEX_WAITERS_BIT 0x80000000u
-static unsigned *lock_word(struct ring *r) {
+static unsigned *lock_word(struct pp__ring *r) {
   return (unsigned *)&r->lock.__data.__lock;
 }
 
-static int lock_has_sleeper(struct ring *r) {
+static int lock_has_sleeper(struct pp__ring *r) {
   return (__atomic_load_n(lock_word(r), __ATOMIC_SEQ_CST) &
           FUTEX_WAITERS_BIT) != 0;
 }
@@ -336,7 +336,7 @@ static int lock_has_sleeper(struct ring *r) {
  * here leaves that state directly: it clears the word and exits. The
  * process asleep on the lock must still get it. */
 START_TEST(test_swallowed_lock_wakeup) {
-  struct ring *r = make_ring(256);
+  struct pp__ring *r = make_ring(256);
   int go[2], held[2], status;
   pid_t holder, waiter;
   char c = 0;
@@ -344,7 +344,7 @@ START_TEST(test_swallowed_lock_wakeup) {
   ck_assert_int_eq(pipe(go), 0);
   ck_assert_int_eq(pipe(held), 0);
   if ((holder = fork()) == 0) {
-    ring_lock(r);
+    pp__ring_lock(r);
     if (write(held[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
       _exit(1);
     __atomic_store_n(lock_word(r), 0, __ATOMIC_SEQ_CST); /* no wake */
@@ -352,8 +352,8 @@ START_TEST(test_swallowed_lock_wakeup) {
   }
   ck_assert_int_eq(read(held[0], &c, 1), 1);
   if ((waiter = fork()) == 0) {
-    ring_lock(r);
-    ring_unlock(r);
+    pp__ring_lock(r);
+    pp__ring_unlock(r);
     _exit(0);
   }
   for (double t0 = tu_now(); !lock_has_sleeper(r) && tu_now() - t0 < 10;)

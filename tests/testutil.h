@@ -84,4 +84,20 @@ static inline double tu_now(void) {
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                          \
   }
 
+/* main() for a file whose suite covers both engines: runs make_suite()
+ * once with `engine_var` (a pp_engine the tests read) set to each. */
+#define TU_MAIN_ENGINES(make_suite, engine_var)                                \
+  int main(void) {                                                             \
+    int failed = 0;                                                            \
+    for (int e = 0; e < 2; e++) {                                              \
+      SRunner *sr;                                                             \
+      engine_var = e ? PP_ENGINE_THREADS : PP_ENGINE_PROCESSES;                \
+      sr = srunner_create(make_suite());                                       \
+      srunner_run_all(sr, CK_NORMAL);                                          \
+      failed += srunner_ntests_failed(sr);                                     \
+      srunner_free(sr);                                                        \
+    }                                                                          \
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;                          \
+  }
+
 #endif

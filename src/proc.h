@@ -1,0 +1,125 @@
+/*
+ * The process engine's internals (never included outside its files:
+ * procs.c, shared.c, worker.c, collector.c).
+ *
+ * A pool run by processes is:
+ *  - the shared region (shared.c): two rings (tasks to workers, results to
+ *    the master) and a record per worker, in one anonymous MAP_SHARED
+ *    mapping made before the first fork, so it has no name to leak; the
+ *    slot words are the slot table's own shared mapping;
+ *  - the workers (worker.c): forked processes that take task frames, run
+ *    them and put result frames;
+ *  - the collector (collector.c): the master's thread that takes results,
+ *    forks, reaps and replaces workers, and enforces timeouts;
+ *  - the operations of the engine table (procs.c).
+ */
+#ifndef PP_PROC_H
+#define PP_PROC_H
+
+#include "pool.h"
+#include "ring.h"
+
+#include <sys/types.h>
+
+/* A worker record's `current` with this bit set: the master has claimed
+ * the right to kill the worker for that task (a timeout or a cancel). The
+ * worker, finishing the task, finds its compare-and-swap to 0 refused, and
+ * neither reports the task nor takes another: it waits for the kill. So a
+ * kill never lands on a task other than the one it was meant for. */
+#define PP__DOOMED ((uint64_t)1 << 63)
+
+/* What the master knows of a worker, in shared memory so that the worker
+ * can say what it is doing without a message. */
+struct pp__worker_record {
+  _Atomic int32_t pid;
+  _Atomic int32_t init;        /* enum pp__init_outcome */
+  _Atomic int32_t init_code;   /* what the initializer returned */
+  _Atomic uint64_t current;    /* id of the task it runs, 0 when idle */
+  _Atomic uint64_t started_ns; /* when `current` started */
+  _Atomic uint32_t waiting;    /* counted as a waiting task-ring reader */
+};
+
+/* The shared region. */
+struct pp__shared {
+  _Atomic int collector_asleep; /* the collector is (about to be) in poll() */
+  _Atomic int closing;          /* workers exit once the task ring is empty */
+  int wake_fd;                  /* eventfd the collector polls */
+  pid_t master;                 /* workers exit if their parent is not it */
+  uint32_t nslots;
+  uint32_t nworkers;
+  size_t max_payload;
+  size_t max_frame;             /* largest frame payload either ring takes */
+  _Atomic int test_die_budget;  /* see testhook.h */
+  struct pp__ring *tasks;       /* master -> workers */
+  struct pp__ring *results;     /* workers -> master */
+  _Atomic uint64_t *slot_words; /* [nslots]: the slot table's */
+  struct pp__worker_record *workers; /* [nworkers] */
+  size_t map_len;
+};
+
+/* A result frame, one per item: this header, then the result bytes and the
+ * message bytes. */
+struct pp__result_hdr {
+  uint64_t id;
+  uint32_t item;    /* which item of the task (0 unless a chunk) */
+  int32_t status;   /* 0, PP_ETASK or PP_ETOOBIG */
+  int32_t code;     /* the task's return value when status is PP_ETASK */
+  uint32_t len;     /* result bytes */
+  uint32_t msg_len; /* message bytes (no NUL) after the result bytes */
+  uint32_t unused;
+};
+
+/* Maps and initialises the region; returns 0, PP_ESHM or PP_ENOMEM. */
+int pp__shared_create(struct pp__shared **out, const pp_pool *p);
+void pp__shared_destroy(struct pp__shared *sh);
+
+/* Wakes the collector if it sleeps (workers after putting results, the
+ * master's threads after asking it for something). */
+void pp__shared_wake_collector(struct pp__shared *sh);
+
+/* The body of a worker process; never returns. */
+void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
+                     void *initarg, unsigned max_tasks)
+    __attribute__((noreturn));
+
+/* The engine's state (pool->engine_state). Fields are the collector's,
+ * read by other threads under pool->mu where said. */
+struct pp__procs {
+  struct pp__shared *sh;
+  int *pids;           /* [nworkers], under mu: 0 no process in this place */
+  int *deathfds;       /* [nworkers]: read ends of the death pipes */
+  int collector_ready; /* under mu: it has its buffers and forks workers */
+  int started;         /* under mu: all first workers passed their init */
+  int create_status;   /* under mu: what pp_pool_create() returns */
+  int stop;            /* under mu: the collector should finish */
+  int running;         /* the collector thread exists */
+  pthread_t collector;
+  uint64_t next_spawn_ns; /* under mu: when a failed fork may be retried */
+  uint64_t leave_by_ns;   /* under mu: closing and idle: workers still
+                             alive then are killed (0: not yet set) */
+  uint32_t dead_frames;   /* under mu: cancelled frames in the task ring */
+};
+
+static inline struct pp__procs *pp__procs_of(const pp_pool *p) {
+  return p->engine_state;
+}
+
+/* collector.c */
+void *pp__collector_main(void *arg);
+size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap);
+int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id);
+
+/* How long a thread about to sleep for a result or a task spins first:
+ * about one scheduler wake-up's worth, so an idle round trip needs only
+ * the wake-up of the worker. */
+#define PP__SPIN_NS 50000u
+
+static inline void pp__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
+#endif

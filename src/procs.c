@@ -1,0 +1,210 @@
+/*
+ * The process engine's table of operations (engine.h): forked workers fed
+ * through shared-memory rings, with a collector thread in the master
+ * (collector.c) and the workers' loop (worker.c). This file starts and
+ * stops the engine and queues, kills and waits for tasks on behalf of the
+ * pool and the slot table.
+ */
+#include "proc.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Tells the collector to look at the pool now. */
+static void poke_collector(struct pp__shared *sh) {
+  uint64_t one = 1;
+  ssize_t n = write(sh->wake_fd, &one, sizeof one);
+  (void)n;
+}
+
+/* Starts the collector with every signal blocked, so that the program's
+ * signal handlers run in its own threads and forked workers start with
+ * signals blocked until they have set themselves up. */
+static int start_collector(pp_pool *p, struct pp__procs *e) {
+  sigset_t all, old;
+  int rc;
+
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&e->collector, NULL, pp__collector_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0)
+    return rc == EAGAIN ? PP_ENOMEM : PP_ESYS;
+  e->running = 1;
+  return 0;
+}
+
+/* The collector forks the workers (so that they live as long as it does:
+ * PR_SET_PDEATHSIG follows the forking thread) and reports once every
+ * initializer has answered, or, starting in the background, once it has
+ * what it needs to fork them. */
+static int procs_start(pp_pool *p) {
+  struct pp__procs *e = calloc(1, sizeof *e);
+  int rc;
+
+  if (!e)
+    return PP_ENOMEM;
+  p->engine_state = e;
+  if ((rc = pp__shared_create(&e->sh, p)) != 0)
+    return rc;
+  e->pids = calloc((size_t)p->nworkers, sizeof *e->pids);
+  e->deathfds = malloc((size_t)p->nworkers * sizeof *e->deathfds);
+  if (!e->pids || !e->deathfds)
+    return PP_ENOMEM;
+  for (int i = 0; i < p->nworkers; i++)
+    e->deathfds[i] = -1;
+  if ((rc = start_collector(p, e)) != 0)
+    return rc;
+  pp__pool_lock(p);
+  while (!e->started && e->create_status == 0 &&
+         !(p->opts.start_in_background && e->collector_ready))
+    pp__pool_wait(p, &p->changed, PP__FOREVER);
+  rc = e->create_status;
+  pp__pool_unlock(p);
+  return rc;
+}
+
+/* With mu held: workers leave once the task ring is empty. */
+static void procs_close_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+
+  PP__ASSERT_LOCKED(p);
+  if (!e || !e->sh)
+    return;
+  atomic_store(&e->sh->closing, 1);
+  pp__ring_wake_all(e->sh->tasks);
+  poke_collector(e->sh);
+}
+
+/* Stops the collector, which reaps every worker (killing those that do not
+ * leave), and frees the engine. */
+static void procs_stop(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+
+  if (!e)
+    return;
+  if (e->running) {
+    pp__pool_lock(p);
+    e->stop = 1;
+    procs_close_locked(p);
+    pp__pool_unlock(p);
+    pthread_join(e->collector, NULL);
+  }
+  free(e->pids);
+  free(e->deathfds);
+  pp__shared_destroy(e->sh);
+  free(e);
+  p->engine_state = NULL;
+}
+
+/* For compaction: keeps the frames of tasks still queued. */
+static int frame_queued(void *ctx, const void *payload, size_t len) {
+  pp_pool *p = ctx;
+  struct pp__task_hdr hdr;
+  uint32_t index;
+
+  if (len < sizeof hdr)
+    return 0;
+  memcpy(&hdr, payload, sizeof hdr);
+  index = pp__id_slot(hdr.id);
+  return index < p->st.n &&
+         pp__slot_word_of(&p->st, index) ==
+             pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_QUEUED, -1);
+}
+
+/* With mu held: puts slot `index`'s frame on the task ring if it fits,
+ * first squeezing out cancelled frames when some hold room. */
+static int put_frame_locked(pp_pool *p, struct pp__slot *s) {
+  struct pp__procs *e = pp__procs_of(p);
+  struct pp__ring *r = e->sh->tasks;
+  int put;
+
+  pp__ring_lock(r);
+  put = pp__ring_put_locked(r, s->frame, s->frame_len, 1);
+  if (!put && e->dead_frames) {
+    pp__ring_compact_locked(r, frame_queued, p);
+    e->dead_frames = 0;
+    put = pp__ring_put_locked(r, s->frame, s->frame_len, 1);
+  }
+  pp__ring_unlock(r);
+  return put;
+}
+
+/* With mu held: see engine.h. Waiting for room drops mu, so that the
+ * collector can go on taking results (else workers blocked on a full
+ * result ring would never free task space). */
+static int procs_queue_locked(pp_pool *p, uint32_t index, int wait,
+                              uint64_t deadline_ns) {
+  struct pp__slot *s = &p->st.slots[index];
+  uint32_t gen = s->gen;
+  int rc;
+
+  PP__ASSERT_LOCKED(p);
+  for (;;) {
+    if (put_frame_locked(p, s))
+      return 0;
+    if (!wait)
+      return PP_ETIMEDOUT;
+    pp__pool_unlock(p);
+    rc = pp__ring_wait_space(pp__procs_of(p)->sh->tasks, s->frame_len,
+                             deadline_ns);
+    pp__pool_lock(p);
+    if (s->gen != gen || !s->used)
+      return 1;
+    if (rc != 0)
+      return PP_ETIMEDOUT;
+  }
+}
+
+/* With mu held: a cancelled frame stays in the ring until a worker drops
+ * it, or a full ring squeezes it out (put_frame_locked). */
+static void procs_unqueue_locked(pp_pool *p, uint32_t index) {
+  (void)index;
+  pp__procs_of(p)->dead_frames++;
+}
+
+static int procs_kill_locked(pp_pool *p, uint64_t id, int worker) {
+  return pp__collector_kill_locked(p, worker, id);
+}
+
+/* With mu held: the collector naps briefly while timed tasks run. */
+static void procs_timers_changed_locked(pp_pool *p) {
+  poke_collector(pp__procs_of(p)->sh);
+}
+
+/* Takes results off the ring itself for a moment before the caller
+ * sleeps: a small result then reaches it without waking the collector. */
+static void procs_help_wait(pp_pool *p, int (*done)(const void *),
+                            const void *arg) {
+  unsigned char buf[4096];
+  uint64_t until = pp__now_ns() + PP__SPIN_NS;
+
+  while (!done(arg) && pp__now_ns() < until)
+    if (pp__collector_drain(p, buf, sizeof buf) == 0)
+      pp__cpu_relax();
+}
+
+static int procs_worker_pids_locked(pp_pool *p, int *pids, int cap) {
+  struct pp__procs *e = pp__procs_of(p);
+  int n = 0;
+
+  for (int i = 0; i < p->nworkers && n < cap; i++)
+    if (e->pids[i] > 0)
+      pids[n++] = e->pids[i];
+  return n;
+}
+
+const struct pp__engine pp__engine_processes = {
+    .name = "processes",
+    .start = procs_start,
+    .stop = procs_stop,
+    .close_locked = procs_close_locked,
+    .queue_locked = procs_queue_locked,
+    .unqueue_locked = procs_unqueue_locked,
+    .kill_locked = procs_kill_locked,
+    .timers_changed_locked = procs_timers_changed_locked,
+    .help_wait = procs_help_wait,
+    .worker_pids_locked = procs_worker_pids_locked,
+};

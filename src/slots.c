@@ -1,0 +1,356 @@
+/*
+ * The slot table (slots.h): allocation and ids, task frames, queueing and
+ * the backlog of slots waiting for room, cancellation, and the one
+ * resolver every engine calls with each item's outcome. The resolver
+ * reaches the future or the map through the owner callbacks stored in the
+ * slot, so that neither this file nor any engine includes their code.
+ *
+ * Every function named _locked runs with pool->mu held, and asserts it.
+ */
+#include "pool.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload) {
+  size_t frame = 8 + pp__pad8(pp__max_frame(max_payload)), cap = 64, n = 256;
+  if (ring_capacity < frame)
+    ring_capacity = frame;
+  while (cap < ring_capacity && cap < ((size_t)1 << 62))
+    cap <<= 1; /* the ring's size, as shared.c rounds it */
+  while (n < cap / 64 && n < 65536)
+    n <<= 1;
+  return (uint32_t)n;
+}
+
+size_t pp__max_frame(size_t max_payload) {
+  size_t task = sizeof(struct pp__task_hdr) + 8 + pp__pad8(max_payload);
+  /* a result frame: ids, status and lengths, the bytes and a message */
+  size_t result = 32 + pp__pad8(max_payload + PP__MESSAGE_MAX);
+  return task > result ? task : result;
+}
+
+/* The master's half lives in its own private mapping, left out of every
+ * fork: workers never read it, and copying its page tables into each
+ * worker cost a quarter of the time spent forking. The words are shared
+ * with every worker forked later. */
+int pp__slots_init(struct pp__slots *t, uint32_t n, size_t max_payload) {
+  size_t len = (size_t)n * sizeof *t->slots;
+  void *m;
+
+  memset(t, 0, sizeof *t);
+  m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+           0);
+  if (m == MAP_FAILED)
+    return PP_ENOMEM;
+  madvise(m, len, MADV_DONTFORK);
+  t->slots = m;
+  m = mmap(NULL, (size_t)n * sizeof *t->words, PROT_READ | PROT_WRITE,
+           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) {
+    munmap(t->slots, len);
+    t->slots = NULL;
+    return PP_ESHM;
+  }
+  t->words = m;
+  t->n = n;
+  for (uint32_t i = 0; i < n; i++)
+    t->slots[i].next_free = i + 1 < n ? i + 1 : PP__NO_SLOT;
+  t->free_head = 0;
+  t->max_payload = max_payload;
+  t->max_frame = pp__max_frame(max_payload);
+  t->backlog_tail = &t->backlog;
+  return 0;
+}
+
+void pp__slots_destroy(struct pp__slots *t) {
+  if (t->slots) {
+    for (uint32_t i = 0; i < t->n; i++)
+      free(t->slots[i].frame);
+    munmap(t->slots, (size_t)t->n * sizeof *t->slots);
+  }
+  if (t->words)
+    munmap((void *)t->words, (size_t)t->n * sizeof *t->words);
+  while (t->backlog) {
+    struct pp__backlog *b = t->backlog;
+    t->backlog = b->next;
+    free(b);
+  }
+  memset(t, 0, sizeof *t);
+}
+
+void pp__deferred_run(struct pp__deferred *list) {
+  while (list) {
+    struct pp__deferred *d = list;
+    list = d->next;
+    d->run(d);
+  }
+}
+
+/* Takes a free slot, waiting (when `wait`) until `deadline_ns` for one.
+ * Returns 0, PP_ETIMEDOUT, or the pool's failure. */
+int pp__slot_alloc_locked(pp_pool *p, int wait, uint64_t deadline_ns,
+                          uint32_t *index) {
+  struct pp__slots *t = &p->st;
+  struct pp__slot *s;
+
+  PP__ASSERT_LOCKED(p);
+  while (t->free_head == PP__NO_SLOT && !p->broken) {
+    if (!wait || pp__pool_wait(p, &p->changed, deadline_ns) == ETIMEDOUT)
+      return PP_ETIMEDOUT;
+  }
+  if (p->broken)
+    return p->broken;
+  *index = t->free_head;
+  s = &t->slots[*index];
+  t->free_head = s->next_free;
+  s->gen = (s->gen + 1) & PP__GEN_MASK;
+  if (s->gen == 0)
+    s->gen = 1;
+  s->used = 1;
+  s->attempts = s->expired = s->cancel_running = 0;
+  s->timeout_ns = 0;
+  s->ops = NULL;
+  s->owner = NULL;
+  t->in_flight++;
+  return 0;
+}
+
+/* Returns slot `index` to the free list and tells its owner. */
+void pp__slot_free_locked(pp_pool *p, uint32_t index) {
+  struct pp__slots *t = &p->st;
+  struct pp__slot *s = &t->slots[index];
+
+  PP__ASSERT_LOCKED(p);
+  assert(s->used && t->in_flight > 0);
+  if (s->timeout_ns)
+    t->timed--;
+  if (s->ops && s->ops->gone_locked)
+    s->ops->gone_locked(s->owner);
+  free(s->frame);
+  s->frame = NULL;
+  s->used = 0;
+  s->ops = NULL;
+  s->owner = NULL;
+  atomic_store(&t->words[index], 0);
+  s->next_free = t->free_head;
+  t->free_head = index;
+  t->in_flight--;
+  pthread_cond_broadcast(&p->changed);
+}
+
+/* Gives slot `index` to `owner`, for the items from argument `base` on,
+ * with a timeout (0: none). */
+void pp__slot_own_locked(pp_pool *p, uint32_t index,
+                         const struct pp__owner_ops *ops, void *owner,
+                         size_t base, uint64_t timeout_ns) {
+  struct pp__slot *s = &p->st.slots[index];
+
+  PP__ASSERT_LOCKED(p);
+  s->ops = ops;
+  s->owner = owner;
+  s->base = base;
+  s->timeout_ns = timeout_ns;
+  if (timeout_ns)
+    p->st.timed++;
+}
+
+/* Builds the frame of slot `index` for fn over `n` arguments and keeps it
+ * in the slot (to queue it again after a crash). Returns 0, PP_ETOOBIG or
+ * PP_ENOMEM. */
+int pp__slot_frame_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
+                          const void *const *args, const size_t *lens,
+                          size_t n) {
+  struct pp__slot *s = &p->st.slots[index];
+  struct pp__task_hdr hdr = {pp__make_id(s->gen, index),
+                             (uint64_t)(uintptr_t)fn, (uint32_t)n,
+                             s->timeout_ns ? PP__TASK_TIMED : 0};
+  size_t body = sizeof hdr, off;
+  unsigned char *f;
+
+  PP__ASSERT_LOCKED(p);
+  for (size_t i = 0; i < n; i++)
+    body += 8 + pp__pad8(lens[i]);
+  if (body > p->st.max_frame)
+    return PP_ETOOBIG;
+  s->frame_len = 8 + pp__pad8(body);
+  if (!(f = calloc(1, s->frame_len)))
+    return PP_ENOMEM;
+  memcpy(f, &(uint64_t){body}, 8);
+  memcpy(f + 8, &hdr, sizeof hdr);
+  off = 8 + sizeof hdr;
+  for (size_t i = 0; i < n; i++) {
+    uint32_t len = (uint32_t)lens[i];
+    memcpy(f + off, &len, 4);
+    if (len)
+      memcpy(f + off + 8, args[i], len);
+    off += 8 + pp__pad8(len);
+  }
+  s->frame = f;
+  s->items = s->items_left = (uint32_t)n;
+  return 0;
+}
+
+/* Keeps slot `index` for later: the collector's backlog queues it when the
+ * engine has room. */
+static void backlog_locked(pp_pool *p, uint32_t index,
+                           struct pp__deferred **later) {
+  struct pp__slots *t = &p->st;
+  struct pp__backlog *b = malloc(sizeof *b);
+
+  if (!b) {
+    pp__slot_fail_locked(p, index, PP_ENOMEM, "out of memory", later);
+    return;
+  }
+  b->id = pp__make_id(t->slots[index].gen, index);
+  b->next = NULL;
+  *t->backlog_tail = b;
+  t->backlog_tail = &b->next;
+}
+
+/* Marks slot `index` QUEUED and hands it to the engine, waiting (with
+ * `wait`) until `deadline_ns` for room; what finds no room goes on the
+ * backlog (or, when even that fails, the slot fails with PP_ENOMEM).
+ * Returns 0, or 1 if the slot was resolved meanwhile. */
+int pp__slot_queue_locked(pp_pool *p, uint32_t index, int wait,
+                          uint64_t deadline_ns, struct pp__deferred **later) {
+  struct pp__slot *s = &p->st.slots[index];
+  int rc;
+
+  PP__ASSERT_LOCKED(p);
+  atomic_store(&p->st.words[index], pp__slot_word(s->gen, PP__SLOT_QUEUED, -1));
+  rc = p->engine->queue_locked(p, index, wait, deadline_ns);
+  if (rc == PP_ETIMEDOUT) {
+    backlog_locked(p, index, later);
+    rc = 0;
+  }
+  return rc;
+}
+
+/* Queues slot `index` again after its worker died, without waiting. */
+void pp__slot_requeue_locked(pp_pool *p, uint32_t index,
+                             struct pp__deferred **later) {
+  pp__slot_queue_locked(p, index, 0, PP__NOWAIT, later);
+}
+
+/* Queues what waited for room, in order, until the engine is full. */
+void pp__slots_flush_backlog_locked(pp_pool *p) {
+  struct pp__slots *t = &p->st;
+
+  PP__ASSERT_LOCKED(p);
+  while (t->backlog) {
+    struct pp__backlog *b = t->backlog;
+    uint32_t index = pp__id_slot(b->id);
+    if (pp__slot_by_id(t, b->id) &&
+        pp__word_state(pp__slot_word_of(t, index)) == PP__SLOT_QUEUED &&
+        p->engine->queue_locked(p, index, 0, PP__NOWAIT) != 0)
+      return;
+    t->backlog = b->next;
+    if (!t->backlog)
+      t->backlog_tail = &t->backlog;
+    free(b);
+  }
+}
+
+/* Cancels the task of `id` if it has not started. Returns 0 (resolved as
+ * cancelled, slot freed), PP_EBUSY (running) or PP_EINVAL (not in
+ * flight). */
+int pp__slot_cancel_locked(pp_pool *p, uint64_t id,
+                           struct pp__deferred **later) {
+  struct pp__slots *t = &p->st;
+  uint32_t index = pp__id_slot(id), gen = pp__id_gen(id);
+  uint64_t word;
+  enum pp__slot_state st;
+
+  PP__ASSERT_LOCKED(p);
+  if (!pp__slot_by_id(t, id))
+    return PP_EINVAL;
+  word = pp__slot_word_of(t, index);
+  st = pp__word_state(word);
+  while (pp__word_gen(word) == gen &&
+         (st == PP__SLOT_QUEUED || st == PP__SLOT_CLAIMED)) {
+    if (atomic_compare_exchange_weak(
+            &t->words[index], &word,
+            pp__slot_word(gen, PP__SLOT_CANCELLED, -1))) {
+      if (st == PP__SLOT_QUEUED && p->engine->unqueue_locked)
+        p->engine->unqueue_locked(p, index);
+      pp__slot_fail_locked(p, index, PP_ECANCELLED, "cancelled", later);
+      return 0;
+    }
+    st = pp__word_state(word);
+  }
+  return st == PP__SLOT_RUNNING ? PP_EBUSY : PP_EINVAL;
+}
+
+/* Stops the running task of `id` by killing its worker. Returns 0 (it
+ * will fail with PP_ECANCELLED), PP_EINVAL (it finished first, or is not
+ * running), or PP_ENOTSUP (the engine cannot kill). */
+int pp__slot_cancel_running_locked(pp_pool *p, uint64_t id) {
+  struct pp__slot *s = pp__slot_by_id(&p->st, id);
+  uint64_t word;
+  int rc;
+
+  PP__ASSERT_LOCKED(p);
+  if (!pp__engine_can_kill(p->engine))
+    return PP_ENOTSUP;
+  if (!s)
+    return PP_EINVAL;
+  word = pp__slot_word_of(&p->st, pp__id_slot(id));
+  if (pp__word_gen(word) != pp__id_gen(id) ||
+      pp__word_state(word) != PP__SLOT_RUNNING)
+    return PP_EINVAL;
+  if (s->cancel_running || s->expired)
+    return 0; /* already being killed */
+  if ((rc = p->engine->kill_locked(p, id, pp__word_worker(word))) == 0)
+    s->cancel_running = 1;
+  return rc;
+}
+
+/* Applies one item's outcome from an engine: the owner takes it, and the
+ * slot is freed with its last item. Late answers (a slot failed or reused
+ * meanwhile) are ignored. */
+void pp__slot_resolve_locked(pp_pool *p, uint32_t index, uint32_t item,
+                             const struct pp__result *r,
+                             struct pp__deferred **later) {
+  struct pp__slot *s = &p->st.slots[index];
+
+  PP__ASSERT_LOCKED(p);
+  if (!s->used || item >= s->items || s->items_left == 0)
+    return;
+  s->ops->resolve_locked(s->owner, s->base + item, r, later);
+  if (--s->items_left == 0)
+    pp__slot_free_locked(p, index);
+  else
+    pthread_cond_broadcast(&p->changed);
+}
+
+/* Fails every unresolved item of slot `index` with `status` and frees it. */
+void pp__slot_fail_locked(pp_pool *p, uint32_t index, int status,
+                          const char *msg, struct pp__deferred **later) {
+  struct pp__slot *s = &p->st.slots[index];
+  struct pp__result r = {status, 0, NULL, 0, msg};
+
+  PP__ASSERT_LOCKED(p);
+  for (uint32_t i = 0; i < s->items; i++)
+    s->ops->resolve_locked(s->owner, s->base + i, &r, later);
+  pp__slot_free_locked(p, index);
+}
+
+/* Fails every task in flight, for a pool that cannot run tasks any more. */
+void pp__slots_break_locked(pp_pool *p, int status, const char *msg,
+                            struct pp__deferred **later) {
+  PP__ASSERT_LOCKED(p);
+  p->broken = status;
+  for (uint32_t i = 0; i < p->st.n; i++)
+    if (p->st.slots[i].used && p->st.slots[i].ops)
+      pp__slot_fail_locked(p, i, status, msg, later);
+}
+
+/* Cancels every task that has not started. */
+void pp__slots_cancel_all_locked(pp_pool *p, struct pp__deferred **later) {
+  PP__ASSERT_LOCKED(p);
+  for (uint32_t i = 0; i < p->st.n; i++)
+    if (p->st.slots[i].used)
+      pp__slot_cancel_locked(p, pp__make_id(p->st.slots[i].gen, i), later);
+}

@@ -1,0 +1,201 @@
+/*
+ * The slot table: every task in flight owns a slot, named by its id (the
+ * slot index in the low 32 bits, the slot's generation in the high 32, bumped
+ * at each reuse, never 0 and below 2^31 so that bit 63 of an id is free
+ * for a worker record's "doomed" mark).
+ *
+ * A slot has two halves. The master's half (struct pp__slot, guarded by
+ * pool->mu) says who owns the task (a future or a map, reached only through
+ * the owner's callbacks, so no engine knows either), its frame, timeout and
+ * retries. The shared half is one word per slot, in memory every worker
+ * process maps, holding (generation, state, worker):
+ *
+ *   QUEUED    a frame for it waits for a worker (the process engine keeps
+ *             the invariant that every QUEUED slot's frame is in the task
+ *             ring, so a claim happens under the ring lock);
+ *   CLAIMED   a worker took it and will run it;
+ *   RUNNING   the worker is running it;
+ *   CANCELLED the master cancelled it before it ran.
+ *
+ * Workers move QUEUED -> CLAIMED -> RUNNING with compare-and-swap; the
+ * master moves QUEUED or CLAIMED -> CANCELLED the same way, so exactly one
+ * of "runs" and "is cancelled" wins. A frame whose id no longer matches the
+ * word, or whose state is not QUEUED, is dropped.
+ */
+#ifndef PP_SLOTS_H
+#define PP_SLOTS_H
+
+#include "procpool.h"
+#include "task.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum pp__slot_state {
+  PP__SLOT_FREE,
+  PP__SLOT_QUEUED,
+  PP__SLOT_CLAIMED,
+  PP__SLOT_RUNNING,
+  PP__SLOT_CANCELLED
+};
+
+#define PP__GEN_MASK 0x7fffffffu
+
+static inline uint64_t pp__slot_word(uint32_t gen, enum pp__slot_state st,
+                                     int worker) {
+  return ((uint64_t)gen << 32) | ((uint64_t)(worker + 1) << 8) | st;
+}
+static inline uint32_t pp__word_gen(uint64_t w) {
+  return (uint32_t)(w >> 32);
+}
+static inline enum pp__slot_state pp__word_state(uint64_t w) {
+  return (enum pp__slot_state)(w & 0xff);
+}
+static inline int pp__word_worker(uint64_t w) {
+  return (int)((w >> 8) & 0xffffff) - 1;
+}
+static inline uint32_t pp__id_slot(uint64_t id) {
+  return (uint32_t)id;
+}
+static inline uint32_t pp__id_gen(uint64_t id) {
+  return (uint32_t)(id >> 32);
+}
+static inline uint64_t pp__make_id(uint32_t gen, uint32_t index) {
+  return ((uint64_t)gen << 32) | index;
+}
+
+/* A task frame: [u64 length] (the ring's framing), this header, then
+ * `count` items [u32 len][u32 pad][bytes] each padded to 8 (count is 1
+ * unless the map sent a chunk). Every engine reads tasks in this form. */
+struct pp__task_hdr {
+  uint64_t id;
+  uint64_t fn;    /* the pp_task_fn, valid in every forked worker */
+  uint32_t count; /* items */
+  uint32_t flags; /* PP__TASK_* */
+};
+#define PP__TASK_TIMED 1u /* may be killed for its timeout */
+
+static inline size_t pp__pad8(size_t n) {
+  return (n + 7) & ~(size_t)7;
+}
+
+/* Callbacks run after pool->mu is dropped (done-callbacks of futures), as
+ * a list that resolvers build under the lock. */
+struct pp__deferred {
+  void (*run)(struct pp__deferred *d);
+  struct pp__deferred *next;
+};
+
+/* Runs and empties a deferred list; call with no lock held. */
+void pp__deferred_run(struct pp__deferred *list);
+
+/* What owns a slot's task: a future or a map. The slot table reaches the
+ * owner only through these, under pool->mu. */
+struct pp__owner_ops {
+  /* Item `index` (the map's argument number: base + item) has ended as
+   * *r; the owner copies what it keeps. Ignores answers it already has. */
+  void (*resolve_locked)(void *owner, size_t index, const struct pp__result *r,
+                         struct pp__deferred **later);
+  /* The slot is freed: the owner has no task there any more (may be NULL). */
+  void (*gone_locked)(void *owner);
+};
+
+/* The master's half of a slot (guarded by pool->mu). */
+struct pp__slot {
+  uint32_t gen;
+  uint8_t used;           /* 0 when free */
+  uint8_t cancel_running; /* the master killed its worker to cancel it */
+  uint8_t expired;        /* the master killed its worker for its timeout */
+  uint8_t attempts;       /* runs that ended with the worker's death */
+  uint32_t next_free;     /* free list link */
+  uint32_t items;         /* items in the task */
+  uint32_t items_left;    /* items with no result yet */
+  uint64_t timeout_ns;    /* 0: none */
+  const struct pp__owner_ops *ops;
+  void *owner; /* the pp_future, or the pp_map */
+  size_t base; /* map: index of the task's first argument */
+  void *frame; /* the task frame, kept to queue it again */
+  size_t frame_len;
+};
+
+/* Waiting room for slots an engine could not take yet (a full ring). */
+struct pp__backlog {
+  uint64_t id;
+  struct pp__backlog *next;
+};
+
+/* The table (inside struct pp_pool; every field guarded by pool->mu,
+ * except the words, which are atomics shared with workers). */
+struct pp__slots {
+  struct pp__slot *slots;  /* [n], a private mapping left out of forks */
+  _Atomic uint64_t *words; /* [n], MAP_SHARED: inherited by workers */
+  uint32_t n;              /* a power of two */
+  uint32_t free_head;      /* PP__NO_SLOT: none free */
+  uint32_t in_flight;
+  uint32_t timed; /* slots in flight with a timeout */
+  size_t max_payload;
+  size_t max_frame; /* largest frame payload, header included */
+  struct pp__backlog *backlog;
+  struct pp__backlog **backlog_tail;
+};
+
+#define PP__NO_SLOT UINT32_MAX
+
+/* Slots for a pool whose rings hold `ring_capacity` bytes: one per 64
+ * bytes of ring, from 256 to 65536. */
+uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload);
+
+/* The largest frame payload for payloads of `max_payload` bytes. */
+size_t pp__max_frame(size_t max_payload);
+
+int pp__slots_init(struct pp__slots *t, uint32_t n, size_t max_payload);
+void pp__slots_destroy(struct pp__slots *t);
+
+struct pp_pool;
+
+/* The table's calls, all with pool->mu held (asserted in debug builds). */
+int pp__slot_alloc_locked(struct pp_pool *p, int wait, uint64_t deadline_ns,
+                          uint32_t *index);
+void pp__slot_free_locked(struct pp_pool *p, uint32_t index);
+int pp__slot_frame_locked(struct pp_pool *p, uint32_t index, pp_task_fn fn,
+                          const void *const *args, const size_t *lens,
+                          size_t n);
+void pp__slot_own_locked(struct pp_pool *p, uint32_t index,
+                         const struct pp__owner_ops *ops, void *owner,
+                         size_t base, uint64_t timeout_ns);
+int pp__slot_queue_locked(struct pp_pool *p, uint32_t index, int wait,
+                          uint64_t deadline_ns, struct pp__deferred **later);
+void pp__slot_requeue_locked(struct pp_pool *p, uint32_t index,
+                             struct pp__deferred **later);
+void pp__slots_flush_backlog_locked(struct pp_pool *p);
+int pp__slot_cancel_locked(struct pp_pool *p, uint64_t id,
+                           struct pp__deferred **later);
+int pp__slot_cancel_running_locked(struct pp_pool *p, uint64_t id);
+void pp__slot_resolve_locked(struct pp_pool *p, uint32_t index, uint32_t item,
+                             const struct pp__result *r,
+                             struct pp__deferred **later);
+void pp__slot_fail_locked(struct pp_pool *p, uint32_t index, int status,
+                          const char *msg, struct pp__deferred **later);
+void pp__slots_break_locked(struct pp_pool *p, int status, const char *msg,
+                            struct pp__deferred **later);
+void pp__slots_cancel_all_locked(struct pp_pool *p,
+                                 struct pp__deferred **later);
+
+/* The slot word of `index`, for state reads. */
+static inline uint64_t pp__slot_word_of(const struct pp__slots *t,
+                                        uint32_t index) {
+  return atomic_load(&t->words[index]);
+}
+
+/* The slot `id` names, or NULL when it is not in flight any more. */
+static inline struct pp__slot *pp__slot_by_id(struct pp__slots *t,
+                                              uint64_t id) {
+  uint32_t index = pp__id_slot(id);
+  if (index >= t->n || !t->slots[index].used ||
+      t->slots[index].gen != pp__id_gen(id))
+    return NULL;
+  return &t->slots[index];
+}
+
+#endif

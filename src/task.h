@@ -1,0 +1,59 @@
+/*
+ * The task side, shared by every engine: what a task writes its answer
+ * into (struct pp_task), the one function that runs an item and turns what
+ * it returned into an outcome, and the one that runs an initializer and
+ * says whether it failed. Engines differ in transport, never in what a
+ * task's return value means.
+ */
+#ifndef PP_TASK_H
+#define PP_TASK_H
+
+#include "procpool.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define PP__MESSAGE_MAX 256 /* bytes of an error message, NUL included */
+
+/* What a task function writes its answer into. */
+struct pp_task {
+  size_t max_payload;    /* largest result the pool takes */
+  unsigned char *result; /* what the task returned, grown as needed */
+  size_t len, cap;
+  int too_big; /* the last pp_task_return() was refused as too big */
+  char msg[PP__MESSAGE_MAX];
+};
+
+/* How one item ended, as an engine reports it to the slot table. The
+ * bytes are borrowed: the resolver copies what it keeps. */
+struct pp__result {
+  int status;       /* 0, or the PP_E* the item failed with */
+  int code;         /* the task's return value, for PP_ETASK */
+  const void *data; /* result bytes when status is 0 */
+  size_t len;
+  const char *msg; /* "" or a message */
+};
+
+/* Runs fn on one argument with `t` reset, and fills *out (OUT; pointing
+ * into `t`). A task that returns non-zero fails with PP_ETASK and that
+ * code, except that returning the PP_ETOOBIG of a refused pp_task_return()
+ * fails with PP_ETOOBIG, as does returning 0 after one. */
+void pp__task_run(struct pp_task *t, pp_task_fn fn, const void *arg, size_t len,
+                  struct pp__result *out);
+
+/* What a worker's initializer did, as the engines record it. Any non-zero
+ * return of the initializer is a failure, whatever its sign. */
+enum pp__init_outcome {
+  PP__INIT_RUNNING = 1, /* not answered yet */
+  PP__INIT_PASSED,
+  PP__INIT_FAILED
+};
+
+/* Runs the initializer (NULL: none) and says how it went; *code (OUT) is
+ * what it returned. */
+enum pp__init_outcome pp__init_run(pp_init_fn init, void *arg, int *code);
+
+/* Frees what a pp_task holds (not the struct). */
+void pp__task_clear(struct pp_task *t);
+
+#endif
