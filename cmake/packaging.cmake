@@ -8,39 +8,40 @@
 #                            their pages (section 1)
 # dpkg-shlibdeps (dpkg-dev) computes each package's dependencies on the
 # Debian packages of the libraries it links; CPack runs `file` to find them.
+# Configured with -DCMAKE_INSTALL_PREFIX=/usr, GNUInstallDirs puts the
+# library, .pc and CMake files in /usr/lib/<multiarch>, as Debian does.
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME procpool)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
-set(CPACK_PACKAGE_CONTACT "procpool developers <procpool@localhost>")
+set(PP_DEB_MAINTAINER "procpool developers <procpool@localhost>" CACHE STRING
+  "Maintainer field of the Debian packages: a real name and address")
+set(CPACK_PACKAGE_CONTACT ${PP_DEB_MAINTAINER})
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 set(CPACK_COMPONENTS_ALL lib dev tools)
 set(CPACK_DEB_COMPONENT_INSTALL ON)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_ENABLE_COMPONENT_DEPENDS ON)
+set(CPACK_STRIP_FILES ON) # as Debian ships binaries
 
 set(CPACK_DEBIAN_LIB_PACKAGE_NAME libprocpool${PROJECT_VERSION_MAJOR})
 set(CPACK_DEBIAN_LIB_PACKAGE_SECTION libs)
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS ON) # only lib has a shared object
 set(CPACK_DEBIAN_PACKAGE_GENERATE_SHLIBS_POLICY ">=")
-# CPack's own postinst and postrm run ldconfig; these do the same, except
-# when dpkg installs into another root (DPKG_ROOT set, as with
-# `dpkg --root DIR --force-script-chrootless`), whose cache is not theirs
-# to write: the package test installs that way.
-foreach(script postinst:configure postrm:remove)
-  string(REPLACE ":" ";" script ${script})
-  list(GET script 0 name)
-  list(GET script 1 action)
-  file(CONFIGURE OUTPUT ${PROJECT_BINARY_DIR}/deb/${name} CONTENT [[
-#!/bin/sh
+# The dynamic linker's cache is refreshed by libc-bin's ldconfig trigger,
+# as dh_makeshlibs arranges: `triggers` activates it. CPack would add a
+# postinst and a postrm calling ldconfig themselves (which also runs the
+# host's ldconfig when dpkg installs into another root); these empty
+# scripts stand in for them.
+file(WRITE ${PROJECT_BINARY_DIR}/deb/triggers "activate-noawait ldconfig\n")
+foreach(name postinst postrm)
+  file(WRITE ${PROJECT_BINARY_DIR}/deb/${name} "#!/bin/sh
+# libprocpool0: the ldconfig trigger (see triggers) does the work.
 set -e
-if [ "$1" = "@action@" ] && [ -z "$DPKG_ROOT" ]; then
-  ldconfig
-fi
-]] @ONLY)
-  list(APPEND CPACK_DEBIAN_LIB_PACKAGE_CONTROL_EXTRA
-    ${PROJECT_BINARY_DIR}/deb/${name})
+")
 endforeach()
+set(CPACK_DEBIAN_LIB_PACKAGE_CONTROL_EXTRA ${PROJECT_BINARY_DIR}/deb/triggers
+  ${PROJECT_BINARY_DIR}/deb/postinst ${PROJECT_BINARY_DIR}/deb/postrm)
 set(CPACK_DEBIAN_LIB_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_COMPONENT_LIB_DESCRIPTION "process pool for C - shared library
 procpool brings Python's concurrent.futures executors to C: a master forks

@@ -16,7 +16,9 @@ endfunction()
 
 run(${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${prefix})
 
-file(GLOB pc_dir LIST_DIRECTORIES true ${prefix}/lib*/pkgconfig)
+# lib*/, or lib/<multiarch>/ when configured with the prefix /usr.
+file(GLOB pc_dir LIST_DIRECTORIES true ${prefix}/lib*/pkgconfig
+  ${prefix}/lib/*/pkgconfig)
 set(ENV{PKG_CONFIG_PATH} ${pc_dir})
 execute_process(COMMAND pkg-config --cflags --libs procpool
                 OUTPUT_VARIABLE flags RESULT_VARIABLE rc

@@ -95,9 +95,11 @@ endforeach()
 # root (it has no shell); with DPKG_ROOT set, ours leave ldconfig alone.
 set(dpkg dpkg --root=${root} --force-script-chrootless --log=/dev/null)
 run("" ${dpkg} -i ${lib_deb} ${dev_deb} ${tools_deb})
-file(GLOB soname ${root}/usr/lib*/libprocpool.so.[0-9])
+# In /usr/lib, or /usr/lib/<multiarch> when configured with prefix /usr.
+file(GLOB soname ${root}/usr/lib/libprocpool.so.[0-9]
+                 ${root}/usr/lib/*/libprocpool.so.[0-9])
 if(NOT soname)
-  message(FATAL_ERROR "no libprocpool.so.N under ${root}/usr/lib*")
+  message(FATAL_ERROR "no libprocpool.so.N in ${root}/usr/lib")
 endif()
 get_filename_component(libdir ${soname} DIRECTORY)
 get_filename_component(soname_file ${soname} NAME)
