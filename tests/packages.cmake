@@ -46,6 +46,14 @@ foreach(tool dpkg dpkg-deb dpkg-query:dpkg dpkg-shlibdeps:dpkg-dev
   endif()
 endforeach()
 
+execute_process(COMMAND id -u OUTPUT_VARIABLE uid
+  OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT uid STREQUAL "0")
+  message(FATAL_ERROR "the packages test installs with 'dpkg -i' into a "
+    "scratch root, which dpkg does only for root: run it as root, as CI "
+    "does")
+endif()
+
 # The packages, and what each must hold and depend on.
 run("" ${CMAKE_COMMAND} -E chdir ${BINARY_DIR}
     ${CPACK} -G DEB -B ${debs} --config ${BINARY_DIR}/CPackConfig.cmake)
