@@ -349,8 +349,14 @@ typedef struct pp_map pp_map;
 typedef int (*pp_gen_fn)(void *state, const void **arg, size_t *len);
 
 typedef struct pp_map_options {
-  size_t chunksize;    /* arguments per task; 0 or 1: one per task */
-  size_t window;       /* most arguments in flight; 0: 4 * workers * 64 */
+  size_t chunksize;    /* arguments per task; 1: one per task; 0 (the
+                          default): chosen from the time tasks take, as
+                          joblib's batch_size='auto' (Python's default is
+                          1): tiny tasks travel in chunks of up to 1024,
+                          tasks of a millisecond or more one per task.
+                          With a task_timeout, 0 means 1 */
+  size_t window;       /* most arguments in flight; 0: 4 * workers *
+                          max(64, largest chunk), at least two chunks */
   double timeout;      /* seconds from pp_map_*() to each result; <= 0: none
                           (so that a zeroed struct means no timeout) */
   double task_timeout; /* seconds a task (a whole chunk) may run before its

@@ -50,19 +50,15 @@ struct collector {
 static void apply_result(pp_pool *p, const unsigned char *frame, size_t len,
                          struct pp__deferred **later) {
   struct pp__result_hdr rh;
-  const unsigned char *data = frame + sizeof rh;
-  char msg[PP__MESSAGE_MAX];
-  struct pp__result r;
 
   if (len < sizeof rh)
     return;
   memcpy(&rh, frame, sizeof rh);
-  if ((size_t)rh.len + rh.msg_len > len - sizeof rh ||
-      !pp__slot_by_id(&p->st, rh.id))
+  if (!pp__slot_by_id(&p->st, rh.id))
     return; /* a late answer for a slot already failed or reused */
-  snprintf(msg, sizeof msg, "%.*s", (int)rh.msg_len, data + rh.len);
-  r = (struct pp__result){rh.status, rh.code, data, rh.len, msg};
-  pp__slot_resolve_locked(p, pp__id_slot(rh.id), rh.item, &r, later);
+  pp__slot_resolve_run_locked(p, pp__id_slot(rh.id), rh.first, rh.count,
+                              frame + sizeof rh, len - sizeof rh, rh.run_ns,
+                              later);
 }
 
 /* Takes result frames off the ring (those that fit `cap` bytes of `buf`)

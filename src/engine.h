@@ -21,6 +21,9 @@ struct pp_pool;
 
 struct pp__engine {
   const char *name;
+  /* The number of workers when the options leave it 0, for `cpus` online
+   * CPUs. */
+  int (*default_workers)(int cpus);
   /* Makes the engine's state and starts the workers. Returns what
    * pp_pool_create() returns; on failure the pool calls stop(). */
   int (*start)(struct pp_pool *p);

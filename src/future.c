@@ -74,7 +74,26 @@ static void resolve_locked(void *owner, size_t index,
   *later = &f->later;
 }
 
-const struct pp__owner_ops pp__future_ops = {resolve_locked, NULL};
+/* The slot owner callback for a run: a future's task has one item. */
+static void resolve_run_locked(void *owner, size_t index, uint32_t count,
+                               const void *run, size_t len, uint64_t run_ns,
+                               struct pp__deferred **later) {
+  struct pp__item_hdr h;
+  char msg[PP__MESSAGE_MAX];
+  const char *bytes = (const char *)run + sizeof h;
+
+  (void)count;
+  (void)len;
+  (void)run_ns;
+  memcpy(&h, run, sizeof h);
+  snprintf(msg, sizeof msg, "%.*s", (int)h.msg_len, bytes + h.len);
+  resolve_locked(owner, index,
+                 &(struct pp__result){h.status, h.code, bytes, h.len, msg},
+                 later);
+}
+
+const struct pp__owner_ops pp__future_ops = {resolve_locked, resolve_run_locked,
+                                             NULL};
 
 /* After mu is dropped: runs the done-callbacks of a resolved future and
  * drops the pool's reference to it. Callbacks were detached under mu; a

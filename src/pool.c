@@ -28,12 +28,10 @@ static const struct pp__engine *engine_for(pp_engine e) {
 }
 
 /* The default number of workers of an engine. */
-static int default_workers(pp_engine e) {
-  long n = sysconf(_SC_NPROCESSORS_ONLN);
-  n = n < 1 ? 1 : n;
-  if (e == PP_ENGINE_THREADS) /* as Python's ThreadPoolExecutor */
-    n = n + 4 > 32 ? 32 : n + 4;
-  return n > PP__MAX_WORKERS ? PP__MAX_WORKERS : (int)n;
+static int default_workers(const struct pp__engine *e) {
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  int n = e->default_workers(cpus < 1 ? 1 : cpus > 65536 ? 65536 : (int)cpus);
+  return n > PP__MAX_WORKERS ? PP__MAX_WORKERS : n;
 }
 
 /* Resolves the defaults of `in` into `out`; PP_EINVAL for values that can
@@ -47,7 +45,7 @@ static int resolve_options(const pp_options *in, pp_options *out) {
       !engine_for(out->engine) || out->retries > 100)
     return PP_EINVAL;
   if (out->workers == 0)
-    out->workers = default_workers(out->engine);
+    out->workers = default_workers(engine_for(out->engine));
   if (out->max_payload == 0)
     out->max_payload = DEFAULT_MAX_PAYLOAD;
   if (out->max_payload > UINT32_MAX - 4096)

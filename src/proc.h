@@ -57,16 +57,14 @@ struct pp__shared {
   size_t map_len;
 };
 
-/* A result frame, one per item: this header, then the result bytes and the
- * message bytes. */
+/* A result frame: the outcomes of items first .. first + count - 1 of one
+ * task, as this header and then a packed run of items (slots.h). A chunk
+ * answers in one frame unless its results outgrow the worker's buffer. */
 struct pp__result_hdr {
   uint64_t id;
-  uint32_t item;    /* which item of the task (0 unless a chunk) */
-  int32_t status;   /* 0, PP_ETASK or PP_ETOOBIG */
-  int32_t code;     /* the task's return value when status is PP_ETASK */
-  uint32_t len;     /* result bytes */
-  uint32_t msg_len; /* message bytes (no NUL) after the result bytes */
-  uint32_t unused;
+  uint32_t first;  /* the first item's number in the task */
+  uint32_t count;  /* items in the run */
+  uint64_t run_ns; /* time these items took, read once per frame */
 };
 
 /* Maps and initialises the region; returns 0, PP_ESHM or PP_ENOMEM. */

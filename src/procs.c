@@ -196,8 +196,14 @@ static int procs_worker_pids_locked(pp_pool *p, int *pids, int cap) {
   return n;
 }
 
+/* One worker process per online CPU. */
+static int procs_default_workers(int cpus) {
+  return cpus;
+}
+
 const struct pp__engine pp__engine_processes = {
     .name = "processes",
+    .default_workers = procs_default_workers,
     .start = procs_start,
     .stop = procs_stop,
     .close_locked = procs_close_locked,

@@ -38,9 +38,12 @@ struct worker {
   size_t in_cap;
   unsigned char *out; /* result frames not yet put */
   size_t out_cap, out_len, out_count;
-  uint64_t out_since; /* when the oldest unput result was made */
-  uint64_t flushes;   /* flushes so far */
-  size_t batch;       /* frames to take next time */
+  uint64_t out_since;        /* when the oldest unput result was made */
+  uint64_t flushes;          /* flushes so far */
+  size_t run_at;             /* where the open result frame starts in out */
+  struct pp__result_hdr run; /* its header, written when it closes */
+  uint64_t run_started;      /* when its first item started */
+  size_t batch;              /* frames to take next time */
   struct pp_task task;
 };
 
@@ -73,22 +76,57 @@ static void flush(struct worker *w) {
   pp__shared_wake_collector(w->sh);
 }
 
-/* Buffers the outcome of item `item` of task `id`. */
-static void add_result(struct worker *w, uint64_t id, uint32_t item,
-                       const struct pp__result *r) {
-  size_t msg_len = strnlen(r->msg, PP__MESSAGE_MAX - 1);
-  struct pp__result_hdr rh = {
-      id, item, r->status, r->code, (uint32_t)r->len, (uint32_t)msg_len, 0};
-  struct iovec parts[3] = {
-      {&rh, sizeof rh}, {(void *)r->data, r->len}, {(void *)r->msg, msg_len}};
-  size_t need = pp__ring_frame_size(sizeof rh + r->len + msg_len);
+/* Opens a result frame for task `id` from item `first` on, in the output
+ * buffer; items are appended by add_item() and the frame closed by
+ * close_run(). */
+static void open_run(struct worker *w, uint64_t id, uint32_t first) {
+  size_t need = 8 + sizeof(struct pp__result_hdr) + sizeof(struct pp__item_hdr);
 
   if (w->out_cap - w->out_len < need)
     flush(w);
+  w->run_started = pp__now_ns();
   if (w->out_count == 0)
-    w->out_since = pp__now_ns();
-  pp__ring_frame_append(w->out, w->out_cap, &w->out_len, parts, 3);
+    w->out_since = w->run_started;
+  w->run_at = w->out_len;
+  w->run = (struct pp__result_hdr){id, first, 0, 0};
+  w->out_len += 8 + sizeof(struct pp__result_hdr);
+}
+
+/* Closes the open result frame: its length, item count and time. */
+static void close_run(struct worker *w) {
+  unsigned char *f = w->out + w->run_at;
+  uint64_t len = w->out_len - w->run_at - 8;
+
+  w->run.run_ns = pp__now_ns() - w->run_started;
+  memcpy(f, &len, 8);
+  memcpy(f + 8, &w->run, sizeof w->run);
   w->out_count++;
+}
+
+/* Appends the outcome of the next item of the open frame; a full buffer
+ * closes the frame, puts it, and opens the next one at this item. */
+static void add_item(struct worker *w, uint64_t id, uint32_t item,
+                     const struct pp__result *r) {
+  size_t msg_len = strnlen(r->msg, PP__MESSAGE_MAX - 1);
+  struct pp__item_hdr ih = {r->status, r->code, (uint32_t)r->len,
+                            (uint32_t)msg_len};
+  size_t need = pp__item_size(&ih);
+  unsigned char *p;
+
+  if (w->out_cap - w->out_len < need) {
+    close_run(w);
+    flush(w);
+    open_run(w, id, item);
+  }
+  p = w->out + w->out_len;
+  memcpy(p, &ih, sizeof ih);
+  if (r->len)
+    memcpy(p + sizeof ih, r->data, r->len);
+  memcpy(p + sizeof ih + r->len, r->msg, msg_len);
+  memset(p + sizeof ih + r->len + msg_len, 0,
+         need - sizeof ih - r->len - msg_len);
+  w->out_len += need;
+  w->run.count++;
 }
 
 /* The master has claimed the right to kill this worker (PP__DOOMED): it
@@ -137,16 +175,20 @@ static void run_frame(struct worker *w, const unsigned char *frame) {
     return;
   }
   fn = (pp_task_fn)(uintptr_t)hdr.fn;
+  open_run(w, hdr.id, 0);
+  if (w->flushes != flushes) /* what came before this frame is out */
+    mark_len = mark_count = 0, flushes = w->flushes;
   for (uint32_t i = 0; i < hdr.count; i++) {
     struct pp__result r;
     uint32_t len;
     memcpy(&len, p, 4);
     pp__task_run(&w->task, fn, p + 8, len, &r);
-    add_result(w, hdr.id, i, &r);
+    add_item(w, hdr.id, i, &r);
     if (w->flushes != flushes) /* what came before this item is out */
       mark_len = mark_count = 0, flushes = w->flushes;
     p += 8 + pp__pad8(len);
   }
+  close_run(w);
   if (end_task(w, hdr.id) != 0) {
     /* Doomed: what this frame holds back is dropped, the rest put. */
     w->out_len = mark_len;

@@ -42,3 +42,37 @@ run(${CMAKE_COMMAND} -S ${consumer} -B ${consumer}/build
     -DCMAKE_PREFIX_PATH=${prefix} -DEXAMPLE=${SOURCE_DIR}/tools/example.c)
 run(${CMAKE_COMMAND} --build ${consumer}/build)
 run(${consumer}/build/ex)
+
+# A program with names of its own that the library uses internally links
+# against the installed static library: nothing internal leaves it.
+file(WRITE ${consumer}/clash.c [[
+#include <procpool.h>
+int ring_init(void);
+int worker_main(void);
+int shared_create(void);
+int collector_main(void);
+int ring_init(void) { return 1; }
+int worker_main(void) { return 2; }
+int shared_create(void) { return 3; }
+int collector_main(void) { return 4; }
+static int one(pp_task *t, const void *a, size_t n) {
+  (void)a; (void)n;
+  return pp_task_return(t, "k", 1);
+}
+int main(void) {
+  pp_pool *p;
+  pp_future *f;
+  const void *d;
+  size_t len;
+  if (pp_pool_create(&p, NULL) || pp_submit(p, one, NULL, 0, &f) ||
+      pp_future_result(f, PP_FOREVER, &d, &len) || len != 1)
+    return 9;
+  pp_future_release(f);
+  pp_pool_destroy(p);
+  return ring_init() + worker_main() + shared_create() + collector_main() - 10;
+}
+]])
+file(GLOB static_lib ${prefix}/lib*/libprocpool.a)
+run(cc ${consumer}/clash.c -I${prefix}/include ${static_lib} -lpthread
+    -o ${consumer}/clash)
+run(${consumer}/clash)
