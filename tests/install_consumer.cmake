@@ -72,7 +72,8 @@ int main(void) {
   return ring_init() + worker_main() + shared_create() + collector_main() - 10;
 }
 ]])
-file(GLOB static_lib ${prefix}/lib*/libprocpool.a)
+file(GLOB static_lib ${prefix}/lib*/libprocpool.a
+  ${prefix}/lib/*/libprocpool.a)
 run(cc ${consumer}/clash.c -I${prefix}/include ${static_lib} -lpthread
     -o ${consumer}/clash)
 run(${consumer}/clash)
