@@ -58,6 +58,24 @@ extern "C" {
 #define PP_EXPORT
 #endif
 
+/* --------------------------------------------------------------- version */
+
+/* The version of this header, checked against CMake's project(VERSION) at
+ * configure time so that the two cannot drift. PP_VERSION_NUMBER is
+ * 0xMMmmpp (major, minor, patch), for comparisons in #if. */
+#define PP_VERSION_MAJOR 0
+#define PP_VERSION_MINOR 1
+#define PP_VERSION_PATCH 0
+#define PP_VERSION_STRING "0.1.0"
+#define PP_VERSION_NUMBER                                                      \
+  ((PP_VERSION_MAJOR << 16) | (PP_VERSION_MINOR << 8) | PP_VERSION_PATCH)
+
+/* The version of the library the program runs against, as a static string
+ * ("0.1.0") and as a number like PP_VERSION_NUMBER: with a shared library,
+ * these may differ from the header the program was compiled with. */
+PP_EXPORT const char *pp_version(void);
+PP_EXPORT unsigned pp_version_number(void);
+
 /* ---------------------------------------------------------------- errors */
 
 /* The error table: one row per code, from which both the enum and

@@ -21,6 +21,8 @@
 #include "country_codes.h"
 #include "flags.h"
 
+#include <procpool.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -50,6 +52,7 @@ static const char help_text[] =
     "\n"
     "options:\n"
     "  -h, --help            show this help message and exit\n"
+    "  --version             show the version and exit\n"
     "  -a, --all             get all available flags (AD to ZW)\n"
     "  -e, --every           get flags for every possible code (AA...ZZ)\n"
     "  -l N, --limit N       limit to N first codes\n"
@@ -162,6 +165,7 @@ static int parse_options(int argc, char **argv, struct args *a) {
   enum { OPT_MODE = 256, OPT_TIMEOUT, OPT_SIMPLE };
   static const struct option longopts[] = {
       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
       {"all", no_argument, NULL, 'a'},
       {"every", no_argument, NULL, 'e'},
       {"limit", required_argument, NULL, 'l'},
@@ -182,6 +186,9 @@ static int parse_options(int argc, char **argv, struct args *a) {
     case 'h':
       fputs(usage_line, stdout);
       fputs(help_text, stdout);
+      exit(0);
+    case 'V':
+      printf("flags (procpool) %s\n", pp_version());
       exit(0);
     case 'a':
       a->all = 1;

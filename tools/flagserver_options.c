@@ -7,6 +7,8 @@
  */
 #include "flagserver.h"
 
+#include <procpool.h> /* PP_VERSION_STRING only: the server links no pool */
+
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -33,6 +35,7 @@ static const char usage_text[] =
     "                        418s); PORT defaults to 8000\n"
     "  -v, --verbose         log each request to stderr\n"
     "  -h, --help            show this help\n"
+    "      --version         show the version and exit\n"
     "\n"
     "Prints 'Serving flags on http://ADDR:PORT/flags' per site once ready.\n"
     "SIGINT or SIGTERM stops it and prints to stderr:\n"
@@ -115,6 +118,7 @@ void fs_parse_options(int argc, char **argv, struct options *o) {
       {"labels", no_argument, NULL, 'l'},
       {"verbose", no_argument, NULL, 'v'},
       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
       {NULL, 0, NULL, 0}};
   int c;
 
@@ -146,6 +150,9 @@ void fs_parse_options(int argc, char **argv, struct options *o) {
       break;
     case 'h':
       fputs(usage_text, stdout);
+      exit(0);
+    case 'V':
+      printf("flagserver (procpool) %s\n", PP_VERSION_STRING);
       exit(0);
     case ':':
       fs_die_usage("option '%s' needs a value; see flagserver --help",

@@ -412,6 +412,7 @@ static const struct option long_options[] = {
     {"retries", required_argument, NULL, OPT_RETRIES},
     {"task-timeout", required_argument, NULL, OPT_TASK_TIMEOUT},
     {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0}};
 
 /* --help: the whole interface, with the defaults and exit statuses. */
@@ -439,6 +440,7 @@ static void usage(FILE *f) {
       "      --task-timeout S   kill a task's worker after S seconds (the\n"
       "                         number fails; a chunk's numbers all do)\n"
       "  -h, --help             show this help\n"
+      "      --version          show the version and exit\n"
       "\n"
       "Exit status: 0 done, 1 some number could not be checked, 2 bad\n"
       "usage or input (nothing was checked), 130 interrupted.\n",
@@ -591,6 +593,9 @@ static int parse_args(int argc, char **argv, struct config *cfg,
          (code = getopt_long(argc, argv, ":f:w:h", long_options, NULL)) != -1) {
     if (code == 'h') {
       usage(stdout);
+      status = EXIT_SUCCESS;
+    } else if (code == 'V') {
+      printf("primes (procpool) %s\n", pp_version());
       status = EXIT_SUCCESS;
     } else if (code == '?' || code == ':') {
       status = bad_option(code, argc, argv);
