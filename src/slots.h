@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 enum pp__slot_state {
   PP__SLOT_FREE,
@@ -94,6 +95,29 @@ struct pp__item_hdr {
 /* Bytes an item takes in a run, header included. */
 static inline size_t pp__item_size(const struct pp__item_hdr *h) {
   return sizeof *h + pp__pad8((size_t)h->len + h->msg_len);
+}
+
+/* Bytes the outcome *r takes in a run; *msg_len (OUT) is the length of
+ * its message, which only failures carry. */
+static inline size_t pp__item_need(const struct pp__result *r,
+                                   size_t *msg_len) {
+  *msg_len = r->status ? strnlen(r->msg, PP__MESSAGE_MAX - 1) : 0;
+  return sizeof(struct pp__item_hdr) + pp__pad8(r->len + *msg_len);
+}
+
+/* Writes the outcome *r into a run at `dst` (`need` bytes, as
+ * pp__item_need() said), padding included. */
+static inline void pp__item_write(unsigned char *dst,
+                                  const struct pp__result *r, size_t msg_len,
+                                  size_t need) {
+  struct pp__item_hdr ih = {r->status, r->code, (uint32_t)r->len,
+                            (uint32_t)msg_len};
+  memset(dst + need - 8, 0, 8); /* the padding, before what covers it */
+  memcpy(dst, &ih, sizeof ih);
+  if (r->len)
+    memcpy(dst + sizeof ih, r->data, r->len);
+  if (msg_len)
+    memcpy(dst + sizeof ih + r->len, r->msg, msg_len);
 }
 
 /* Checks that `len` bytes at `run` hold `count` whole items; returns 0 or

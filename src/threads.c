@@ -56,10 +56,7 @@ static struct threads *threads_of(pp_pool *p) {
 /* Appends one item's outcome to the packed run in `buf`. Returns 0 or
  * PP_ENOMEM. */
 static int append_item(struct run_buf *buf, const struct pp__result *r) {
-  size_t msg_len = strnlen(r->msg, PP__MESSAGE_MAX - 1);
-  struct pp__item_hdr ih = {r->status, r->code, (uint32_t)r->len,
-                            (uint32_t)msg_len};
-  size_t need = pp__item_size(&ih);
+  size_t msg_len, need = pp__item_need(r, &msg_len);
   unsigned char *p;
 
   if (buf->cap - buf->len < need) {
@@ -71,13 +68,7 @@ static int append_item(struct run_buf *buf, const struct pp__result *r) {
     buf->bytes = p;
     buf->cap = cap;
   }
-  p = buf->bytes + buf->len;
-  memcpy(p, &ih, sizeof ih);
-  if (r->len)
-    memcpy(p + sizeof ih, r->data, r->len);
-  memcpy(p + sizeof ih + r->len, r->msg, msg_len);
-  memset(p + sizeof ih + r->len + msg_len, 0,
-         need - sizeof ih - r->len - msg_len);
+  pp__item_write(buf->bytes + buf->len, r, msg_len, need);
   buf->len += need;
   return 0;
 }

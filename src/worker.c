@@ -111,11 +111,7 @@ static void close_run(struct worker *w, uint64_t now) {
  * closes the frame, puts it, and opens the next one at this item. */
 static void add_item(struct worker *w, uint64_t id, uint32_t item,
                      const struct pp__result *r) {
-  size_t msg_len = strnlen(r->msg, PP__MESSAGE_MAX - 1);
-  struct pp__item_hdr ih = {r->status, r->code, (uint32_t)r->len,
-                            (uint32_t)msg_len};
-  size_t need = pp__item_size(&ih);
-  unsigned char *p;
+  size_t msg_len, need = pp__item_need(r, &msg_len);
 
   if (w->out_cap - w->out_len < need) {
     uint64_t now = pp__now_ns();
@@ -123,13 +119,7 @@ static void add_item(struct worker *w, uint64_t id, uint32_t item,
     flush(w);
     open_run(w, id, item, now);
   }
-  p = w->out + w->out_len;
-  memcpy(p, &ih, sizeof ih);
-  if (r->len)
-    memcpy(p + sizeof ih, r->data, r->len);
-  memcpy(p + sizeof ih + r->len, r->msg, msg_len);
-  memset(p + sizeof ih + r->len + msg_len, 0,
-         need - sizeof ih - r->len - msg_len);
+  pp__item_write(w->out + w->out_len, r, msg_len, need);
   w->out_len += need;
   w->run.count++;
 }
