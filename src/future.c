@@ -36,7 +36,12 @@ pp_future *pp__future_new(pp_pool *p) {
 void pp__outcome_set(struct pp__outcome *o, const struct pp__result *r) {
   o->status = r->status;
   o->code = r->code;
-  if (r->status == 0 && r->len) {
+  if (r->status == 0 && r->len <= sizeof o->small) {
+    /* small results (a number, a flag) need no allocation of their own */
+    memcpy(o->small, r->data, r->len);
+    o->data = o->small;
+    o->len = r->len;
+  } else if (r->status == 0) {
     if ((o->data = malloc(r->len)) != NULL) {
       memcpy(o->data, r->data, r->len);
       o->len = r->len;
@@ -49,7 +54,8 @@ void pp__outcome_set(struct pp__outcome *o, const struct pp__result *r) {
 }
 
 void pp__outcome_clear(struct pp__outcome *o) {
-  free(o->data);
+  if (o->data != o->small)
+    free(o->data);
   free(o->message);
   memset(o, 0, sizeof *o);
 }
@@ -102,10 +108,14 @@ static void run_callbacks(struct pp__deferred *d) {
   pp_future *f = (pp_future *)((char *)d - offsetof(pp_future, later));
   struct pp_callback *cb;
 
-  pp__pool_lock(f->pool);
-  cb = f->callbacks;
-  f->callbacks = NULL;
-  pp__pool_unlock(f->pool);
+  if (f->had_callbacks) { /* else none can have been added: see below */
+    pp__pool_lock(f->pool);
+    cb = f->callbacks;
+    f->callbacks = NULL;
+    pp__pool_unlock(f->pool);
+  } else {
+    cb = NULL;
+  }
   while (cb) {
     struct pp_callback *next = cb->next;
     cb->fn(f, cb->arg);
@@ -245,6 +255,7 @@ int pp_future_add_done_callback(pp_future *f, pp_done_fn fn, void *arg) {
       while (*tail)
         tail = &(*tail)->next;
       *tail = cb;
+      f->had_callbacks = 1; /* a done future's list stays empty without */
       now = 0;
     }
     pp__pool_unlock(f->pool);
