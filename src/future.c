@@ -92,7 +92,9 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
   (void)len;
   (void)run_ns;
   memcpy(&h, run, sizeof h);
-  snprintf(msg, sizeof msg, "%.*s", (int)h.msg_len, bytes + h.len);
+  msg[0] = '\0';
+  if (h.msg_len)
+    snprintf(msg, sizeof msg, "%.*s", (int)h.msg_len, bytes + h.len);
   resolve_locked(owner, index,
                  &(struct pp__result){h.status, h.code, bytes, h.len, msg},
                  later);

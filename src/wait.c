@@ -86,6 +86,7 @@ out_free:
 /* Hangs a watch on each pending future (under its pool's lock, so that no
  * resolution is missed) and queues the done ones. */
 static void waiter_watch(struct pp__waiter *w) {
+  pp_pool *locked = NULL; /* held across futures of the same pool */
   int pools = 0;
 
   for (size_t i = 0; i < w->n; i++) {
@@ -93,12 +94,15 @@ static void waiter_watch(struct pp__waiter *w) {
     if (!pp__future_is_done(f)) {
       if (pools == 0 || (pools == 1 && f->pool != w->pool))
         pools++, w->pool = f->pool;
-      pp__pool_lock(f->pool);
+      if (locked != f->pool) {
+        if (locked)
+          pp__pool_unlock(locked);
+        pp__pool_lock(locked = f->pool); /* alive: the future is pending */
+      }
       if (!pp__future_is_done(f)) {
         w->watches[i] = (struct pp__watch){w, i, f->watches, 0};
         f->watches = &w->watches[i];
       }
-      pp__pool_unlock(f->pool);
     }
     if (!w->watches[i].w) {
       pthread_mutex_lock(&w->mu);
@@ -106,6 +110,8 @@ static void waiter_watch(struct pp__waiter *w) {
       pthread_mutex_unlock(&w->mu);
     }
   }
+  if (locked)
+    pp__pool_unlock(locked);
   if (pools != 1)
     w->pool = NULL; /* nothing pending, or several pools: nobody to help */
 }
