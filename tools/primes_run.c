@@ -1,0 +1,299 @@
+/*
+ * The run modes of the primes tool: the tasks the workers run, the signals
+ * that stop a run, and the three ways of running (in the master alone, an
+ * ordered map, or results as they complete).
+ *
+ * DESIGN
+ * The cursor feeds pp_map_gen() (ordered, in chunks for large inputs) or
+ * pp_submit() in two alternating batches drained by pp_as_completed() (so
+ * the pool never runs dry at a batch boundary). Each task sends back a
+ * fixed record: the number, whether it is prime, and the seconds the worker
+ * spent on it.
+ *
+ * Ctrl-C sets a flag that the main loop checks between results, and also a
+ * word in a page shared with the workers (mapped before they are forked):
+ * trial division reads it now and then and gives up, so that a pool busy on
+ * long numbers winds down in milliseconds instead of finishing them. The
+ * tool then destroys the map and the pool and exits with status 130.
+ *
+ * --task-timeout kills a worker whose task runs too long; in map mode with
+ * chunks the timeout bounds a whole chunk.
+ */
+#include "primes.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+#define CHUNKSIZE 256
+#define BATCH 1024 /* futures per as_completed batch */
+
+_Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop word must be lock-free");
+
+/* The futures of one as_completed batch and their numbers. */
+struct batch {
+  pp_future *f[BATCH];
+  uint64_t n[BATCH];
+  size_t count;
+};
+
+volatile sig_atomic_t interrupted;
+static atomic_int *stop_word; /* shared with the workers */
+
+double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ------------------------------------------------------------ tasks */
+
+/* Checks n with the chosen algorithm and times it. */
+static int timed_check(uint64_t n, int use_mr, struct result *r) {
+  double t0 = now();
+  int rc = use_mr ? pc_miller_rabin(n) : pc_trial_division(n, stop_word);
+
+  memset(r, 0, sizeof *r);
+  r->n = n;
+  r->prime = rc == PC_PRIME;
+  r->elapsed = now() - t0;
+  return rc;
+}
+
+/* The body of both tasks: 8 bytes in, a struct result out. */
+static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
+  struct result r;
+  uint64_t n;
+
+  if (len != sizeof n)
+    return pp_task_fail(task, EINVAL, "expected 8 bytes, got %zu", len);
+  memcpy(&n, arg, sizeof n);
+  if (timed_check(n, use_mr, &r) == PC_STOPPED)
+    return pp_task_fail(task, EINTR, "interrupted");
+  return pp_task_return(task, &r, sizeof r);
+}
+
+/* The two tasks: the algorithm is chosen by which function is submitted,
+ * so that workers need no state of their own. */
+static int trial_task(pp_task *task, const void *arg, size_t len) {
+  return check_task(task, arg, len, 0);
+}
+
+static int mr_task(pp_task *task, const void *arg, size_t len) {
+  return check_task(task, arg, len, 1);
+}
+
+/* ---------------------------------------------------------- signals */
+
+/* Ctrl-C: the main loop sees `interrupted`, running trial divisions see
+ * the stop word. Only async-signal-safe stores. */
+static void on_sigint(int sig) {
+  (void)sig;
+  interrupted = 1;
+  atomic_store(stop_word, 1);
+}
+
+/* Maps the stop word where forked workers see it, then catches Ctrl-C. */
+static int catch_interrupts(void) {
+  struct sigaction sa;
+  void *page = mmap(NULL, sizeof *stop_word, PROT_READ | PROT_WRITE,
+                    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+  if (page == MAP_FAILED)
+    return -1;
+  stop_word = page;
+  atomic_init(stop_word, 0);
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigint;
+  sigemptyset(&sa.sa_mask);
+  return sigaction(SIGINT, &sa, NULL);
+}
+
+/* ------------------------------------------------------------ modes */
+
+/* The baseline: every number in this process, in order. */
+static int run_sequential(const struct config *cfg, const struct inputs *in,
+                          struct output *o) {
+  struct cursor cur = {.in = in};
+  struct result r;
+  uint64_t n;
+
+  while (!interrupted && cursor_next(&cur, &n)) {
+    if (timed_check(n, cfg->use_mr, &r) == PC_STOPPED)
+      break;
+    output_row(o, &r);
+  }
+  return interrupted ? EXIT_INTERRUPTED : 0;
+}
+
+/* A failure of one item, after which a map goes on. */
+static int is_item_failure(int rc) {
+  return rc == PP_ETASK || rc == PP_ECRASHED || rc == PP_EDEADLINE ||
+         rc == PP_ECANCELLED || rc == PP_ETOOBIG;
+}
+
+/* --mode map: ordered results over the cursor, in chunks when large. */
+static int run_map(pp_pool *pool, pp_task_fn fn, double task_timeout,
+                   const struct inputs *in, struct output *o) {
+  struct cursor cur = {.in = in};
+  pp_map_options mo = {.task_timeout = task_timeout};
+  const void *data;
+  size_t len;
+  pp_map *map;
+  int rc, status = 0;
+
+  if (in->count > CHUNK_THRESHOLD) {
+    mo.chunksize = CHUNKSIZE;
+    mo.window = (size_t)CHUNKSIZE * 4 * (size_t)pp_pool_workers(pool);
+  }
+  if ((rc = pp_map_gen(pool, fn, gen_numbers, &cur, &mo, &map)) != 0) {
+    fprintf(stderr, "primes: cannot start the map: %s\n", pp_strerror(rc));
+    return EXIT_FAILED;
+  }
+  while (!interrupted && (rc = pp_map_next(map, &data, &len)) != PP_EOF) {
+    if (interrupted)
+      break;
+    if (rc == 0 && len == sizeof(struct result)) {
+      output_row(o, data);
+      continue;
+    }
+    status = EXIT_FAILED;
+    if (!is_item_failure(rc)) {
+      fprintf(stderr, "primes: the map failed: %s\n", pp_strerror(rc));
+      break;
+    }
+    report_failure(inputs_at(in, pp_map_index(map)), rc, pp_map_message(map));
+  }
+  pp_map_destroy(map);
+  return interrupted ? EXIT_INTERRUPTED : status;
+}
+
+/* Submits up to BATCH numbers from the cursor. */
+static int submit_batch(pp_pool *pool, pp_task_fn fn, double timeout,
+                        struct cursor *cur, struct batch *b) {
+  int rc;
+
+  while (b->count < BATCH && !interrupted &&
+         cursor_next(cur, &b->n[b->count])) {
+    rc = pp_submit_timeout(pool, fn, &b->n[b->count], sizeof b->n[0], timeout,
+                           &b->f[b->count]);
+    if (rc != 0)
+      return rc;
+    b->count++;
+  }
+  return 0;
+}
+
+/* Drops our references; tasks still pending go on (or are cancelled by a
+ * shutdown). */
+static void release_batch(struct batch *b) {
+  for (size_t i = 0; i < b->count; i++)
+    pp_future_release(b->f[i]);
+  b->count = 0;
+}
+
+/* The number of a future of the batch, to name it when it failed. */
+static uint64_t batch_number(const struct batch *b, const pp_future *f) {
+  for (size_t i = 0; i < b->count; i++)
+    if (b->f[i] == f)
+      return b->n[i];
+  return 0;
+}
+
+/* Prints the batch's results as they complete. Returns 0 or the PP_E* that
+ * stopped it. */
+static int drain_batch(struct batch *b, struct output *o, int *status) {
+  pp_completed *it;
+  pp_future *f;
+  const void *data;
+  size_t len;
+  int rc;
+
+  if (b->count == 0)
+    return 0;
+  if ((rc = pp_as_completed(b->f, b->count, PP_FOREVER, &it)) != 0)
+    return rc;
+  while (!interrupted && (rc = pp_completed_next(it, &f)) == 0) {
+    if (interrupted)
+      break;
+    rc = pp_future_result(f, 0, &data, &len);
+    if (rc == 0 && len == sizeof(struct result)) {
+      output_row(o, data);
+      continue;
+    }
+    *status = EXIT_FAILED;
+    report_failure(batch_number(b, f), rc, pp_future_message(f));
+  }
+  pp_completed_destroy(it);
+  return rc == PP_EOF || interrupted ? 0 : rc;
+}
+
+/* --mode completed: one batch drains while the next one runs. */
+static int run_completed(pp_pool *pool, pp_task_fn fn, double timeout,
+                         const struct inputs *in, struct output *o) {
+  static struct batch b[2];
+  struct cursor cur = {.in = in};
+  int rc, status = 0, i = 0;
+
+  rc = submit_batch(pool, fn, timeout, &cur, &b[0]);
+  while (rc == 0 && b[i].count && !interrupted) {
+    rc = submit_batch(pool, fn, timeout, &cur, &b[1 - i]);
+    if (rc == 0)
+      rc = drain_batch(&b[i], o, &status);
+    release_batch(&b[i]);
+    i = 1 - i;
+  }
+  release_batch(&b[0]);
+  release_batch(&b[1]);
+  if (interrupted) {
+    pp_pool_shutdown(pool, 0, 1);
+    return EXIT_INTERRUPTED;
+  }
+  if (rc != 0) {
+    fprintf(stderr, "primes: cannot go on: %s\n", pp_strerror(rc));
+    status = EXIT_FAILED;
+  }
+  return status;
+}
+
+/* Starts the pool (unless sequential), runs the chosen mode, prints. */
+int run(const struct config *cfg, const struct inputs *in) {
+  pp_task_fn fn = cfg->use_mr ? mr_task : trial_task;
+  pp_pool *pool = NULL;
+  pp_options opts;
+  struct output o;
+  double t0 = now();
+  int rc, status;
+
+  if (catch_interrupts() != 0) {
+    fprintf(stderr, "primes: cannot catch Ctrl-C: %s\n", strerror(errno));
+    return EXIT_FAILED;
+  }
+  pp_options_init(&opts);
+  opts.workers = cfg->workers;
+  opts.retries = cfg->retries;
+  if (!cfg->sequential && (rc = pp_pool_create(&pool, &opts)) != 0) {
+    fprintf(stderr, "primes: cannot start the workers: %s\n", pp_strerror(rc));
+    return EXIT_FAILED;
+  }
+  output_init(&o, cfg, in->count);
+  output_begin(&o, pool ? pp_pool_workers(pool) : 0);
+  if (cfg->sequential)
+    status = run_sequential(cfg, in, &o);
+  else if (cfg->mode == MODE_MAP)
+    status = run_map(pool, fn, cfg->task_timeout, in, &o);
+  else
+    status = run_completed(pool, fn, cfg->task_timeout, in, &o);
+  pp_pool_destroy(pool);
+  if (status == EXIT_INTERRUPTED) {
+    fflush(stdout);
+    fputs(o.progress ? "\r\033[Kprimes: interrupted\n"
+                     : "primes: interrupted\n",
+          stderr);
+    return status;
+  }
+  output_end(&o, now() - t0);
+  return status;
+}
