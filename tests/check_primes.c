@@ -154,12 +154,74 @@ static void expect_bad_line(const char *text, size_t line, const char *what) {
 START_TEST(lines_bad) {
   expect_bad_line("1\n2\n12a\n", 3, "12a");
   expect_bad_line("1\n\n3\n", 2, "");
-  expect_bad_line("1\n2\n\n", 3, "");
-  expect_bad_line("\n", 1, "");
+  expect_bad_line("1\n2\n\n\n", 3, "");
   expect_bad_line("5\n-3\n", 2, "-3");
-  expect_bad_line("5\r\n6\r\n", 1, "5\r");
+  expect_bad_line("5\r\r\n6\r\n", 1, "5\r\r");
   expect_bad_line(" 5\n", 1, " 5");
   expect_bad_line("1\n18446744073709551616\n", 2, "18446744073709551616");
+}
+END_TEST
+
+/* Lines fed as they stream: the same numbers whatever the cuts, CRLF and
+ * one blank line at the end accepted, a long line refused at once. */
+START_TEST(lines_stream) {
+  static const char text[] = "11\r\n4\n18446744073709551557\r\n\r\n";
+  pc_numbers nums;
+  pc_bad_line bad;
+  pc_lines p;
+  char longline[PC_LINE_MAX + 10];
+
+  for (size_t cut = 1; cut <= sizeof text - 1; cut++) {
+    memset(&nums, 0, sizeof nums);
+    pc_lines_init(&p);
+    for (size_t at = 0; at < sizeof text - 1; at += cut) {
+      size_t n = sizeof text - 1 - at < cut ? sizeof text - 1 - at : cut;
+      ck_assert_int_eq(pc_lines_feed(&p, text + at, n, &nums, &bad), PC_OK);
+    }
+    ck_assert_int_eq(pc_lines_end(&p, &nums, &bad), PC_OK);
+    ck_assert_uint_eq(nums.n, 3);
+    ck_assert(nums.v[0] == 11 && nums.v[1] == 4 &&
+              nums.v[2] == 18446744073709551557u);
+    pc_numbers_free(&nums);
+  }
+  ck_assert_int_eq(parse_text("1\n2\n\n", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 2);
+  pc_numbers_free(&nums);
+  ck_assert_int_eq(parse_text("5\r\n6\r\n", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 2);
+  pc_numbers_free(&nums);
+  ck_assert_int_eq(parse_text("\n", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 0);
+  pc_numbers_free(&nums);
+  expect_bad_line("1\r\n\r\n\r\n", 2, "");
+  expect_bad_line("1\n\r\n5", 2, "");
+
+  /* A line without end is refused after PC_LINE_MAX bytes. */
+  memset(longline, '0', sizeof longline);
+  memset(&nums, 0, sizeof nums);
+  pc_lines_init(&p);
+  ck_assert_int_eq(pc_lines_feed(&p, longline, sizeof longline, &nums, &bad),
+                   PC_EBAD);
+  ck_assert_uint_eq(bad.line, 1);
+  ck_assert_uint_eq(bad.len, PC_LINE_MAX);
+  pc_numbers_free(&nums);
+}
+END_TEST
+
+/* The array stops at its limit, and never holds more room than that. */
+START_TEST(numbers_limit) {
+  pc_numbers nums = {.limit = 100};
+  pc_bad_line bad;
+
+  for (uint64_t i = 0; i < 100; i++)
+    ck_assert_int_eq(pc_numbers_push(&nums, i), PC_OK);
+  ck_assert_int_eq(pc_numbers_push(&nums, 100), PC_ETOOMANY);
+  ck_assert_uint_eq(nums.cap, 100);
+  pc_numbers_free(&nums);
+  nums.limit = 2;
+  ck_assert_int_eq(pc_parse_lines("1\n2\n3\n", 6, &nums, &bad), PC_ETOOMANY);
+  ck_assert_uint_eq(nums.n, 2);
+  pc_numbers_free(&nums);
 }
 END_TEST
 
@@ -581,14 +643,14 @@ START_TEST(cli_bad_files) {
   expect_refused(&r, want);
   run_primes(&r, "5\n\n6\n", "-f", "-", NULL);
   expect_refused(&r, "primes: <stdin>:2: ''" NOT_INTEGER);
-  run_primes(&r, "5\n6\n\n", "-f", "-", NULL);
+  run_primes(&r, "5\n6\n\n\n", "-f", "-", NULL);
   expect_refused(&r, "primes: <stdin>:3: ''" NOT_INTEGER);
   run_primes(&r, "5\n-6\n", "-f", "-", NULL);
   expect_refused(&r, "primes: <stdin>:2: '-6'" NOT_INTEGER);
   run_primes(&r, "1\n99999999999999999999\n", "-f", "-", NULL);
   expect_refused(&r, "<stdin>:2: '99999999999999999999'" NOT_INTEGER);
-  run_primes(&r, "7\r\n", "-f", "-", NULL);
-  expect_refused(&r, "<stdin>:1: '7\\x0d'" NOT_INTEGER);
+  run_primes(&r, "7\r\r\n", "-f", "-", NULL);
+  expect_refused(&r, "<stdin>:1: '7\\x0d\\x0d'" NOT_INTEGER);
   run_primes(&r, "", "-f", "-", NULL);
   expect_refused(&r, "<stdin>: no numbers");
   unlink(path);
@@ -862,6 +924,119 @@ START_TEST(cli_interrupt_completed) {
 }
 END_TEST
 
+/* Files made on Windows: CRLF endings and a blank last line. */
+START_TEST(cli_files_crlf) {
+  struct run r;
+
+  run_primes(&r, "5\r\n8\r\n\r\n", "--algo", "mr", "--format", "csv", "-f", "-",
+             NULL);
+  ck_assert_int_eq(r.status, 0);
+  strip_csv(r.out);
+  ck_assert_str_eq(r.out, "n,prime\n5,1\n8,0\n");
+  run_free(&r);
+  run_primes(&r, "5\n6\n\n", "--algo", "mr", "-f", "-", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strstr(r.out, "Checking 2 numbers"));
+  run_free(&r);
+}
+END_TEST
+
+/* A bad first line is refused at once, without waiting for the rest:
+ * here the rest never comes (the pipe stays open). */
+START_TEST(cli_file_stops_at_bad_line) {
+  int fds[2];
+  char path[64];
+  struct run r;
+
+  ck_assert_int_eq(pipe(fds), 0);
+  ck_assert_int_eq(write(fds[1], "7\nseven\n8\n", 11), 11);
+  snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
+  run_primes(&r, NULL, "-f", path, NULL);
+  close(fds[0]);
+  close(fds[1]);
+  ck_assert(strstr(r.err, ":2: 'seven'" NOT_INTEGER));
+  expect_refused(&r, "primes: /dev/fd/");
+}
+END_TEST
+
+/* Endless inputs are refused with bounded memory: a line without end,
+ * and more numbers than MAX_LISTED. */
+START_TEST(cli_file_bounded) {
+  enum { LINES = 10000001 };
+  char *lots = malloc(2 * LINES + 1);
+  struct run r;
+
+  run_primes(&r, NULL, "-f", "/dev/zero", NULL);
+  expect_refused(&r, "primes: /dev/zero:1: '\\x00\\x00");
+  ck_assert_ptr_nonnull(lots);
+  for (size_t i = 0; i < LINES; i++)
+    memcpy(lots + 2 * i, "7\n", 2);
+  lots[2 * LINES] = '\0';
+  run_primes(&r, lots, "--algo", "mr", "-f", "-", NULL);
+  expect_refused(&r, "primes: <stdin>:10000001: more than 10000000 numbers");
+  free(lots);
+}
+END_TEST
+
+START_TEST(cli_task_timeout_limit) {
+  struct run r;
+
+  run_primes(&r, NULL, "--task-timeout", "1e10", NULL);
+  expect_refused(&r, "--task-timeout '1e10': expected a positive number of "
+                     "seconds, at most 1000000000\n");
+  run_primes(&r, NULL, "--task-timeout", "inf", NULL);
+  expect_refused(&r, "at most 1000000000");
+}
+END_TEST
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* SIGTERM and SIGHUP stop a run as Ctrl-C does: exit 128 + the signal,
+ * every worker gone, and the output ends with a whole line. */
+START_TEST(cli_stop_signals) {
+  int sig = stop_signals[_i];
+  FILE *out = tmpfile();
+  pid_t pid, workers[8];
+  int n = 0, st;
+  char *text;
+  size_t len;
+  double t0;
+
+  ck_assert_ptr_nonnull(out);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(fileno(out), 1);
+    dup2(null, 2);
+    execl(PRIMES_PATH, PRIMES_PATH, "-w", "2", "--algo", "mr", "--format",
+          "csv", "--range", "1000000000000:2000000000000", (char *)NULL);
+    _exit(127);
+  }
+  for (t0 = now(); now() - t0 < 10 && n < 2; sleep_s(0.01))
+    n = children_of(pid, workers, 8);
+  ck_assert_int_ge(n, 2);
+  sleep_s(0.3);
+  ck_assert_int_eq(kill(pid, sig), 0);
+  for (t0 = now(); waitpid(pid, &st, WNOHANG) == 0; sleep_s(0.01))
+    if (now() - t0 > 10) {
+      kill(pid, SIGKILL);
+      ck_abort_msg("primes ignored signal %d", sig);
+    }
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sig,
+                "signal %d: status %#x", sig, st);
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(!alive(workers[i]), "worker %d left behind", workers[i]);
+  text = slurp(out);
+  len = strlen(text);
+  ck_assert_uint_gt(len, 1000);
+  ck_assert_msg(text[len - 1] == '\n', "last line cut: '%s'",
+                text + (len > 40 ? len - 40 : 0));
+  free(text);
+  fclose(out);
+}
+END_TEST
+
 #endif /* PRIMES_PATH */
 
 static Suite *primes_suite(void) {
@@ -873,6 +1048,8 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, parse_refuses_the_rest);
   tcase_add_test(tc, lines_good);
   tcase_add_test(tc, lines_bad);
+  tcase_add_test(tc, lines_stream);
+  tcase_add_test(tc, numbers_limit);
   tcase_add_test(tc, range_parsing);
   tcase_add_test(tc, isqrt_exact);
   tcase_add_test(tc, edges_small);
@@ -902,6 +1079,15 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, cli_json_and_csv);
   tcase_add_test(tc, cli_interrupt_map);
   tcase_add_test(tc, cli_interrupt_completed);
+  tcase_add_test(tc, cli_files_crlf);
+  tcase_add_test(tc, cli_file_bounded);
+  tcase_add_test(tc, cli_task_timeout_limit);
+  tcase_add_loop_test(tc, cli_stop_signals, 0, 3);
+  suite_add_tcase(s, tc);
+  /* Before the fix, this one waited for ever: bound it tightly. */
+  tc = tcase_create("cli_stream");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, cli_file_stops_at_bad_line);
   suite_add_tcase(s, tc);
 #endif
   return s;

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #define MAX_RETRIES 100
+#define MAX_SECONDS 1e9 /* --task-timeout: about 31 years */
 
 enum {
   OPT_MODE = 256,
@@ -50,7 +51,9 @@ static void usage(FILE *f) {
       "command line, then from each FILE, then from each range. With none,\n"
       "the classic 20-number fixture is checked, in descending order.\n"
       "\n"
-      "  -f, --file FILE        one number per line ('-': standard input)\n"
+      "  -f, --file FILE        one number per line ('-': standard input),\n"
+      "                         LF or CRLF; at most %d numbers from the\n"
+      "                         command line and files in all\n"
       "      --range A:B        every integer from A up to B excluded\n"
       "  -w, --workers N        worker processes (default: online CPUs)\n"
       "      --mode MODE        map: results in input order (default);\n"
@@ -66,8 +69,9 @@ static void usage(FILE *f) {
       "  -h, --help             show this help\n"
       "\n"
       "Exit status: 0 done, 1 some number could not be checked, 2 bad\n"
-      "usage or input (nothing was checked), 130 interrupted.\n",
-      UINT64_MAX);
+      "usage or input (nothing was checked), 130 interrupted (129 by\n"
+      "SIGHUP, 143 by SIGTERM).\n",
+      UINT64_MAX, MAX_LISTED);
 }
 
 /* A whole number from lo to hi, or -1. */
@@ -87,7 +91,7 @@ static double parse_seconds(const char *s) {
 
   errno = 0;
   x = strtod(s, &end);
-  if (end == s || *end || errno || !(x > 0) || x > 1e9)
+  if (end == s || *end || errno || !(x > 0) || x > MAX_SECONDS)
     return -1;
   return x;
 }
@@ -178,8 +182,8 @@ bad_value:
   case OPT_TASK_TIMEOUT:
     fprintf(stderr,
             "primes: --task-timeout '%s': expected a positive number "
-            "of seconds\n",
-            val);
+            "of seconds, at most %.0f\n",
+            val, MAX_SECONDS);
     break;
   case OPT_MODE:
     fprintf(stderr, "primes: --mode '%s': expected 'map' or 'completed'\n",

@@ -24,11 +24,12 @@
 
 #define EXIT_FAILED 1
 #define EXIT_USAGE 2
-#define EXIT_INTERRUPTED 130 /* 128 + SIGINT; SIGTERM and SIGHUP likewise */
+#define EXIT_INTERRUPTED 130 /* the modes: stopped by a signal */
 #define CONTINUE (-1)        /* parse_args() and the inputs: no exit yet */
 
 #define CHUNK_THRESHOLD 10000 /* inputs larger than this go in chunks */
 #define MAX_WORKERS 4096
+#define MAX_LISTED 10000000 /* numbers from the command line and files */
 
 enum mode { MODE_MAP, MODE_COMPLETED };
 enum format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };
@@ -106,6 +107,8 @@ void output_end(struct output *o, double seconds);
 void report_failure(uint64_t n, int rc, const char *msg);
 
 /* primes_run.c */
+int catch_signals(void);
+int stopped_by_signal(int progress);
 int run(const struct config *cfg, const struct inputs *in);
 
 #endif

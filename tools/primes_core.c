@@ -1,9 +1,10 @@
 /*
  * Parsing and primality tests of the primes tool (see primes_core.h).
  *
- * The parsers work on byte ranges rather than C strings so that a file
- * read whole can be checked line by line in place, and they report where
- * they stopped so that the tool can name the line. Every arithmetic step
+ * The parsers work on byte ranges rather than C strings, and the line
+ * parser is fed a file as it streams in, holding one line at most, so that
+ * a file is checked without being held whole; they report where they
+ * stopped so that the tool can name the line. Every arithmetic step
  * is written to stay exact up to 2^64-1: the parser checks for overflow
  * before it happens, isqrt never squares past 2^64, and Miller-Rabin
  * multiplies in 128 bits.
@@ -41,11 +42,16 @@ int pc_parse_u64(const char *s, size_t len, uint64_t *out) {
   return PC_OK;
 }
 
-/* Doubles the capacity as needed, so that pushing n numbers costs O(n). */
+/* Doubles the capacity as needed, so that pushing n numbers costs O(n),
+ * but never past the limit. */
 int pc_numbers_push(pc_numbers *nums, uint64_t x) {
+  if (nums->limit && nums->n >= nums->limit)
+    return PC_ETOOMANY;
   if (nums->n == nums->cap) {
     size_t cap = nums->cap ? nums->cap * 2 : 64;
     uint64_t *grown;
+    if (nums->limit && cap > nums->limit)
+      cap = nums->limit;
     if (cap > SIZE_MAX / sizeof *grown)
       return PC_ENOMEM;
     if (!(grown = realloc(nums->v, cap * sizeof *grown)))
@@ -62,30 +68,81 @@ void pc_numbers_free(pc_numbers *nums) {
   memset(nums, 0, sizeof *nums);
 }
 
-/* Splits at '\n'; one final newline ends the last line rather than
- * starting an empty one. */
-int pc_parse_lines(const char *buf, size_t len, pc_numbers *nums,
-                   pc_bad_line *bad) {
-  size_t start = 0, line = 1;
+void pc_lines_init(pc_lines *p) {
+  memset(p, 0, sizeof *p);
+  p->lineno = 1;
+}
 
-  while (start < len) {
-    const char *nl = memchr(buf + start, '\n', len - start);
-    size_t end = nl ? (size_t)(nl - buf) : len;
-    uint64_t x;
+/* Names line `line`, whose first `len` bytes are `text`, as bad. */
+static int bad_line(pc_bad_line *bad, size_t line, const char *text,
+                    size_t len) {
+  bad->line = line;
+  bad->len = len;
+  memcpy(bad->text, text, len);
+  return PC_EBAD;
+}
+
+/* One whole line, its '\n' taken off: a CR before it goes too. A blank
+ * line is held until the next line shows it was not the last. */
+static int end_line(pc_lines *p, pc_numbers *nums, pc_bad_line *bad) {
+  size_t whole = p->len, len = whole;
+  uint64_t x;
+  int rc;
+
+  if (len > 0 && p->line[len - 1] == '\r')
+    len--;
+  p->len = 0;
+  if (p->blank)
+    return bad_line(bad, p->blank, "", 0);
+  if (len == 0) {
+    p->blank = p->lineno++;
+    return PC_OK;
+  }
+  if (pc_parse_u64(p->line, len, &x) != PC_OK)
+    return bad_line(bad, p->lineno, p->line, whole);
+  if ((rc = pc_numbers_push(nums, x)) == PC_OK)
+    p->lineno++;
+  return rc;
+}
+
+/* Copies each line into p->line, so that a line cut between two reads is
+ * parsed whole, and a line that does not fit is bad at once. */
+int pc_lines_feed(pc_lines *p, const char *buf, size_t len, pc_numbers *nums,
+                  pc_bad_line *bad) {
+  while (len > 0) {
+    const char *nl = memchr(buf, '\n', len);
+    size_t piece = nl ? (size_t)(nl - buf) : len;
     int rc;
 
-    if (pc_parse_u64(buf + start, end - start, &x) != PC_OK) {
-      bad->line = line;
-      bad->text = buf + start;
-      bad->len = end - start;
-      return PC_EBAD;
+    if (piece > PC_LINE_MAX - p->len) {
+      memcpy(p->line + p->len, buf, PC_LINE_MAX - p->len);
+      return bad_line(bad, p->lineno, p->line, PC_LINE_MAX);
     }
-    if ((rc = pc_numbers_push(nums, x)) != PC_OK)
+    memcpy(p->line + p->len, buf, piece);
+    p->len += piece;
+    if (!nl)
+      return PC_OK;
+    if ((rc = end_line(p, nums, bad)) != PC_OK)
       return rc;
-    start = end + 1;
-    line++;
+    buf += piece + 1;
+    len -= piece + 1;
   }
   return PC_OK;
+}
+
+int pc_lines_end(pc_lines *p, pc_numbers *nums, pc_bad_line *bad) {
+  return p->len > 0 ? end_line(p, nums, bad) : PC_OK;
+}
+
+int pc_parse_lines(const char *buf, size_t len, pc_numbers *nums,
+                   pc_bad_line *bad) {
+  pc_lines p;
+  int rc;
+
+  pc_lines_init(&p);
+  if ((rc = pc_lines_feed(&p, buf, len, nums, bad)) != PC_OK)
+    return rc;
+  return pc_lines_end(&p, nums, bad);
 }
 
 /* "A:B" with A < B; an endpoint that is not a number is named in *bad. */

@@ -7,6 +7,13 @@
  * The numbers of the command line and of files are read into one array,
  * ranges are kept as their two endpoints, and a cursor walks the array and
  * then the ranges, so that a range of any size costs constant memory.
+ *
+ * Files are parsed as they stream in and refused at their first bad line,
+ * so that `primes -f /dev/zero` stops at once. What is held is bounded:
+ * a line may have PC_LINE_MAX bytes, and the command line and the files
+ * may give MAX_LISTED numbers in all (80 MB); past that the run is refused
+ * before any work (a range has no such limit). Lines end in LF or CRLF and
+ * one blank line may end a file.
  */
 #include "primes.h"
 
@@ -14,8 +21,10 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
-#define QUOTE_MAX 40 /* bytes of a bad input quoted in a message */
+#define READ_SIZE 65536 /* bytes of a file parsed at a time */
+#define QUOTE_MAX 40    /* bytes of a bad input quoted in a message */
 #define RANGE_HINT "expected A:B, the integers from A up to B excluded"
 
 /* The next number in input order: 1 with it in *n, 0 at the end. */
@@ -82,31 +91,51 @@ void put_not_integer(const char *text, size_t len) {
   fprintf(stderr, " is not an integer from 0 to %" PRIu64 "\n", UINT64_MAX);
 }
 
-/* Reads all of f into a new buffer; 0 or an errno. */
-static int read_all(FILE *f, char **buf, size_t *len) {
-  size_t cap = 4096, n = 0, got;
-  char *b = malloc(cap), *grown;
+/* Says why the file stopped being read; `rc` is a pc_lines_* code. */
+static int file_refused(const char *name, const pc_lines *p,
+                        const pc_bad_line *bad, int rc) {
+  switch (rc) {
+  case PC_EBAD:
+    fprintf(stderr, "primes: %s:%zu: ", name, bad->line);
+    put_not_integer(bad->text, bad->len);
+    return EXIT_USAGE;
+  case PC_ETOOMANY:
+    fprintf(stderr,
+            "primes: %s:%zu: more than %d numbers from the command line "
+            "and files; split the input, or give a --range\n",
+            name, p->lineno, MAX_LISTED);
+    return EXIT_USAGE;
+  default:
+    fprintf(stderr, "primes: %s: out of memory\n", name);
+    return EXIT_FAILED;
+  }
+}
 
-  if (!b)
-    return ENOMEM;
-  while ((got = fread(b + n, 1, cap - n, f)) > 0) {
-    n += got;
-    if (n == cap) {
-      if (!(grown = realloc(b, cap * 2))) {
-        free(b);
-        return ENOMEM;
-      }
-      b = grown;
-      cap *= 2;
+/* Parses f as it streams in, what each read() brings (fread() would wait
+ * for a full buffer), and stops at the first bad line: a file without newlines,
+ * or an endless one, costs no more than PC_LINE_MAX bytes and MAX_LISTED
+ * numbers. */
+static int read_numbers(FILE *f, const char *name, struct inputs *in) {
+  char buf[READ_SIZE];
+  pc_bad_line bad;
+  pc_lines p;
+  ssize_t got;
+  int rc = PC_OK;
+
+  pc_lines_init(&p);
+  in->list.limit = MAX_LISTED;
+  while (rc == PC_OK && (got = read(fileno(f), buf, sizeof buf)) != 0) {
+    if (got < 0 && errno == EINTR)
+      continue;
+    if (got < 0) {
+      fprintf(stderr, "primes: %s: %s\n", name, strerror(errno));
+      return EXIT_USAGE;
     }
+    rc = pc_lines_feed(&p, buf, (size_t)got, &in->list, &bad);
   }
-  if (ferror(f)) {
-    free(b);
-    return errno ? errno : EIO;
-  }
-  *buf = b;
-  *len = n;
-  return 0;
+  if (rc == PC_OK)
+    rc = pc_lines_end(&p, &in->list, &bad);
+  return rc == PC_OK ? CONTINUE : file_refused(name, &p, &bad, rc);
 }
 
 /* Appends the numbers of a file ("-": standard input). Returns CONTINUE
@@ -114,39 +143,20 @@ static int read_all(FILE *f, char **buf, size_t *len) {
 int add_file(const char *path, struct inputs *in) {
   const char *name = strcmp(path, "-") ? path : "<stdin>";
   FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
-  size_t before = in->list.n, len;
-  pc_bad_line bad;
-  char *buf;
-  int err, status = CONTINUE;
+  size_t before = in->list.n;
+  int status;
 
   if (!f) {
     fprintf(stderr, "primes: %s: %s\n", name, strerror(errno));
     return EXIT_USAGE;
   }
-  err = read_all(f, &buf, &len);
+  status = read_numbers(f, name, in);
   if (f != stdin)
     fclose(f);
-  if (err) {
-    fprintf(stderr, "primes: %s: %s\n", name, strerror(err));
-    return EXIT_USAGE;
-  }
-  switch (pc_parse_lines(buf, len, &in->list, &bad)) {
-  case PC_OK:
-    if (in->list.n == before) {
-      fprintf(stderr, "primes: %s: no numbers in it\n", name);
-      status = EXIT_USAGE;
-    }
-    break;
-  case PC_EBAD:
-    fprintf(stderr, "primes: %s:%zu: ", name, bad.line);
-    put_not_integer(bad.text, bad.len);
+  if (status == CONTINUE && in->list.n == before) {
+    fprintf(stderr, "primes: %s: no numbers in it\n", name);
     status = EXIT_USAGE;
-    break;
-  default:
-    fprintf(stderr, "primes: %s: out of memory\n", name);
-    status = EXIT_FAILED;
   }
-  free(buf);
   return status;
 }
 

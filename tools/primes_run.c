@@ -14,7 +14,8 @@
  * word in a page shared with the workers (mapped before they are forked):
  * trial division reads it now and then and gives up, so that a pool busy on
  * long numbers winds down in milliseconds instead of finishing them. The
- * tool then destroys the map and the pool and exits with status 130.
+ * tool then destroys the map and the pool, flushes the whole lines it has
+ * and exits with status 130. SIGTERM and SIGHUP do the same (143, 129).
  *
  * --task-timeout kills a worker whose task runs too long; in map mode with
  * chunks the timeout bounds a whole chunk.
@@ -87,16 +88,18 @@ static int mr_task(pp_task *task, const void *arg, size_t len) {
 
 /* ---------------------------------------------------------- signals */
 
-/* Ctrl-C: the main loop sees `interrupted`, running trial divisions see
- * the stop word. Only async-signal-safe stores. */
-static void on_sigint(int sig) {
-  (void)sig;
-  interrupted = 1;
+/* Ctrl-C, SIGTERM, SIGHUP: the main loop sees `interrupted`, running
+ * trial divisions see the stop word. Only async-signal-safe stores. */
+static void on_signal(int sig) {
+  interrupted = sig;
   atomic_store(stop_word, 1);
 }
 
-/* Maps the stop word where forked workers see it, then catches Ctrl-C. */
-static int catch_interrupts(void) {
+/* Maps the stop word where forked workers see it, then catches the
+ * signals that stop a run (what Ctrl-C, kill, timeout, systemd and
+ * container stops send), so that each ends the run the same way. */
+int catch_signals(void) {
+  static const int stoppers[] = {SIGINT, SIGTERM, SIGHUP};
   struct sigaction sa;
   void *page = mmap(NULL, sizeof *stop_word, PROT_READ | PROT_WRITE,
                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -106,9 +109,24 @@ static int catch_interrupts(void) {
   stop_word = page;
   atomic_init(stop_word, 0);
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
-  return sigaction(SIGINT, &sa, NULL);
+  for (size_t i = 0; i < sizeof stoppers / sizeof stoppers[0]; i++)
+    if (sigaction(stoppers[i], &sa, NULL) != 0)
+      return -1;
+  return 0;
+}
+
+/* After a run stopped by a signal: the whole lines printed so far go out,
+ * the reason goes to stderr, and the status is 128 + the signal. */
+int stopped_by_signal(int progress) {
+  const char *how = interrupted == SIGTERM  ? " by SIGTERM"
+                    : interrupted == SIGHUP ? " by SIGHUP"
+                                            : "";
+
+  fflush(stdout);
+  fprintf(stderr, "%sprimes: interrupted%s\n", progress ? "\r\033[K" : "", how);
+  return 128 + interrupted;
 }
 
 /* ------------------------------------------------------------ modes */
@@ -267,7 +285,7 @@ int run(const struct config *cfg, const struct inputs *in) {
   double t0 = now();
   int rc, status;
 
-  if (catch_interrupts() != 0) {
+  if (catch_signals() != 0) {
     fprintf(stderr, "primes: cannot catch Ctrl-C: %s\n", strerror(errno));
     return EXIT_FAILED;
   }
@@ -287,13 +305,8 @@ int run(const struct config *cfg, const struct inputs *in) {
   else
     status = run_completed(pool, fn, cfg->task_timeout, in, &o);
   pp_pool_destroy(pool);
-  if (status == EXIT_INTERRUPTED) {
-    fflush(stdout);
-    fputs(o.progress ? "\r\033[Kprimes: interrupted\n"
-                     : "primes: interrupted\n",
-          stderr);
-    return status;
-  }
+  if (status == EXIT_INTERRUPTED)
+    return stopped_by_signal(o.progress);
   output_end(&o, now() - t0);
   return status;
 }
