@@ -391,6 +391,103 @@ START_TEST(agree_100000_near_1e12) {
 }
 END_TEST
 
+/* --------------------------------------------- Miller-Rabin at 64 bits */
+
+/* Strong pseudoprimes to the first few prime bases, and Carmichael
+ * numbers: composites that fool the weaker tests (the last: the largest
+ * base-2 strong pseudoprime below 2^64). */
+static const uint64_t pseudoprimes[] = {2047u,
+                                        3277u,
+                                        4033u,
+                                        4681u,
+                                        8321u,
+                                        1373653u,
+                                        25326001u,
+                                        3215031751u,
+                                        2152302898747u,
+                                        3474749660383u,
+                                        341550071728321u,
+                                        3825123056546413051u,
+                                        561u,
+                                        41041u,
+                                        825265u,
+                                        321197185u,
+                                        5394826801u,
+                                        232250619601u,
+                                        9746347772161u,
+                                        1436697831295441u,
+                                        60977817398996785u,
+                                        7156857700403137441u,
+                                        18446744066047760377u};
+
+/* xorshift64*: the same numbers on every run. */
+static uint64_t next_random(uint64_t *x) {
+  *x ^= *x >> 12;
+  *x ^= *x << 25;
+  *x ^= *x >> 27;
+  return *x * 2685821657736338717u;
+}
+
+/* Every number of `v` against GNU coreutils' factor: prime when factor
+ * prints the number alone. */
+static void expect_factor_agrees(const uint64_t *v, size_t n) {
+  char path[] = "/tmp/check_primes_XXXXXX", cmd[64], *line = NULL;
+  int fd = mkstemp(path);
+  size_t cap = 0, checked = 0;
+  FILE *f, *out;
+
+  ck_assert_msg(system("command -v factor >/dev/null 2>&1") == 0,
+                "GNU factor is missing: install coreutils");
+  ck_assert_int_ge(fd, 0);
+  ck_assert_ptr_nonnull(f = fdopen(fd, "w"));
+  for (size_t i = 0; i < n; i++)
+    fprintf(f, "%" PRIu64 "\n", v[i]);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "factor < %s", path);
+  ck_assert_ptr_nonnull(out = popen(cmd, "r"));
+  while (getline(&line, &cap, out) > 0 && checked < n) {
+    uint64_t x = strtoull(line, NULL, 10), first;
+    char *colon = strchr(line, ':'), *end;
+    int prime;
+    ck_assert(colon && x == v[checked]);
+    first = strtoull(colon + 1, &end, 10);
+    prime = x >= 2 && first == x && (*end == '\n' || *end == '\0');
+    ck_assert_msg(pc_miller_rabin(x) == prime, "mr(%" PRIu64 ") != factor", x);
+    checked++;
+  }
+  free(line);
+  ck_assert_int_eq(pclose(out), 0);
+  unlink(path);
+  ck_assert_uint_eq(checked, n);
+}
+
+START_TEST(mr_agrees_with_factor) {
+  enum { RANDOM = 20000, NEAR = 3000, SEMI = 2000 };
+  size_t n = 0, total = RANDOM + 2 * NEAR + SEMI + 64;
+  uint64_t *v = malloc(total * sizeof *v), x = 88172645463325252u;
+
+  ck_assert_ptr_nonnull(v);
+  for (size_t i = 0; i < RANDOM; i++)
+    v[n++] = next_random(&x);
+  for (uint64_t i = 1; i <= NEAR; i++) {
+    v[n++] = UINT64_MAX - i + 1; /* the top of 64 bits */
+    v[n++] = ((uint64_t)1 << 63) + i;
+  }
+  /* Products of two primes just below 2^32, which only the last bases and
+   * the exact arithmetic near 2^64 can tell apart. */
+  for (uint64_t p = 4294967291u, q = p; n < RANDOM + 2 * NEAR + SEMI; q -= 2)
+    if (pc_miller_rabin(q) == PC_PRIME)
+      v[n++] = p * q;
+  for (size_t i = 0; i < sizeof pseudoprimes / sizeof pseudoprimes[0]; i++)
+    v[n++] = pseudoprimes[i];
+  expect_factor_agrees(v, n);
+  for (size_t i = 0; i < sizeof pseudoprimes / sizeof pseudoprimes[0]; i++)
+    ck_assert_msg(pc_miller_rabin(pseudoprimes[i]) == PC_COMPOSITE, "%" PRIu64,
+                  pseudoprimes[i]);
+  free(v);
+}
+END_TEST
+
 START_TEST(trial_stops_when_asked) {
   atomic_int stop;
 
@@ -1057,6 +1154,7 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, agree_with_sieve);
   tcase_add_test(tc, agree_100000_near_1e12);
   tcase_add_test(tc, trial_stops_when_asked);
+  tcase_add_test(tc, mr_agrees_with_factor);
   suite_add_tcase(s, tc);
   tc = tcase_create("slow");
   tcase_set_timeout(tc, 120);

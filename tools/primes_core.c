@@ -7,7 +7,8 @@
  * stopped so that the tool can name the line. Every arithmetic step
  * is written to stay exact up to 2^64-1: the parser checks for overflow
  * before it happens, isqrt never squares past 2^64, and Miller-Rabin
- * multiplies in 128 bits.
+ * works in Montgomery form: 64x64->128-bit products reduced without any
+ * division per step.
  */
 #include "primes_core.h"
 
@@ -208,57 +209,122 @@ int pc_trial_division(uint64_t n, const atomic_int *stop) {
   return PC_PRIME;
 }
 
-/* a * b mod m without overflow, in 128 bits. */
-static uint64_t mulmod(uint64_t a, uint64_t b, uint64_t m) {
-  return (uint64_t)((u128)a * b % m);
+/* ------------------------------------------------------ Miller-Rabin */
+
+/* Bit n set: n < 64 is prime. */
+#define PRIMES_BELOW_64 UINT64_C(0x28208a20a08a28ac)
+
+/* Odd n >= 64 divisible by a prime from 3 to 53. Constant divisors, so that
+ * the compiler tests each with a multiplication, not a division. */
+static int has_small_factor(uint64_t n) {
+  return n % 3 == 0 || n % 5 == 0 || n % 7 == 0 || n % 11 == 0 || n % 13 == 0 ||
+         n % 17 == 0 || n % 19 == 0 || n % 23 == 0 || n % 29 == 0 ||
+         n % 31 == 0 || n % 37 == 0 || n % 41 == 0 || n % 43 == 0 ||
+         n % 47 == 0 || n % 53 == 0;
 }
 
-/* base^e mod m by square-and-multiply. */
-static uint64_t powmod(uint64_t base, uint64_t e, uint64_t m) {
-  uint64_t r = 1;
+/* Montgomery arithmetic modulo an odd n, with R = 2^64: x is held as
+ * xR mod n, always in [0, n), so that equal numbers have equal forms. */
+struct mont {
+  uint64_t n;
+  uint64_t inv;       /* n^-1 mod 2^64 */
+  uint64_t one;       /* R mod n */
+  uint64_t minus_one; /* n - one: the form of n - 1 */
+};
 
-  base %= m;
-  while (e) {
-    if (e & 1)
-      r = mulmod(r, base, m);
-    base = mulmod(base, base, m);
-    e >>= 1;
+/* n^-1 mod 2^64 by Newton's iteration: 3n ^ 2 is right in 5 bits, and
+ * each step doubles them (5, 10, 20, 40, 80). */
+static uint64_t inverse_mod_2_64(uint64_t n) {
+  uint64_t x = (3 * n) ^ 2;
+
+  for (int i = 0; i < 4; i++)
+    x *= 2 - n * x;
+  return x;
+}
+
+static void mont_init(struct mont *m, uint64_t n) {
+  m->n = n;
+  m->inv = inverse_mod_2_64(n);
+  m->one = (0 - n) % n; /* 2^64 mod n, in one 64-bit division */
+  m->minus_one = n - m->one;
+}
+
+/* abR^-1 mod n for a, b < n (REDC): with q = lo(ab) * n^-1, qn has the low
+ * word of ab, so (ab - qn) / R is hi(ab) - hi(qn), in (-n, n). Three
+ * multiplications, no division. */
+static uint64_t mont_mul(const struct mont *m, uint64_t a, uint64_t b) {
+  u128 t = (u128)a * b;
+  uint64_t q = (uint64_t)t * m->inv;
+  uint64_t hi = (uint64_t)(t >> 64);
+  uint64_t qn_hi = (uint64_t)(((u128)q * m->n) >> 64);
+
+  return hi >= qn_hi ? hi - qn_hi : hi - qn_hi + m->n;
+}
+
+/* The Montgomery form of a < n: aR mod n, from R^2 mod n. The one 128-bit
+ * division per number, and only for numbers that pass base 2. */
+static uint64_t mont_form(const struct mont *m, uint64_t a, uint64_t *r2) {
+  if (*r2 == 0)
+    *r2 = (uint64_t)(((u128)m->one << 64) % m->n);
+  return mont_mul(m, a, *r2);
+}
+
+/* x^e in Montgomery form, square-and-multiply from the top bit. */
+static uint64_t mont_pow(const struct mont *m, uint64_t x, uint64_t e) {
+  uint64_t r = x;
+
+  for (int bit = 62 - __builtin_clzll(e); bit >= 0; bit--) {
+    r = mont_mul(m, r, r);
+    if ((e >> bit) & 1)
+      r = mont_mul(m, r, x);
   }
   return r;
 }
 
-/* One round: does base `a` fail to witness that n = d * 2^s + 1 is
- * composite? */
-static int strong_probable_prime(uint64_t n, uint64_t d, int s, uint64_t a) {
-  uint64_t x = powmod(a, d, n);
-
-  if (x == 1 || x == n - 1)
+/* One round: does the base (in Montgomery form `x`) fail to witness that
+ * n = d * 2^s + 1 is composite? */
+static int strong_probable_prime(const struct mont *m, uint64_t d, int s,
+                                 uint64_t x) {
+  x = mont_pow(m, x, d);
+  if (x == m->one || x == m->minus_one)
     return 1;
   while (--s > 0) {
-    x = mulmod(x, x, n);
-    if (x == n - 1)
+    x = mont_mul(m, x, x);
+    if (x == m->minus_one)
       return 1;
+    if (x == m->one)
+      return 0;
   }
   return 0;
 }
 
-/* The first twelve primes as bases are exact below 3.3 * 10^24, which
- * covers every 64-bit n; dividing by them first also settles n <= 37. */
+/* Small n by a bit mask, then the primes to 53 (which settle n < 59^2),
+ * then Miller-Rabin with Jim Sinclair's seven bases, proven exact for every
+ * n < 2^64 (a base that is 0 mod n is skipped). Base 2 goes first: its
+ * form is 2R mod n, and most composites fail it. */
 int pc_miller_rabin(uint64_t n) {
-  static const uint64_t bases[] = {2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37};
-  const size_t nbases = sizeof bases / sizeof bases[0];
-  uint64_t d;
+  static const uint64_t bases[] = {325,    9375,    28178,
+                                   450775, 9780504, 1795265022};
+  uint64_t d, two, r2 = 0;
+  struct mont m;
   int s;
 
-  if (n < 2)
+  if (n < 64)
+    return (int)((PRIMES_BELOW_64 >> n) & 1);
+  if (n % 2 == 0 || has_small_factor(n))
     return PC_COMPOSITE;
-  for (size_t i = 0; i < nbases; i++)
-    if (n % bases[i] == 0)
-      return n == bases[i] ? PC_PRIME : PC_COMPOSITE;
+  if (n < 59 * 59)
+    return PC_PRIME;
+  mont_init(&m, n);
   s = __builtin_ctzll(n - 1);
   d = (n - 1) >> s;
-  for (size_t i = 0; i < nbases; i++)
-    if (!strong_probable_prime(n, d, s, bases[i]))
+  two = m.one >= n - m.one ? m.one - (n - m.one) : m.one + m.one;
+  if (!strong_probable_prime(&m, d, s, two))
+    return PC_COMPOSITE;
+  for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
+    uint64_t a = bases[i] % n;
+    if (a != 0 && !strong_probable_prime(&m, d, s, mont_form(&m, a, &r2)))
       return PC_COMPOSITE;
+  }
   return PC_PRIME;
 }
