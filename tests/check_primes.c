@@ -1086,28 +1086,20 @@ START_TEST(cli_task_timeout_limit) {
 }
 END_TEST
 
-static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
-
-/* SIGTERM and SIGHUP stop a run as Ctrl-C does: exit 128 + the signal,
- * every worker gone, and the output ends with a whole line. */
-START_TEST(cli_stop_signals) {
-  int sig = stop_signals[_i];
-  FILE *out = tmpfile();
+/* Runs primes with argv, its stdout on `out`, sends `sig` once its two
+ * workers run, and returns its wait status; every worker must be gone. */
+static int signal_run(const char *const *argv, int sig, FILE *out) {
   pid_t pid, workers[8];
   int n = 0, st;
-  char *text;
-  size_t len;
   double t0;
 
-  ck_assert_ptr_nonnull(out);
   pid = fork();
   ck_assert_int_ge(pid, 0);
   if (pid == 0) {
     int null = open("/dev/null", O_WRONLY);
-    dup2(fileno(out), 1);
+    dup2(out ? fileno(out) : null, 1);
     dup2(null, 2);
-    execl(PRIMES_PATH, PRIMES_PATH, "-w", "2", "--algo", "mr", "--format",
-          "csv", "--range", "1000000000000:2000000000000", (char *)NULL);
+    execv(PRIMES_PATH, (char *const *)argv);
     _exit(127);
   }
   for (t0 = now(); now() - t0 < 10 && n < 2; sleep_s(0.01))
@@ -1116,14 +1108,34 @@ START_TEST(cli_stop_signals) {
   sleep_s(0.3);
   ck_assert_int_eq(kill(pid, sig), 0);
   for (t0 = now(); waitpid(pid, &st, WNOHANG) == 0; sleep_s(0.01))
-    if (now() - t0 > 10) {
+    if (now() - t0 > 20) {
       kill(pid, SIGKILL);
       ck_abort_msg("primes ignored signal %d", sig);
     }
-  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sig,
-                "signal %d: status %#x", sig, st);
   for (int i = 0; i < n; i++)
     ck_assert_msg(!alive(workers[i]), "worker %d left behind", workers[i]);
+  return st;
+}
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* SIGTERM and SIGHUP stop a run as Ctrl-C does: exit 128 + the signal,
+ * every worker gone, and the output ends with a whole line. */
+START_TEST(cli_stop_signals) {
+  static const char *argv[] = {
+      PRIMES_PATH, "-w",      "2",
+      "--algo",    "mr",      "--format",
+      "csv",       "--range", "1000000000000:2000000000000",
+      NULL};
+  int sig = stop_signals[_i], st;
+  FILE *out = tmpfile();
+  char *text;
+  size_t len;
+
+  ck_assert_ptr_nonnull(out);
+  st = signal_run(argv, sig, out);
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sig,
+                "signal %d: status %#x", sig, st);
   text = slurp(out);
   len = strlen(text);
   ck_assert_uint_gt(len, 1000);
@@ -1131,6 +1143,169 @@ START_TEST(cli_stop_signals) {
                 text + (len > 40 ? len - 40 : 0));
   free(text);
   fclose(out);
+}
+END_TEST
+
+/* ------------------------------------------- --count and --primes-only */
+
+/* The primes that --algo mr marks in csv output, one per line. */
+static char *primes_of_csv(const char *csv) {
+  char *list = calloc(strlen(csv) + 1, 1), *w = list;
+  const char *line = strchr(csv, '\n') + 1;
+
+  ck_assert_ptr_nonnull(list);
+  for (; *line; line = strchr(line, '\n') + 1) {
+    const char *comma = strchr(line, ',');
+    if (comma[1] == '1') {
+      memcpy(w, line, (size_t)(comma - line));
+      w += comma - line;
+      *w++ = '\n';
+    }
+  }
+  return list;
+}
+
+/* Lines as a JSON array of numbers, the way --format json prints them
+ * (in a static buffer). */
+static const char *json_of_lines(const char *lines) {
+  static char json[1 << 20];
+  char *w = json;
+
+  w += sprintf(w, "[");
+  for (const char *l = lines; *l; l = strchr(l, '\n') + 1)
+    w += sprintf(w, "%s\n  %.*s", l == lines ? "" : ",",
+                 (int)(strchr(l, '\n') - l), l);
+  sprintf(w, "%s]\n", w == json + 1 ? "" : "\n");
+  return json;
+}
+
+/* The sieve lists the same primes as Miller-Rabin finds, in order, in all
+ * three formats, across segment and range boundaries. */
+START_TEST(cli_primes_only) {
+  const char *range = "1000000000000:1000000030000";
+  struct run mr, text, csv, json;
+  char *want;
+
+  run_primes(&mr, NULL, "--range", range, "--algo", "mr", "--format", "csv",
+             NULL);
+  run_primes(&text, NULL, "--range", range, "--primes-only", NULL);
+  run_primes(&csv, NULL, "--range", range, "--primes-only", "--format", "csv",
+             NULL);
+  run_primes(&json, NULL, "--range", range, "--primes-only", "--format", "json",
+             NULL);
+  ck_assert(mr.status == 0 && text.status == 0 && csv.status == 0 &&
+            json.status == 0);
+  want = primes_of_csv(mr.out);
+  ck_assert_uint_gt(strlen(want), 1000);
+  ck_assert_str_eq(text.out, want);
+  ck_assert(strncmp(csv.out, "n\n", 2) == 0);
+  ck_assert_str_eq(csv.out + 2, want);
+  ck_assert_str_eq(json.out, json_of_lines(want));
+  free(want);
+  run_free(&mr);
+  run_free(&text);
+  run_free(&csv);
+  run_free(&json);
+
+  run_primes(&text, NULL, "--range", "100:130", "--range", "0:12", "--range",
+             "18446744073709551500:" MAX_U64_TEXT, "--primes-only", "-w", "2",
+             NULL);
+  ck_assert_int_eq(text.status, 0);
+  ck_assert_str_eq(text.out, "101\n103\n107\n109\n113\n127\n2\n3\n5\n7\n11\n"
+                             "18446744073709551521\n18446744073709551533\n"
+                             "18446744073709551557\n");
+  run_free(&text);
+  run_primes(&json, NULL, "--range", "24:29", "--primes-only", "--format",
+             "json", NULL);
+  ck_assert_str_eq(json.out, "[]\n");
+  run_free(&json);
+}
+END_TEST
+
+/* Ten million numbers cut into several list segments: pi(10^7) primes,
+ * the last one right, and the same count from --count. */
+START_TEST(cli_primes_only_segments) {
+  struct run r;
+  size_t lines = 0;
+  char *last;
+
+  run_primes(&r, NULL, "--range", "0:10000000", "--primes-only", "-w", "2",
+             NULL);
+  ck_assert_int_eq(r.status, 0);
+  for (char *p = r.out; (p = strchr(p, '\n')) != NULL; p++)
+    lines++;
+  ck_assert_uint_eq(lines, 664579);
+  r.out[strlen(r.out) - 1] = '\0';
+  last = strrchr(r.out, '\n') + 1;
+  ck_assert_str_eq(last, "9999991");
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(cli_count) {
+  struct run r;
+  double elapsed;
+  unsigned long long count;
+
+  run_primes(&r, NULL, "--range", "1000000000000:1000010000000", "--count",
+             NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_str_eq(r.out, "361726\n");
+  run_free(&r);
+  run_primes(&r, NULL, "--range", "0:1000000000", "--count", "--format", "json",
+             "-w", "2", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_msg(sscanf(r.out, "{\"count\": %llu, \"elapsed\": %lf}\n", &count,
+                       &elapsed) == 2,
+                "'%s'", r.out);
+  ck_assert_uint_eq(count, 50847534);
+  ck_assert(elapsed > 0);
+  run_free(&r);
+  run_primes(&r, NULL, "--range", "0:1000000000", "--count", "--format", "csv",
+             "--sequential", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strncmp(r.out, "count,elapsed\n50847534,", 23) == 0);
+  run_free(&r);
+  run_primes(&r, NULL, "--range", "0:2", "--range", "2:3", "--range",
+             "18446744073709551558:" MAX_U64_TEXT, "--count", NULL);
+  ck_assert_str_eq(r.out, "1\n");
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(cli_sieve_refusals) {
+  struct run r;
+
+  run_primes(&r, NULL, "--count", "7", "--range", "1:9", NULL);
+  expect_refused(&r, "--count sieves ranges only: give --range A:B, without "
+                     "numbers or files");
+  run_primes(&r, "7\n", "--primes-only", "-f", "-", "--range", "1:9", NULL);
+  expect_refused(&r, "--primes-only sieves ranges only");
+  run_primes(&r, NULL, "--count", NULL);
+  expect_refused(&r, "--count needs --range A:B");
+  run_primes(&r, NULL, "--count", "--primes-only", "--range", "1:9", NULL);
+  expect_refused(&r, "--count and --primes-only exclude each other");
+  run_primes(&r, NULL, "--count", "--algo", "mr", "--range", "1:9", NULL);
+  expect_refused(&r, "--count sieves with libprimesieve: drop --algo");
+  run_primes(&r, NULL, "--primes-only", "--mode", "completed", "--range", "1:9",
+             NULL);
+  expect_refused(&r, "--primes-only merges the segments in order: drop --mode");
+  run_primes(&r, NULL, "--count", "--range", "9:1", NULL);
+  expect_refused(&r, "the range is empty");
+}
+END_TEST
+
+/* Ctrl-C stops a long count soon: the running segments are short. */
+START_TEST(cli_count_interrupt) {
+  static const char *argv[] = {PRIMES_PATH, "-w",
+                               "2",         "--count",
+                               "--range",   "1000000000000:1000000000000000",
+                               NULL};
+  double t0 = now();
+  int st = signal_run(argv, SIGINT, NULL);
+
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %#x", st);
+  ck_assert_msg(now() - t0 < 10, "took %.1fs", now() - t0);
 }
 END_TEST
 
@@ -1181,6 +1356,11 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, cli_file_bounded);
   tcase_add_test(tc, cli_task_timeout_limit);
   tcase_add_loop_test(tc, cli_stop_signals, 0, 3);
+  tcase_add_test(tc, cli_primes_only);
+  tcase_add_test(tc, cli_primes_only_segments);
+  tcase_add_test(tc, cli_count);
+  tcase_add_test(tc, cli_sieve_refusals);
+  tcase_add_test(tc, cli_count_interrupt);
   suite_add_tcase(s, tc);
   /* Before the fix, this one waited for ever: bound it tightly. */
   tc = tcase_create("cli_stream");

@@ -8,6 +8,7 @@
  *   primes_inputs.c  numbers, files (read as they stream) and ranges
  *   primes_output.c  the text, CSV and JSON formats, progress, failures
  *   primes_run.c     the tasks, the signals and the run modes
+ *   primes_sieve.c   --count and --primes-only: ranges sieved in segments
  *   primes_core.c    parsing and the primality tests (pure, unit-tested)
  */
 #ifndef PRIMES_H
@@ -32,6 +33,11 @@
 #define MAX_LISTED 10000000 /* numbers from the command line and files */
 
 enum mode { MODE_MAP, MODE_COMPLETED };
+enum sieve {
+  SIEVE_NONE,
+  SIEVE_COUNT,
+  SIEVE_PRIMES
+}; /* --count, --primes-only */
 enum format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };
 
 struct config {
@@ -42,6 +48,8 @@ struct config {
   enum format format;
   unsigned retries;
   double task_timeout; /* 0: none */
+  enum sieve sieve;    /* ranges sieved with libprimesieve */
+  int algo_given, mode_given;
 };
 
 struct range {
@@ -105,10 +113,17 @@ void output_begin(struct output *o, int workers);
 void output_row(struct output *o, const void *data);
 void output_end(struct output *o, double seconds);
 void report_failure(uint64_t n, int rc, const char *msg);
+void output_primes_begin(enum format format);
+void output_prime(enum format format, uint64_t p, int first);
+void output_primes_end(enum format format, int any);
+void output_count(enum format format, uint64_t count, double seconds);
 
 /* primes_run.c */
-int catch_signals(void);
+int start_pool(const struct config *cfg, pp_options *opts, pp_pool **pool);
 int stopped_by_signal(int progress);
 int run(const struct config *cfg, const struct inputs *in);
+
+/* primes_sieve.c */
+int run_sieve(const struct config *cfg, const struct inputs *in);
 
 #endif

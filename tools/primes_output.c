@@ -87,3 +87,45 @@ void report_failure(uint64_t n, int rc, const char *msg) {
   fprintf(stderr, "primes: %" PRIu64 ": %s (%s)%s%s\n", n, pp_strerror(rc),
           pp_errname(rc), *msg ? ": " : "", msg);
 }
+
+/* ------------------------------------------------ --primes-only, --count */
+
+/* Text is one prime a line and nothing else, for pipes; CSV has its
+ * header; JSON is an array of numbers. */
+void output_primes_begin(enum format format) {
+  if (format == FORMAT_CSV)
+    fputs("n\n", stdout);
+  else if (format == FORMAT_JSON)
+    fputs("[", stdout);
+}
+
+/* One prime, written without printf (lists run to millions of lines). */
+void output_prime(enum format format, uint64_t p, int first) {
+  char buf[24], *s = buf + sizeof buf;
+
+  *--s = '\n';
+  do
+    *--s = (char)('0' + p % 10);
+  while ((p /= 10) != 0);
+  if (format == FORMAT_JSON)
+    fputs(first ? "\n  " : ",\n  ", stdout);
+  fwrite(s, 1, (size_t)(buf + sizeof buf - s) - (format == FORMAT_JSON),
+         stdout);
+}
+
+void output_primes_end(enum format format, int any) {
+  if (format == FORMAT_JSON)
+    puts(any ? "\n]" : "]");
+  fflush(stdout);
+}
+
+/* The count alone in text; with its time in CSV and JSON. */
+void output_count(enum format format, uint64_t count, double seconds) {
+  if (format == FORMAT_CSV)
+    printf("count,elapsed\n%" PRIu64 ",%.6f\n", count, seconds);
+  else if (format == FORMAT_JSON)
+    printf("{\"count\": %" PRIu64 ", \"elapsed\": %.6f}\n", count, seconds);
+  else
+    printf("%" PRIu64 "\n", count);
+  fflush(stdout);
+}

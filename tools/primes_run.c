@@ -98,7 +98,7 @@ static void on_signal(int sig) {
 /* Maps the stop word where forked workers see it, then catches the
  * signals that stop a run (what Ctrl-C, kill, timeout, systemd and
  * container stops send), so that each ends the run the same way. */
-int catch_signals(void) {
+static int catch_signals(void) {
   static const int stoppers[] = {SIGINT, SIGTERM, SIGHUP};
   struct sigaction sa;
   void *page = mmap(NULL, sizeof *stop_word, PROT_READ | PROT_WRITE,
@@ -276,26 +276,38 @@ static int run_completed(pp_pool *pool, pp_task_fn fn, double timeout,
   return status;
 }
 
+/* Catches the signals, then starts the pool with `opts` and the workers
+ * and retries of cfg; with --sequential, *pool stays NULL. Returns 0, or
+ * -1 after saying why. */
+int start_pool(const struct config *cfg, pp_options *opts, pp_pool **pool) {
+  int rc;
+
+  *pool = NULL;
+  if (catch_signals() != 0) {
+    fprintf(stderr, "primes: cannot catch Ctrl-C: %s\n", strerror(errno));
+    return -1;
+  }
+  opts->workers = cfg->workers;
+  opts->retries = cfg->retries;
+  if (!cfg->sequential && (rc = pp_pool_create(pool, opts)) != 0) {
+    fprintf(stderr, "primes: cannot start the workers: %s\n", pp_strerror(rc));
+    return -1;
+  }
+  return 0;
+}
+
 /* Starts the pool (unless sequential), runs the chosen mode, prints. */
 int run(const struct config *cfg, const struct inputs *in) {
   pp_task_fn fn = cfg->use_mr ? mr_task : trial_task;
-  pp_pool *pool = NULL;
+  pp_pool *pool;
   pp_options opts;
   struct output o;
   double t0 = now();
-  int rc, status;
+  int status;
 
-  if (catch_signals() != 0) {
-    fprintf(stderr, "primes: cannot catch Ctrl-C: %s\n", strerror(errno));
-    return EXIT_FAILED;
-  }
   pp_options_init(&opts);
-  opts.workers = cfg->workers;
-  opts.retries = cfg->retries;
-  if (!cfg->sequential && (rc = pp_pool_create(&pool, &opts)) != 0) {
-    fprintf(stderr, "primes: cannot start the workers: %s\n", pp_strerror(rc));
+  if (start_pool(cfg, &opts, &pool) != 0)
     return EXIT_FAILED;
-  }
   output_init(&o, cfg, in->count);
   output_begin(&o, pool ? pp_pool_workers(pool) : 0);
   if (cfg->sequential)
