@@ -64,13 +64,12 @@ struct inputs {
   uint64_t count;
 };
 
-/* A walk over struct inputs; also the map's generator state. */
+/* A walk over struct inputs, in order. */
 struct cursor {
   const struct inputs *in;
-  size_t index;     /* in list */
-  size_t range;     /* current range */
-  uint64_t offset;  /* in the current range */
-  uint64_t current; /* the generator's argument */
+  size_t index;    /* in list */
+  size_t range;    /* current range */
+  uint64_t offset; /* in the current range */
 };
 
 /* What a task sends back for one number. */
@@ -97,7 +96,6 @@ double now(void);
 
 /* primes_inputs.c */
 int cursor_next(struct cursor *c, uint64_t *n);
-int gen_numbers(void *state, const void **arg, size_t *len);
 uint64_t inputs_at(const struct inputs *in, uint64_t i);
 void put_quoted(FILE *f, const char *s, size_t len);
 void put_not_integer(const char *text, size_t len);

@@ -45,17 +45,6 @@ int cursor_next(struct cursor *c, uint64_t *n) {
   return 0;
 }
 
-/* pp_gen_fn over a cursor. */
-int gen_numbers(void *state, const void **arg, size_t *len) {
-  struct cursor *c = state;
-
-  if (!cursor_next(c, &c->current))
-    return 0;
-  *arg = &c->current;
-  *len = sizeof c->current;
-  return 1;
-}
-
 /* The number at position i, to name a failed map item. */
 uint64_t inputs_at(const struct inputs *in, uint64_t i) {
   if (i < in->list.n)

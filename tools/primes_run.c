@@ -4,11 +4,14 @@
  * ordered map, or results as they complete).
  *
  * DESIGN
- * The cursor feeds pp_map_gen() (ordered, in chunks for large inputs) or
- * pp_submit() in two alternating batches drained by pp_as_completed() (so
- * the pool never runs dry at a batch boundary). Each task sends back a
- * fixed record: the number, whether it is prime, and the seconds the worker
- * spent on it.
+ * The cursor feeds pp_map_gen() (ordered), a batch of numbers per task:
+ * one for small inputs under trial division, CHUNKSIZE for large ones, up
+ * to MAX_BATCH for Miller-Rabin, whose microsecond per number would
+ * otherwise be lost in dispatch. --mode completed submits one number per
+ * future, in two alternating batches of futures drained by
+ * pp_as_completed() (so the pool never runs dry at a batch boundary). For
+ * each number a task sends back a fixed record: the number, whether it is
+ * prime, and the seconds the worker spent on it.
  *
  * Ctrl-C sets a flag that the main loop checks between results, and also a
  * word in a page shared with the workers (mapped before they are forked):
@@ -18,7 +21,7 @@
  * and exits with status 130. SIGTERM and SIGHUP do the same (143, 129).
  *
  * --task-timeout kills a worker whose task runs too long; in map mode with
- * chunks the timeout bounds a whole chunk.
+ * batches the timeout bounds a whole batch.
  */
 #include "primes.h"
 
@@ -28,8 +31,9 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define CHUNKSIZE 256
-#define BATCH 1024 /* futures per as_completed batch */
+#define CHUNKSIZE 256  /* trial division: numbers per task, large inputs */
+#define MAX_BATCH 1024 /* Miller-Rabin: most numbers per task */
+#define BATCH 1024     /* futures per as_completed batch */
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop word must be lock-free");
 
@@ -63,17 +67,22 @@ static int timed_check(uint64_t n, int use_mr, struct result *r) {
   return rc;
 }
 
-/* The body of both tasks: 8 bytes in, a struct result out. */
+/* The body of both tasks: a batch of numbers in (8 bytes each), a struct
+ * result for each out. */
 static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
-  struct result r;
+  struct result r[MAX_BATCH];
+  size_t count = len / sizeof(uint64_t);
   uint64_t n;
 
-  if (len != sizeof n)
-    return pp_task_fail(task, EINVAL, "expected 8 bytes, got %zu", len);
-  memcpy(&n, arg, sizeof n);
-  if (timed_check(n, use_mr, &r) == PC_STOPPED)
-    return pp_task_fail(task, EINTR, "interrupted");
-  return pp_task_return(task, &r, sizeof r);
+  if (len % sizeof n || count == 0 || count > MAX_BATCH)
+    return pp_task_fail(task, EINVAL, "expected 1 to %d numbers, got %zu bytes",
+                        MAX_BATCH, len);
+  for (size_t i = 0; i < count; i++) {
+    memcpy(&n, (const char *)arg + i * sizeof n, sizeof n);
+    if (timed_check(n, use_mr, &r[i]) == PC_STOPPED)
+      return pp_task_fail(task, EINTR, "interrupted");
+  }
+  return pp_task_return(task, r, count * sizeof r[0]);
 }
 
 /* The two tasks: the algorithm is chosen by which function is submitted,
@@ -152,37 +161,89 @@ static int is_item_failure(int rc) {
          rc == PP_ECANCELLED || rc == PP_ETOOBIG;
 }
 
-/* --mode map: ordered results over the cursor, in chunks when large. */
-static int run_map(pp_pool *pool, pp_task_fn fn, double task_timeout,
+/* The map's generator: the cursor's numbers, `size` at a time. */
+struct batches {
+  struct cursor cur;
+  size_t size;
+  uint64_t n[MAX_BATCH];
+};
+
+/* pp_gen_fn over the batches. */
+static int gen_batches(void *state, const void **arg, size_t *len) {
+  struct batches *g = state;
+  size_t k = 0;
+
+  while (k < g->size && cursor_next(&g->cur, &g->n[k]))
+    k++;
+  *arg = g->n;
+  *len = k * sizeof g->n[0];
+  return k > 0;
+}
+
+/* Numbers per task: trial division one at a time for small inputs (so
+ * that each shows as it comes and the workers balance) and CHUNKSIZE for
+ * large ones; Miller-Rabin, a microsecond a number, in batches of up to
+ * MAX_BATCH, about eight per worker. */
+static size_t batch_size(const struct config *cfg, uint64_t count,
+                         int workers) {
+  uint64_t size;
+
+  if (!cfg->use_mr)
+    return count > CHUNK_THRESHOLD ? CHUNKSIZE : 1;
+  size = count / ((uint64_t)workers * 8);
+  return size < 1 ? 1 : size > MAX_BATCH ? MAX_BATCH : (size_t)size;
+}
+
+/* Prints the results of one batch; -1 if they are malformed. */
+static int output_batch(struct output *o, const void *data, size_t len) {
+  if (len == 0 || len % sizeof(struct result))
+    return -1;
+  for (size_t off = 0; off < len; off += sizeof(struct result))
+    output_row(o, (const char *)data + off);
+  return 0;
+}
+
+/* Names each number of the failed batch at `index`. */
+static void report_batch(const struct inputs *in, size_t size, size_t index,
+                         int rc, const char *msg) {
+  uint64_t first = (uint64_t)index * size;
+
+  for (uint64_t i = first; i < first + size && i < in->count; i++)
+    report_failure(inputs_at(in, i), rc, msg);
+}
+
+/* --mode map: ordered results over the cursor, in batches. */
+static int run_map(pp_pool *pool, const struct config *cfg,
                    const struct inputs *in, struct output *o) {
-  struct cursor cur = {.in = in};
-  pp_map_options mo = {.task_timeout = task_timeout};
+  struct batches g;
+  pp_map_options mo = {.task_timeout = cfg->task_timeout};
+  pp_task_fn fn = cfg->use_mr ? mr_task : trial_task;
+  int workers = pp_pool_workers(pool);
   const void *data;
   size_t len;
   pp_map *map;
   int rc, status = 0;
 
-  if (in->count > CHUNK_THRESHOLD) {
-    mo.chunksize = CHUNKSIZE;
-    mo.window = (size_t)CHUNKSIZE * 4 * (size_t)pp_pool_workers(pool);
-  }
-  if ((rc = pp_map_gen(pool, fn, gen_numbers, &cur, &mo, &map)) != 0) {
+  g.cur = (struct cursor){.in = in};
+  g.size = batch_size(cfg, in->count, workers);
+  if (g.size > 1)
+    mo.window = 4 * (size_t)workers;
+  if ((rc = pp_map_gen(pool, fn, gen_batches, &g, &mo, &map)) != 0) {
     fprintf(stderr, "primes: cannot start the map: %s\n", pp_strerror(rc));
     return EXIT_FAILED;
   }
   while (!interrupted && (rc = pp_map_next(map, &data, &len)) != PP_EOF) {
     if (interrupted)
       break;
-    if (rc == 0 && len == sizeof(struct result)) {
-      output_row(o, data);
+    if (rc == 0 && output_batch(o, data, len) == 0)
       continue;
-    }
     status = EXIT_FAILED;
-    if (!is_item_failure(rc)) {
+    if (rc != 0 && !is_item_failure(rc)) {
       fprintf(stderr, "primes: the map failed: %s\n", pp_strerror(rc));
       break;
     }
-    report_failure(inputs_at(in, pp_map_index(map)), rc, pp_map_message(map));
+    report_batch(in, g.size, pp_map_index(map), rc ? rc : PP_ETASK,
+                 pp_map_message(map));
   }
   pp_map_destroy(map);
   return interrupted ? EXIT_INTERRUPTED : status;
@@ -313,7 +374,7 @@ int run(const struct config *cfg, const struct inputs *in) {
   if (cfg->sequential)
     status = run_sequential(cfg, in, &o);
   else if (cfg->mode == MODE_MAP)
-    status = run_map(pool, fn, cfg->task_timeout, in, &o);
+    status = run_map(pool, cfg, in, &o);
   else
     status = run_completed(pool, fn, cfg->task_timeout, in, &o);
   pp_pool_destroy(pool);
