@@ -7,7 +7,7 @@
  * of a range, and its worker calls primesieve (set to one thread in each
  * worker, so that W workers use W cores) and sends back the count, or the
  * primes packed as the first one and 16-bit gaps (every gap between primes
- * below 2^64 is under 1,550), two bytes a prime instead of eight. An
+ * below 2^64 is at most 1,550), two bytes a prime instead of eight. An
  * ordered pp_map_gen() over a generator of segments merges the results:
  * the master sums the counts, or prints the primes segment after segment.
  *
