@@ -1273,6 +1273,22 @@ START_TEST(cli_count) {
 }
 END_TEST
 
+/* A segment that fails (here: each runs 50 times past --task-timeout) is
+ * named, and no count is printed. */
+START_TEST(cli_count_failed_segment) {
+  struct run r;
+
+  run_primes(&r, NULL, "--range", "1000000000000:1020000000000", "--count",
+             "--task-timeout", "0.005", "--retries", "0", NULL);
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_str_eq(r.out, "");
+  ck_assert(strstr(r.err, "primes: segment 1000000000000:"));
+  ck_assert(strstr(r.err, "(PP_EDEADLINE)"));
+  ck_assert(strstr(r.err, "primes: a segment failed: no count\n"));
+  run_free(&r);
+}
+END_TEST
+
 START_TEST(cli_sieve_refusals) {
   struct run r;
 
@@ -1359,6 +1375,7 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, cli_primes_only);
   tcase_add_test(tc, cli_primes_only_segments);
   tcase_add_test(tc, cli_count);
+  tcase_add_test(tc, cli_count_failed_segment);
   tcase_add_test(tc, cli_sieve_refusals);
   tcase_add_test(tc, cli_count_interrupt);
   suite_add_tcase(s, tc);
