@@ -214,6 +214,8 @@ int pc_trial_division(uint64_t n, const atomic_int *stop) {
 /* Bit n set: n < 64 is prime. */
 #define PRIMES_BELOW_64 UINT64_C(0x28208a20a08a28ac)
 
+#define NBASES 6 /* the bases after 2 */
+
 /* Odd n >= 64 divisible by a prime from 3 to 53. Constant divisors, so that
  * the compiler tests each with a multiplication, not a division. */
 static int has_small_factor(uint64_t n) {
@@ -261,31 +263,50 @@ static uint64_t mont_mul(const struct mont *m, uint64_t a, uint64_t b) {
   return hi >= qn_hi ? hi - qn_hi : hi - qn_hi + m->n;
 }
 
-/* The Montgomery form of a < n: aR mod n, from R^2 mod n. The one 128-bit
+/* R^2 mod n, to bring numbers into Montgomery form: the one 128-bit
  * division per number, and only for numbers that pass base 2. */
-static uint64_t mont_form(const struct mont *m, uint64_t a, uint64_t *r2) {
-  if (*r2 == 0)
-    *r2 = (uint64_t)(((u128)m->one << 64) % m->n);
-  return mont_mul(m, a, *r2);
+static uint64_t mont_r2(const struct mont *m) {
+  return (uint64_t)(((u128)m->one << 64) % m->n);
 }
 
-/* x^e in Montgomery form, square-and-multiply from the top bit. */
-static uint64_t mont_pow(const struct mont *m, uint64_t x, uint64_t e) {
-  uint64_t r = x;
+/* 2x mod n for x < n, without overflow. */
+static uint64_t mont_double(const struct mont *m, uint64_t x) {
+  return x >= m->n - x ? x - (m->n - x) : x + x;
+}
+
+/* 2^e in Montgomery form: multiplying by 2 is a doubling, so that only
+ * the squarings cost a multiplication (base 2 runs on most numbers). */
+static uint64_t mont_pow2(const struct mont *m, uint64_t e) {
+  uint64_t r = mont_double(m, m->one);
 
   for (int bit = 62 - __builtin_clzll(e); bit >= 0; bit--) {
     r = mont_mul(m, r, r);
     if ((e >> bit) & 1)
-      r = mont_mul(m, r, x);
+      r = mont_double(m, r);
   }
   return r;
 }
 
-/* One round: does the base (in Montgomery form `x`) fail to witness that
- * n = d * 2^s + 1 is composite? */
-static int strong_probable_prime(const struct mont *m, uint64_t d, int s,
-                                 uint64_t x) {
-  x = mont_pow(m, x, d);
+/* x[i]^e for three bases at once: the three chains of multiplications
+ * are independent, so that the processor overlaps them (one chain waits on
+ * each product's latency; three cost little more than one). */
+static void mont_pow3(const struct mont *m, uint64_t x[3], uint64_t e) {
+  uint64_t r[3] = {x[0], x[1], x[2]};
+
+  for (int bit = 62 - __builtin_clzll(e); bit >= 0; bit--) {
+    for (int i = 0; i < 3; i++)
+      r[i] = mont_mul(m, r[i], r[i]);
+    if ((e >> bit) & 1)
+      for (int i = 0; i < 3; i++)
+        r[i] = mont_mul(m, r[i], x[i]);
+  }
+  for (int i = 0; i < 3; i++)
+    x[i] = r[i];
+}
+
+/* The end of one round, from x = a^d (Montgomery form): does base a fail
+ * to witness that n = d * 2^s + 1 is composite? */
+static int strong_probable_prime(const struct mont *m, uint64_t x, int s) {
   if (x == m->one || x == m->minus_one)
     return 1;
   while (--s > 0) {
@@ -301,11 +322,12 @@ static int strong_probable_prime(const struct mont *m, uint64_t d, int s,
 /* Small n by a bit mask, then the primes to 53 (which settle n < 59^2),
  * then Miller-Rabin with Jim Sinclair's seven bases, proven exact for every
  * n < 2^64 (a base that is 0 mod n is skipped). Base 2 goes first: its
- * form is 2R mod n, and most composites fail it. */
+ * powers need doublings, not multiplications, and most composites fail
+ * it; the six others, which every prime must pass, run three at a time. */
 int pc_miller_rabin(uint64_t n) {
-  static const uint64_t bases[] = {325,    9375,    28178,
-                                   450775, 9780504, 1795265022};
-  uint64_t d, two, r2 = 0;
+  static const uint64_t bases[NBASES] = {325,    9375,    28178,
+                                         450775, 9780504, 1795265022};
+  uint64_t d, r2;
   struct mont m;
   int s;
 
@@ -318,13 +340,17 @@ int pc_miller_rabin(uint64_t n) {
   mont_init(&m, n);
   s = __builtin_ctzll(n - 1);
   d = (n - 1) >> s;
-  two = m.one >= n - m.one ? m.one - (n - m.one) : m.one + m.one;
-  if (!strong_probable_prime(&m, d, s, two))
+  if (!strong_probable_prime(&m, mont_pow2(&m, d), s))
     return PC_COMPOSITE;
-  for (size_t i = 0; i < sizeof bases / sizeof bases[0]; i++) {
-    uint64_t a = bases[i] % n;
-    if (a != 0 && !strong_probable_prime(&m, d, s, mont_form(&m, a, &r2)))
-      return PC_COMPOSITE;
+  r2 = mont_r2(&m);
+  for (size_t i = 0; i < NBASES; i += 3) {
+    uint64_t x[3];
+    for (int j = 0; j < 3; j++)
+      x[j] = mont_mul(&m, bases[i + j] % n, r2);
+    mont_pow3(&m, x, d);
+    for (int j = 0; j < 3; j++)
+      if (bases[i + j] % n != 0 && !strong_probable_prime(&m, x[j], s))
+        return PC_COMPOSITE;
   }
   return PC_PRIME;
 }
