@@ -18,6 +18,7 @@
 #include "primes.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,11 +101,11 @@ static int file_refused(const char *name, const pc_lines *p,
   }
 }
 
-/* Parses f as it streams in, what each read() brings (fread() would wait
- * for a full buffer), and stops at the first bad line: a file without newlines,
- * or an endless one, costs no more than PC_LINE_MAX bytes and MAX_LISTED
- * numbers. */
-static int read_numbers(FILE *f, const char *name, struct inputs *in) {
+/* Parses the file as it streams in, what each read() brings (stdio would
+ * wait for a full buffer), and stops at the first bad line: a file without
+ * newlines, or an endless one, costs no more than PC_LINE_MAX bytes and
+ * MAX_LISTED numbers. */
+static int read_numbers(int fd, const char *name, struct inputs *in) {
   char buf[READ_SIZE];
   pc_bad_line bad;
   pc_lines p;
@@ -113,7 +114,7 @@ static int read_numbers(FILE *f, const char *name, struct inputs *in) {
 
   pc_lines_init(&p);
   in->list.limit = MAX_LISTED;
-  while (rc == PC_OK && (got = read(fileno(f), buf, sizeof buf)) != 0) {
+  while (rc == PC_OK && (got = read(fd, buf, sizeof buf)) != 0) {
     if (got < 0 && errno == EINTR)
       continue;
     if (got < 0) {
@@ -130,18 +131,19 @@ static int read_numbers(FILE *f, const char *name, struct inputs *in) {
 /* Appends the numbers of a file ("-": standard input). Returns CONTINUE
  * or an exit status. */
 int add_file(const char *path, struct inputs *in) {
-  const char *name = strcmp(path, "-") ? path : "<stdin>";
-  FILE *f = strcmp(path, "-") ? fopen(path, "r") : stdin;
+  int is_stdin = strcmp(path, "-") == 0;
+  const char *name = is_stdin ? "<stdin>" : path;
+  int fd = is_stdin ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
   size_t before = in->list.n;
   int status;
 
-  if (!f) {
+  if (fd < 0) {
     fprintf(stderr, "primes: %s: %s\n", name, strerror(errno));
     return EXIT_USAGE;
   }
-  status = read_numbers(f, name, in);
-  if (f != stdin)
-    fclose(f);
+  status = read_numbers(fd, name, in);
+  if (!is_stdin)
+    close(fd);
   if (status == CONTINUE && in->list.n == before) {
     fprintf(stderr, "primes: %s: no numbers in it\n", name);
     status = EXIT_USAGE;
