@@ -85,6 +85,9 @@ void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
  * read by other threads under pool->mu where said. */
 struct pp__procs {
   struct pp__shared *sh;
+  pthread_mutex_t drain_mu; /* held while results are taken and applied:
+                               see pp__collector_drain() */
+  int drain_mu_made;
   int *pids;           /* [nworkers], under mu: 0 no process in this place */
   int *deathfds;       /* [nworkers]: read ends of the death pipes */
   int collector_ready; /* under mu: it has its buffers and forks workers */
@@ -105,7 +108,7 @@ static inline struct pp__procs *pp__procs_of(const pp_pool *p) {
 
 /* collector.c */
 void *pp__collector_main(void *arg);
-size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap);
+size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap, int wait);
 int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id);
 
 /* How long a thread about to sleep for a result or a task spins first:

@@ -47,6 +47,9 @@ static int procs_start(pp_pool *p) {
   if (!e)
     return PP_ENOMEM;
   p->engine_state = e;
+  if (pthread_mutex_init(&e->drain_mu, NULL) != 0)
+    return PP_ENOMEM;
+  e->drain_mu_made = 1;
   if ((rc = pp__shared_create(&e->sh, p)) != 0)
     return rc;
   e->pids = calloc((size_t)p->nworkers, sizeof *e->pids);
@@ -95,6 +98,8 @@ static void procs_stop(pp_pool *p) {
   free(e->pids);
   free(e->deathfds);
   pp__shared_destroy(e->sh);
+  if (e->drain_mu_made)
+    pthread_mutex_destroy(&e->drain_mu);
   free(e);
   p->engine_state = NULL;
 }
@@ -188,7 +193,7 @@ static void procs_help_wait(pp_pool *p, int (*done)(const void *),
   for (unsigned i = 1; !done(arg); i++) {
     if (i % 16 == 0 && pp__now_ns() >= until) /* the clock costs 20 ns */
       break;
-    if (pp__collector_drain(p, buf, sizeof buf) == 0)
+    if (pp__collector_drain(p, buf, sizeof buf, 0) == 0)
       pp__cpu_relax();
   }
   atomic_fetch_sub(&sh->helpers, 1);
