@@ -77,7 +77,7 @@ struct pp_map {
   size_t cursor;            /* the next result to hand back */
   size_t ready_end;         /* results [cursor, ready_end) are done */
   size_t tasks;             /* tasks in flight */
-  int helped;               /* took results itself before this sleep */
+  int refilled;             /* topped the window up before this sleep */
   int source_done;
   int source_err;
   struct map_item *items;  /* [window + 1] */
@@ -333,7 +333,7 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
       continue;
     it->chunk = c;
     it->ih = ih;
-    __atomic_store_n(&it->done, 1, __ATOMIC_RELEASE);
+    it->done = 1;
     c->refs++;
   }
   if (c->refs == 0)
@@ -479,14 +479,6 @@ static void release_handed_locked(pp_map *m) {
     m->yielded = m->cursor;
 }
 
-/* Whether result `cursor` is done, read without the lock as a hint for
- * help_wait (an item's done flag only ever turns on while it waits). */
-static int cursor_done(const void *arg) {
-  const pp_map *m = arg;
-  return __atomic_load_n(&m->items[m->cursor % (m->window + 1)].done,
-                         __ATOMIC_ACQUIRE);
-}
-
 /* With mu held: waits until result `cursor` is done, or the map ends or
  * times out; then notes how many consecutive results are ready. Returns 0
  * or PP_EOF, the source's error, PP_ETIMEDOUT. */
@@ -501,18 +493,19 @@ static int wait_ready_locked(pp_map *m) {
       break;
     if (m->deadline_ns != PP__FOREVER && pp__now_ns() >= m->deadline_ns)
       return PP_ETIMEDOUT;
-    if (m->pool->engine->help_wait && !m->helped) {
-      /* Take results off the engine for a moment before sleeping. */
-      m->helped = 1;
-      pp__pool_unlock(m->pool);
-      m->pool->engine->help_wait(m->pool, cursor_done, m);
-      pp__pool_lock(m->pool);
+    if (!m->refilled) {
+      /* Not ready: keep the workers fed with what the window allows. */
+      m->refilled = 1;
+      refill_or_stop_locked(m);
       continue;
     }
-    m->helped = 0;
+    m->refilled = 0;
+    /* Asleep, not taking results itself as pp_future_result() does: a map
+     * wants throughput, and with as many workers as cores a spinning
+     * consumer takes a core from them (chunksize 1 ran a third slower). */
     pp__pool_wait(m->pool, &m->pool->changed, m->deadline_ns);
   }
-  m->helped = 0;
+  m->refilled = 0;
   /* Scanned on from where the last scan stopped: amortised O(1). */
   if (m->ready_end <= m->cursor)
     m->ready_end = m->cursor + 1;
@@ -565,7 +558,6 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
   } else {
     pp__pool_lock(m->pool);
     release_handed_locked(m);
-    refill_or_stop_locked(m);
     rc = wait_ready_locked(m);
     if (rc == 0) {
       /* The window is topped up before this result is handed back, as
