@@ -290,7 +290,8 @@ static void resolve_locked(void *owner, size_t index,
 
 /* The automatic chunksize after a run of `count` items that took
  * `run_ns`: aims for chunks of AUTO_TARGET_NS, growing at most fourfold
- * at a time, and no larger than a quarter of each worker's window. */
+ * at a time, and no larger than half of each worker's share of the
+ * window. */
 static void adapt_chunk_locked(pp_map *m, uint32_t count, uint64_t run_ns) {
   double per = (double)run_ns / count, want;
   size_t cap = m->window / (2 * (size_t)m->pool->nworkers);
