@@ -6,12 +6,15 @@
  * DESIGN
  * The cursor feeds pp_map_gen() (ordered), a batch of numbers per task:
  * one for small inputs under trial division, CHUNKSIZE for large ones, up
- * to MAX_BATCH for Miller-Rabin, whose microsecond per number would
- * otherwise be lost in dispatch. --mode completed submits one number per
- * future, in two alternating batches of futures drained by
- * pp_as_completed() (so the pool never runs dry at a batch boundary). For
- * each number a task sends back a fixed record: the number, whether it is
- * prime, and the seconds the worker spent on it.
+ * to MAX_BATCH for Miller-Rabin, whose fraction of a microsecond per
+ * number would otherwise be lost in dispatch (and large batches let the
+ * workers run on while the master, on a shared core, is descheduled).
+ * --mode completed submits one number per future, in two alternating
+ * batches of futures drained by pp_as_completed() (so the pool never runs
+ * dry at a batch boundary). Either way a task checks and times each of
+ * its numbers and sends back their rows as text, already in the run's
+ * format (see ROWS_HEADER), so that the master of a map over tens of
+ * millions of numbers only writes bytes in order.
  *
  * Ctrl-C sets a flag that the main loop checks between results, and also a
  * word in a page shared with the workers (mapped before they are forked):
@@ -32,8 +35,14 @@
 #include <time.h>
 
 #define CHUNKSIZE 256  /* trial division: numbers per task, large inputs */
-#define MAX_BATCH 1024 /* Miller-Rabin: most numbers per task */
+#define MAX_BATCH 8192 /* Miller-Rabin: most numbers per task */
 #define BATCH 1024     /* futures per as_completed batch */
+
+/* The largest record of a task: MAX_BATCH rows of the longest kind. */
+#define RECORD_MAX (ROWS_HEADER + (size_t)MAX_BATCH * PC_ROW_MAX)
+
+_Static_assert(RECORD_MAX <= (size_t)1 << 20,
+               "a batch's rows must fit the pool's default max_payload");
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop word must be lock-free");
 
@@ -47,6 +56,12 @@ struct batch {
 volatile sig_atomic_t interrupted;
 static atomic_int *stop_word; /* shared with the workers */
 
+/* The format the tasks write their rows in. Set by run() before the pool
+ * starts: the workers are forked after the options are parsed and this is
+ * set, so each inherits its value, as the tasks already rely on for the
+ * stop word's mapping. */
+static enum format task_format;
+
 double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -55,34 +70,38 @@ double now(void) {
 
 /* ------------------------------------------------------------ tasks */
 
-/* Checks n with the chosen algorithm and times it. */
-static int timed_check(uint64_t n, int use_mr, struct result *r) {
+/* Checks n with the chosen algorithm and times it: *elapsed (OUT) gets the
+ * seconds. Returns PC_PRIME, PC_COMPOSITE or PC_STOPPED. */
+static int timed_check(uint64_t n, int use_mr, double *elapsed) {
   double t0 = now();
   int rc = use_mr ? pc_miller_rabin(n) : pc_trial_division(n, stop_word);
 
-  memset(r, 0, sizeof *r);
-  r->n = n;
-  r->prime = rc == PC_PRIME;
-  r->elapsed = now() - t0;
+  *elapsed = now() - t0;
   return rc;
 }
 
-/* The body of both tasks: a batch of numbers in (8 bytes each), a struct
- * result for each out. */
+/* The body of both tasks: a batch of numbers in (8 bytes each), their rows
+ * out in one record. A worker process runs one task at a time, so the
+ * record's buffer can be static. */
 static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
-  struct result r[MAX_BATCH];
-  size_t count = len / sizeof(uint64_t);
+  static char record[RECORD_MAX];
+  size_t count = len / sizeof(uint64_t), off = ROWS_HEADER;
+  uint32_t rows = (uint32_t)count;
+  double elapsed;
   uint64_t n;
+  int rc;
 
   if (len % sizeof n || count == 0 || count > MAX_BATCH)
     return pp_task_fail(task, EINVAL, "expected 1 to %d numbers, got %zu bytes",
                         MAX_BATCH, len);
   for (size_t i = 0; i < count; i++) {
     memcpy(&n, (const char *)arg + i * sizeof n, sizeof n);
-    if (timed_check(n, use_mr, &r[i]) == PC_STOPPED)
+    if ((rc = timed_check(n, use_mr, &elapsed)) == PC_STOPPED)
       return pp_task_fail(task, EINTR, "interrupted");
+    off += pc_format_row(record + off, task_format, n, rc == PC_PRIME, elapsed);
   }
-  return pp_task_return(task, r, count * sizeof r[0]);
+  memcpy(record, &rows, sizeof rows);
+  return pp_task_return(task, record, off);
 }
 
 /* The two tasks: the algorithm is chosen by which function is submitted,
@@ -144,13 +163,14 @@ int stopped_by_signal(int progress) {
 static int run_sequential(const struct config *cfg, const struct inputs *in,
                           struct output *o) {
   struct cursor cur = {.in = in};
-  struct result r;
+  double elapsed;
   uint64_t n;
+  int rc;
 
   while (!interrupted && cursor_next(&cur, &n)) {
-    if (timed_check(n, cfg->use_mr, &r) == PC_STOPPED)
+    if ((rc = timed_check(n, cfg->use_mr, &elapsed)) == PC_STOPPED)
       break;
-    output_row(o, &r);
+    output_result(o, n, rc == PC_PRIME, elapsed);
   }
   return interrupted ? EXIT_INTERRUPTED : 0;
 }
@@ -182,25 +202,21 @@ static int gen_batches(void *state, const void **arg, size_t *len) {
 
 /* Numbers per task: trial division one at a time for small inputs (so
  * that each shows as it comes and the workers balance) and CHUNKSIZE for
- * large ones; Miller-Rabin, a microsecond a number, in batches of up to
- * MAX_BATCH, about eight per worker. */
+ * large ones; Miller-Rabin, well under a microsecond a number, in batches
+ * of up to MAX_BATCH, about eight per worker. Never more than the rows
+ * that fit in the pool's max_payload (all of MAX_BATCH by default). */
 static size_t batch_size(const struct config *cfg, uint64_t count,
-                         int workers) {
-  uint64_t size;
+                         pp_pool *pool) {
+  uint64_t size, fit = (pp_pool_max_payload(pool) - ROWS_HEADER) / PC_ROW_MAX;
+  uint64_t most = fit < MAX_BATCH ? fit : MAX_BATCH;
 
   if (!cfg->use_mr)
-    return count > CHUNK_THRESHOLD ? CHUNKSIZE : 1;
-  size = count / ((uint64_t)workers * 8);
-  return size < 1 ? 1 : size > MAX_BATCH ? MAX_BATCH : (size_t)size;
-}
-
-/* Prints the results of one batch; -1 if they are malformed. */
-static int output_batch(struct output *o, const void *data, size_t len) {
-  if (len == 0 || len % sizeof(struct result))
-    return -1;
-  for (size_t off = 0; off < len; off += sizeof(struct result))
-    output_row(o, (const char *)data + off);
-  return 0;
+    size = count > CHUNK_THRESHOLD ? CHUNKSIZE : 1;
+  else
+    size = count / ((uint64_t)pp_pool_workers(pool) * 8);
+  if (size > most)
+    size = most;
+  return size < 1 ? 1 : (size_t)size;
 }
 
 /* Names each number of the failed batch at `index`. */
@@ -225,7 +241,7 @@ static int run_map(pp_pool *pool, const struct config *cfg,
   int rc, status = 0;
 
   g.cur = (struct cursor){.in = in};
-  g.size = batch_size(cfg, in->count, workers);
+  g.size = batch_size(cfg, in->count, pool);
   if (g.size > 1)
     mo.window = 4 * (size_t)workers;
   if ((rc = pp_map_gen(pool, fn, gen_batches, &g, &mo, &map)) != 0) {
@@ -235,7 +251,7 @@ static int run_map(pp_pool *pool, const struct config *cfg,
   while (!interrupted && (rc = pp_map_next(map, &data, &len)) != PP_EOF) {
     if (interrupted)
       break;
-    if (rc == 0 && output_batch(o, data, len) == 0)
+    if (rc == 0 && output_record(o, data, len) == 0)
       continue;
     status = EXIT_FAILED;
     if (rc != 0 && !is_item_failure(rc)) {
@@ -298,10 +314,8 @@ static int drain_batch(struct batch *b, struct output *o, int *status) {
     if (interrupted)
       break;
     rc = pp_future_result(f, 0, &data, &len);
-    if (rc == 0 && len == sizeof(struct result)) {
-      output_row(o, data);
+    if (rc == 0 && output_record(o, data, len) == 0)
       continue;
-    }
     *status = EXIT_FAILED;
     report_failure(batch_number(b, f), rc, pp_future_message(f));
   }
@@ -367,6 +381,7 @@ int run(const struct config *cfg, const struct inputs *in) {
   int status;
 
   pp_options_init(&opts);
+  task_format = cfg->format;
   if (start_pool(cfg, &opts, &pool) != 0)
     return EXIT_FAILED;
   output_init(&o, cfg, in->count);
