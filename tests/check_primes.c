@@ -575,7 +575,7 @@ END_TEST
 /* The corners where printf would print something else, all out of reach
  * of a monotonic clock's difference. */
 START_TEST(seconds_out_of_range) {
-  char buf[64];
+  char buf[PC_ROW_MAX];
   size_t len;
 
   ck_assert_uint_eq(pc_micros(-0.0), 0);
