@@ -71,7 +71,7 @@ struct cursor {
   uint64_t offset; /* in the current range */
 };
 
-/* What a task sends back for its numbers, as one record: the number of
+/* What a batch of numbers gives, as one record: the number of
  * rows (a uint32_t, in the master's byte order: workers are its forks),
  * then their text in the run's format, as pc_format_row() writes it. */
 #define ROWS_HEADER sizeof(uint32_t)
@@ -105,7 +105,6 @@ void free_inputs(struct inputs *in);
 /* primes_output.c */
 void output_init(struct output *o, const struct config *cfg, uint64_t total);
 void output_begin(struct output *o, int workers);
-void output_result(struct output *o, uint64_t n, int prime, double elapsed);
 int output_record(struct output *o, const void *data, size_t len);
 void output_end(struct output *o, double seconds);
 void report_failure(uint64_t n, int rc, const char *msg);

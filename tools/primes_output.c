@@ -3,9 +3,9 @@
  * CSV and JSON, one row per result, with a progress line on a terminal for
  * large inputs, and failures on standard error.
  *
- * Rows are formatted by pc_format_row() (primes_core.c): in the workers for
- * the pool's modes, whose records arrive here as text to write in order,
- * and here for --sequential.
+ * Rows are formatted by pc_format_row() (primes_core.c) a batch at a time,
+ * by the workers or, with --sequential, by the master (primes_run.c), and
+ * arrive here as records of text to write in order.
  */
 #include "primes.h"
 
@@ -72,14 +72,7 @@ static void output_rows(struct output *o, const char *text, size_t len,
     draw_progress(o);
 }
 
-/* One result checked in this process, in the chosen format. */
-void output_result(struct output *o, uint64_t n, int prime, double elapsed) {
-  char row[PC_ROW_MAX];
-
-  output_rows(o, row, pc_format_row(row, o->format, n, prime, elapsed), 1);
-}
-
-/* A task's record (see ROWS_HEADER): its text goes out as it is. Returns
+/* A batch's record (see ROWS_HEADER): its text goes out as it is. Returns
  * 0, or -1 if the record is malformed. */
 int output_record(struct output *o, const void *data, size_t len) {
   uint32_t rows;

@@ -14,7 +14,9 @@
  * dry at a batch boundary). Either way a task checks and times each of
  * its numbers and sends back their rows as text, already in the run's
  * format (see ROWS_HEADER), so that the master of a map over tens of
- * millions of numbers only writes bytes in order.
+ * millions of numbers only writes bytes in order. --sequential runs the
+ * same batches through the same code in the master, so that it is the
+ * baseline of exactly the work the workers share.
  *
  * Ctrl-C sets a flag that the main loop checks between results, and also a
  * word in a page shared with the workers (mapped before they are forked):
@@ -70,38 +72,62 @@ double now(void) {
 
 /* ------------------------------------------------------------ tasks */
 
-/* Checks n with the chosen algorithm and times it: *elapsed (OUT) gets the
- * seconds. Returns PC_PRIME, PC_COMPOSITE or PC_STOPPED. */
-static int timed_check(uint64_t n, int use_mr, double *elapsed) {
-  double t0 = now();
-  int rc = use_mr ? pc_miller_rabin(n) : pc_trial_division(n, stop_word);
+/* A batch's rows as one record (see ROWS_HEADER), made in a worker or, with
+ * --sequential, in the master: one process each, one batch at a time, so
+ * the buffers can be static. */
+static char record[RECORD_MAX];
+static double elapsed[MAX_BATCH];
+static uint8_t prime[MAX_BATCH];
 
-  *elapsed = now() - t0;
-  return rc;
-}
-
-/* The body of both tasks: a batch of numbers in (8 bytes each), their rows
- * out in one record. A worker process runs one task at a time, so the
- * record's buffer can be static. */
-static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
-  static char record[RECORD_MAX];
-  size_t count = len / sizeof(uint64_t), off = ROWS_HEADER;
-  uint32_t rows = (uint32_t)count;
-  double elapsed;
+/* Checks the `count` numbers at `numbers` (8 bytes each, in any alignment)
+ * and writes the record of those done: all of them, or those before a
+ * trial division stopped by a signal (*stopped, OUT). The numbers are
+ * checked first, with one clock reading between each two (the end of one
+ * number's time is the start of the next one's), then formatted, so that
+ * formatting is in no number's time. Returns the record's length, or 0
+ * if no number was done. */
+static size_t check_batch(const void *numbers, size_t count, int use_mr,
+                          int *stopped) {
+  size_t done = 0, off = ROWS_HEADER;
+  uint32_t rows;
+  double t0 = now(), t1;
   uint64_t n;
   int rc;
 
-  if (len % sizeof n || count == 0 || count > MAX_BATCH)
+  *stopped = 0;
+  for (; done < count; done++) {
+    memcpy(&n, (const char *)numbers + done * sizeof n, sizeof n);
+    rc = use_mr ? pc_miller_rabin(n) : pc_trial_division(n, stop_word);
+    if (rc == PC_STOPPED) {
+      *stopped = 1;
+      break;
+    }
+    t1 = now();
+    elapsed[done] = t1 - t0;
+    prime[done] = rc == PC_PRIME;
+    t0 = t1;
+  }
+  for (size_t i = 0; i < done; i++) {
+    memcpy(&n, (const char *)numbers + i * sizeof n, sizeof n);
+    off += pc_format_row(record + off, task_format, n, prime[i], elapsed[i]);
+  }
+  rows = (uint32_t)done;
+  memcpy(record, &rows, sizeof rows);
+  return done ? off : 0;
+}
+
+/* The body of both tasks: a batch of numbers in, their record out. */
+static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
+  size_t count = len / sizeof(uint64_t), rlen;
+  int stopped;
+
+  if (len % sizeof(uint64_t) || count == 0 || count > MAX_BATCH)
     return pp_task_fail(task, EINVAL, "expected 1 to %d numbers, got %zu bytes",
                         MAX_BATCH, len);
-  for (size_t i = 0; i < count; i++) {
-    memcpy(&n, (const char *)arg + i * sizeof n, sizeof n);
-    if ((rc = timed_check(n, use_mr, &elapsed)) == PC_STOPPED)
-      return pp_task_fail(task, EINTR, "interrupted");
-    off += pc_format_row(record + off, task_format, n, rc == PC_PRIME, elapsed);
-  }
-  memcpy(record, &rows, sizeof rows);
-  return pp_task_return(task, record, off);
+  rlen = check_batch(arg, count, use_mr, &stopped);
+  if (stopped)
+    return pp_task_fail(task, EINTR, "interrupted");
+  return pp_task_return(task, record, rlen);
 }
 
 /* The two tasks: the algorithm is chosen by which function is submitted,
@@ -159,22 +185,6 @@ int stopped_by_signal(int progress) {
 
 /* ------------------------------------------------------------ modes */
 
-/* The baseline: every number in this process, in order. */
-static int run_sequential(const struct config *cfg, const struct inputs *in,
-                          struct output *o) {
-  struct cursor cur = {.in = in};
-  double elapsed;
-  uint64_t n;
-  int rc;
-
-  while (!interrupted && cursor_next(&cur, &n)) {
-    if ((rc = timed_check(n, cfg->use_mr, &elapsed)) == PC_STOPPED)
-      break;
-    output_result(o, n, rc == PC_PRIME, elapsed);
-  }
-  return interrupted ? EXIT_INTERRUPTED : 0;
-}
-
 /* A failure of one item, after which a map goes on. */
 static int is_item_failure(int rc) {
   return rc == PP_ETASK || rc == PP_ECRASHED || rc == PP_EDEADLINE ||
@@ -205,18 +215,38 @@ static int gen_batches(void *state, const void **arg, size_t *len) {
  * large ones; Miller-Rabin, well under a microsecond a number, in batches
  * of up to MAX_BATCH, about eight per worker. Never more than the rows
  * that fit in the pool's max_payload (all of MAX_BATCH by default). */
-static size_t batch_size(const struct config *cfg, uint64_t count,
-                         pp_pool *pool) {
-  uint64_t size, fit = (pp_pool_max_payload(pool) - ROWS_HEADER) / PC_ROW_MAX;
+static size_t batch_size(const struct config *cfg, uint64_t count, int workers,
+                         size_t max_payload) {
+  uint64_t size, fit = (max_payload - ROWS_HEADER) / PC_ROW_MAX;
   uint64_t most = fit < MAX_BATCH ? fit : MAX_BATCH;
 
   if (!cfg->use_mr)
     size = count > CHUNK_THRESHOLD ? CHUNKSIZE : 1;
   else
-    size = count / ((uint64_t)pp_pool_workers(pool) * 8);
+    size = count / ((uint64_t)workers * 8);
   if (size > most)
     size = most;
   return size < 1 ? 1 : (size_t)size;
+}
+
+/* The baseline: every number in this process, in order, in the batches a
+ * worker would get and through the same check_batch(); a stopped batch
+ * still writes the rows it has. */
+static int run_sequential(const struct config *cfg, const struct inputs *in,
+                          struct output *o) {
+  static struct batches g;
+  const void *arg;
+  size_t len, rlen;
+  int stopped = 0;
+
+  g.cur = (struct cursor){.in = in};
+  g.size = batch_size(cfg, in->count, 1, sizeof record);
+  while (!interrupted && !stopped && gen_batches(&g, &arg, &len)) {
+    rlen = check_batch(arg, len / sizeof g.n[0], cfg->use_mr, &stopped);
+    if (rlen)
+      output_record(o, record, rlen);
+  }
+  return interrupted ? EXIT_INTERRUPTED : 0;
 }
 
 /* Names each number of the failed batch at `index`. */
@@ -241,7 +271,7 @@ static int run_map(pp_pool *pool, const struct config *cfg,
   int rc, status = 0;
 
   g.cur = (struct cursor){.in = in};
-  g.size = batch_size(cfg, in->count, pool);
+  g.size = batch_size(cfg, in->count, workers, pp_pool_max_payload(pool));
   if (g.size > 1)
     mo.window = 4 * (size_t)workers;
   if ((rc = pp_map_gen(pool, fn, gen_batches, &g, &mo, &map)) != 0) {
