@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -500,6 +501,122 @@ START_TEST(trial_stops_when_asked) {
 }
 END_TEST
 
+/* ------------------------------------------------------ result rows */
+
+/* pc_format_seconds(x, width) against printf's "%*.6f". */
+static void expect_seconds(double x, int width) {
+  char want[64], got[64];
+  size_t len = pc_format_seconds(got, x, width);
+
+  got[len] = '\0';
+  snprintf(want, sizeof want, "%*.6f", width, x);
+  ck_assert_msg(strcmp(got, want) == 0, "%.17g: '%s', printf '%s'", x, got,
+                want);
+}
+
+/* The three rows of (n, prime, x) against printf with the formats that
+ * output_row() used. */
+static void expect_rows(uint64_t n, int prime, double x) {
+  char want[256], got[PC_ROW_MAX + 1];
+  size_t len;
+
+  len = pc_format_row(got, FORMAT_TEXT, n, prime, x);
+  got[len] = '\0';
+  snprintf(want, sizeof want, "%16" PRIu64 "  %c %9.6fs\n", n,
+           prime ? 'P' : ' ', x);
+  ck_assert_str_eq(got, want);
+  len = pc_format_row(got, FORMAT_CSV, n, prime, x);
+  got[len] = '\0';
+  snprintf(want, sizeof want, "%" PRIu64 ",%d,%.6f\n", n, prime, x);
+  ck_assert_str_eq(got, want);
+  len = pc_format_row(got, FORMAT_JSON, n, prime, x);
+  got[len] = '\0';
+  snprintf(want, sizeof want,
+           ",\n  {\"n\": %" PRIu64 ", \"prime\": %s, "
+           "\"elapsed\": %.6f}",
+           n, prime ? "true" : "false", x);
+  ck_assert_str_eq(got, want);
+}
+
+/* Given values, ties, near-ties and random doubles of every magnitude the
+ * clock can give, against printf. */
+START_TEST(seconds_like_printf) {
+  static const double given[] = {0,         1e-7,
+                                 0.0000005, 0.0000015,
+                                 0.0000025, 0.9999995,
+                                 1.5,       123.456789,
+                                 9.9999995, 99.9999995,
+                                 0.0078125, 0.0234375,
+                                 1e-6,      4.94065645841246544e-324,
+                                 1e-300,    12345678.9,
+                                 1e12,      9999999999999.99};
+  uint64_t x = 88172645463325252u;
+
+  for (size_t i = 0; i < sizeof given / sizeof given[0]; i++) {
+    expect_seconds(given[i], 0);
+    expect_seconds(given[i], 9);
+  }
+  expect_seconds(nextafter(PC_ELAPSED_LIMIT, 0), 0); /* the largest */
+  /* Exact ties are j / 128 for odd j (x * 10^6 = k + 1/2 with x a binary
+   * fraction): printf rounds them to even. */
+  for (uint64_t j = 1; j < (1 << 20); j += 2)
+    expect_seconds((double)j / 128, 0);
+  for (int i = 0; i < 200000; i++) {
+    uint64_t r = next_random(&x);
+    double k = (double)(r % 10000000000000u);
+    /* the doubles nearest to a midpoint, just above or below it */
+    expect_seconds((k + 0.5) / 1e6, 0);
+    /* and any double from 2^-40 to 2^43 */
+    expect_seconds(ldexp((double)(r >> 11), (int)(r % 84) - 93), 9);
+  }
+}
+END_TEST
+
+/* The corners where printf would print something else, all out of reach
+ * of a monotonic clock's difference. */
+START_TEST(seconds_out_of_range) {
+  char buf[PC_ROW_MAX];
+  size_t len;
+
+  ck_assert_uint_eq(pc_micros(-0.0), 0);
+  ck_assert_uint_eq(pc_micros(-1e-9), 0);
+  ck_assert_uint_eq(pc_micros(-5), 0);
+  ck_assert_uint_eq(pc_micros(NAN), 0);
+  ck_assert_uint_eq(pc_micros(PC_ELAPSED_LIMIT), 9999999999999999999u);
+  ck_assert_uint_eq(pc_micros(INFINITY), 9999999999999999999u);
+  ck_assert_uint_eq(pc_micros(1e300), 9999999999999999999u);
+  len = pc_format_seconds(buf, -0.0, 0);
+  ck_assert(len == 8 && memcmp(buf, "0.000000", 8) == 0);
+  len = pc_format_seconds(buf, 1e20, 0);
+  ck_assert(len == 20 && memcmp(buf, "9999999999999.999999", 20) == 0);
+  /* the longest row fits PC_ROW_MAX */
+  ck_assert_uint_eq(pc_format_row(buf, FORMAT_JSON, UINT64_MAX, 0, 1e20), 80);
+  ck_assert_uint_le(80, PC_ROW_MAX);
+  ck_assert_uint_eq(pc_format_row(buf, FORMAT_TEXT, UINT64_MAX, 1, 1e20), 46);
+  ck_assert_uint_eq(pc_format_row(buf, FORMAT_CSV, UINT64_MAX, 1, 1e20), 44);
+}
+END_TEST
+
+/* Numbers at every length and digit boundary, both marks, in the three
+ * formats. */
+START_TEST(rows_like_printf) {
+  uint64_t x = 88172645463325252u, p = 1;
+
+  expect_rows(0, 0, 0);
+  expect_rows(UINT64_MAX, 1, 0.0000005);
+  for (int i = 0; i < 20; i++, p *= 10) {
+    expect_rows(p, i & 1, 1e-7 * i);
+    expect_rows(p - 1, 1, 0.9999995);
+    expect_rows(p + 1, 0, 123.456789);
+    expect_rows(p * 5 - 1, 1, 12345678.9);
+  }
+  for (int i = 0; i < 20000; i++) {
+    uint64_t r = next_random(&x);
+    expect_rows(r >> (r % 64), (int)(r & 1), (double)(r % 100000000) / 1e7);
+  }
+}
+END_TEST
+
 /* -------------------------------------------------------------- CLI */
 
 #ifdef PRIMES_PATH
@@ -881,6 +998,117 @@ START_TEST(cli_large_range_agrees) {
   free(got);
   for (int i = 0; i < 4; i++)
     run_free(&r[i]);
+}
+END_TEST
+
+/* Masks what differs between runs of the same numbers: each elapsed time
+ * (digits, '.', six digits) becomes '#', and the text format's header and
+ * total lines, which name the mode and the run's time, are dropped. */
+static void mask_run(char *s, const char *format) {
+  char *w = s, *r = s;
+
+  if (strcmp(format, "text") == 0) {
+    char *total = strstr(s, "Total time: ");
+    ck_assert_ptr_nonnull(total);
+    *total = '\0';
+    ck_assert_ptr_nonnull(r = strchr(s, '\n'));
+    r++;
+  }
+  while (*r) {
+    size_t digits = strspn(r, "0123456789");
+    if (digits && r[digits] == '.' &&
+        strspn(r + digits + 1, "0123456789") == 6) {
+      *w++ = '#';
+      r += digits + 7;
+    } else {
+      size_t keep = digits ? digits : 1;
+      memmove(w, r, keep);
+      w += keep;
+      r += keep;
+    }
+  }
+  *w = '\0';
+}
+
+/* Drops a ',' that ends each line (JSON's separators, which follow the
+ * order of the rows), then sorts the lines. */
+static void sort_rows(char **lines, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    size_t len = strlen(lines[i]);
+    if (len && lines[i][len - 1] == ',')
+      lines[i][len - 1] = '\0';
+  }
+  qsort(lines, n, sizeof *lines, cmp_str);
+}
+
+/* The lines of `a` and `b` are the same up to their order. */
+static void expect_same_lines(char *a, char *b, const char *what) {
+  size_t cap = strlen(a) + 2, na, nb;
+  char **la = calloc(cap, sizeof *la), **lb = calloc(cap, sizeof *lb);
+
+  ck_assert(la && lb);
+  na = split_lines(a, la, cap);
+  nb = split_lines(b, lb, cap);
+  ck_assert_msg(na == nb, "%s: %zu lines, then %zu", what, na, nb);
+  sort_rows(la, na);
+  sort_rows(lb, nb);
+  for (size_t i = 0; i < na; i++)
+    ck_assert_msg(strcmp(la[i], lb[i]) == 0, "%s: '%s' or '%s'", what, la[i],
+                  lb[i]);
+  free(la);
+  free(lb);
+}
+
+/* A JSON array of rows: no ',' before the first, one before each other. */
+static void expect_json_array(const char *out) {
+  size_t objects = 0, separators = 0;
+
+  ck_assert_msg(strncmp(out, "[\n  {\"n\": ", 10) == 0, "'%.20s'", out);
+  ck_assert(strcmp(out + strlen(out) - 4, "}\n]\n") == 0);
+  for (const char *p = out; (p = strstr(p, "{\"n\": ")) != NULL; p++)
+    objects++;
+  for (const char *p = out; (p = strstr(p, "},\n  {\"n\": ")) != NULL; p++)
+    separators++;
+  ck_assert_uint_eq(separators + 1, objects);
+}
+
+/* The bytes a map writes (its rows made in the workers, a batch at a time)
+ * are those of the master's own rows (--sequential), elapsed times aside,
+ * in every format: for a large range (many rows a batch, JSON's first ','
+ * dropped once), the fixture (a number a batch) and a list. --mode
+ * completed writes the same lines, in the order the results come. */
+START_TEST(cli_map_bytes_match) {
+  static const char *const formats[] = {"text", "csv", "json"};
+  static const char *const inputs[][3] = {
+      {"--range", "1000000000000:1000000030000", NULL},
+      {"--algo", "mr", NULL},
+      {"0", "18446744073709551557", "9999999999999999"}};
+  char what[64];
+  struct run r[3];
+
+  for (size_t f = 0; f < 3; f++)
+    for (size_t i = 0; i < 3; i++) {
+      const char *const *in = inputs[i];
+      run_primes(&r[0], NULL, "--algo", "mr", "--format", formats[f], "-w", "2",
+                 in[0], in[1], in[2], NULL);
+      run_primes(&r[1], NULL, "--algo", "mr", "--format", formats[f],
+                 "--sequential", in[0], in[1], in[2], NULL);
+      run_primes(&r[2], NULL, "--algo", "mr", "--format", formats[f], "--mode",
+                 "completed", in[0], in[1], in[2], NULL);
+      for (int k = 0; k < 3; k++) {
+        ck_assert_msg(r[k].status == 0, "run %d: %s", k, r[k].err);
+        if (f == 2)
+          expect_json_array(r[k].out);
+        mask_run(r[k].out, formats[f]);
+      }
+      snprintf(what, sizeof what, "%s, input %zu", formats[f], i);
+      ck_assert_uint_gt(strlen(r[0].out), 20);
+      ck_assert_msg(strcmp(r[0].out, r[1].out) == 0,
+                    "%s: map and --sequential differ", what);
+      expect_same_lines(r[0].out, r[2].out, what);
+      for (int k = 0; k < 3; k++)
+        run_free(&r[k]);
+    }
 }
 END_TEST
 
@@ -1288,6 +1516,9 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, agree_100000_near_1e12);
   tcase_add_test(tc, trial_stops_when_asked);
   tcase_add_test(tc, mr_agrees_with_factor);
+  tcase_add_test(tc, seconds_like_printf);
+  tcase_add_test(tc, seconds_out_of_range);
+  tcase_add_test(tc, rows_like_printf);
   suite_add_tcase(s, tc);
   tc = tcase_create("slow");
   tcase_set_timeout(tc, 120);
@@ -1308,6 +1539,7 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, cli_modes_same_lines);
   tcase_add_test(tc, cli_large_range_agrees);
   tcase_add_test(tc, cli_json_and_csv);
+  tcase_add_test(tc, cli_map_bytes_match);
   tcase_add_test(tc, cli_interrupt_map);
   tcase_add_test(tc, cli_interrupt_completed);
   tcase_add_test(tc, cli_files_crlf);

@@ -38,7 +38,6 @@ enum sieve {
   SIEVE_COUNT,
   SIEVE_PRIMES
 }; /* --count, --primes-only */
-enum format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };
 
 struct config {
   int workers; /* 0: online CPUs */
@@ -72,12 +71,10 @@ struct cursor {
   uint64_t offset; /* in the current range */
 };
 
-/* What a task sends back for one number. */
-struct result {
-  uint64_t n;
-  uint8_t prime;
-  double elapsed;
-};
+/* What a batch of numbers gives, as one record: the number of
+ * rows (a uint32_t, in the master's byte order: workers are its forks),
+ * then their text in the run's format, as pc_format_row() writes it. */
+#define ROWS_HEADER sizeof(uint32_t)
 
 struct output {
   enum format format;
@@ -108,7 +105,7 @@ void free_inputs(struct inputs *in);
 /* primes_output.c */
 void output_init(struct output *o, const struct config *cfg, uint64_t total);
 void output_begin(struct output *o, int workers);
-void output_row(struct output *o, const void *data);
+int output_record(struct output *o, const void *data, size_t len);
 void output_end(struct output *o, double seconds);
 void report_failure(uint64_t n, int rc, const char *msg);
 void output_primes_begin(enum format format);

@@ -9,6 +9,14 @@
  * before it happens, isqrt never squares past 2^64, and Miller-Rabin
  * works in Montgomery form: 64x64->128-bit products reduced without any
  * division per step.
+ *
+ * Result rows are formatted here, once for every mode: by the workers of a
+ * map (a batch comes back as its text) and by the master otherwise. Tens
+ * of millions of rows make printf the bottleneck, so numbers are written
+ * two digits a step, and elapsed times as whole microseconds rounded with
+ * integer arithmetic on the double's exact value, which is what glibc's
+ * printf does for "%.6f": the bytes are the same, and the tests compare
+ * them with printf's.
  */
 #include "primes_core.h"
 
@@ -353,4 +361,128 @@ int pc_miller_rabin(uint64_t n) {
         return PC_COMPOSITE;
   }
   return PC_PRIME;
+}
+
+/* ------------------------------------------------------ result rows */
+
+static const char digit_pairs[] = "00010203040506070809"
+                                  "10111213141516171819"
+                                  "20212223242526272829"
+                                  "30313233343536373839"
+                                  "40414243444546474849"
+                                  "50515253545556575859"
+                                  "60616263646566676869"
+                                  "70717273747576777879"
+                                  "80818283848586878889"
+                                  "90919293949596979899";
+
+/* Digits are produced from the right into a scratch buffer of the
+ * longest length, then moved to the front. */
+size_t pc_format_u64(char *buf, uint64_t n) {
+  char tmp[20], *p = tmp + sizeof tmp;
+  size_t len;
+
+  while (n >= 100) {
+    unsigned d = (unsigned)(n % 100) * 2;
+    n /= 100;
+    *--p = digit_pairs[d + 1];
+    *--p = digit_pairs[d];
+  }
+  if (n >= 10) {
+    *--p = digit_pairs[n * 2 + 1];
+    *--p = digit_pairs[n * 2];
+  } else {
+    *--p = (char)('0' + n);
+  }
+  len = (size_t)(tmp + sizeof tmp - p);
+  memcpy(buf, p, len);
+  return len;
+}
+
+/* seconds = m * 2^e exactly; below the limit (2^44) e is at most -9, so
+ * seconds * 10^6 = (m * 10^6) >> -e, m * 10^6 < 2^73, and the bits shifted
+ * out decide the rounding: over half rounds up, exactly half rounds to the
+ * even neighbour (as printf does in the default rounding mode, which the
+ * tool never changes). */
+uint64_t pc_micros(double seconds) {
+  uint64_t bits, m, q;
+  u128 p, rest, half;
+  int e;
+
+  if (!(seconds >= 0))
+    return 0;
+  if (seconds >= PC_ELAPSED_LIMIT)
+    return (uint64_t)(PC_ELAPSED_LIMIT * 1e6) - 1;
+  memcpy(&bits, &seconds, sizeof bits);
+  m = bits & ((UINT64_C(1) << 52) - 1);
+  e = (int)((bits >> 52) & 0x7ff);
+  if (e)
+    m |= UINT64_C(1) << 52;
+  else
+    e = 1;      /* subnormal */
+  e = 1075 - e; /* the right shift: seconds = m >> e */
+  if (e > 100)
+    return 0; /* below 2^-48 s: far under half a microsecond */
+  p = (u128)m * 1000000;
+  q = (uint64_t)(p >> e);
+  rest = p & (((u128)1 << e) - 1);
+  half = (u128)1 << (e - 1);
+  return q + (rest > half || (rest == half && (q & 1)));
+}
+
+size_t pc_format_seconds(char *buf, double seconds, int width) {
+  uint64_t us = pc_micros(seconds), frac = us % 1000000;
+  char tmp[24];
+  size_t len = pc_format_u64(tmp, us / 1000000), pad = 0;
+
+  tmp[len++] = '.';
+  for (int i = 2; i >= 0; i--) {
+    memcpy(tmp + len + (size_t)i * 2, digit_pairs + (frac % 100) * 2, 2);
+    frac /= 100;
+  }
+  len += 6;
+  if ((size_t)width > len)
+    pad = (size_t)width - len;
+  memset(buf, ' ', pad);
+  memcpy(buf + pad, tmp, len);
+  return pad + len;
+}
+
+/* Copies `len` bytes of s to p; returns the end of the copy. */
+static char *put(char *p, const char *s, size_t len) {
+  memcpy(p, s, len);
+  return p + len;
+}
+
+#define PUT(p, literal) put(p, literal, sizeof literal - 1)
+
+size_t pc_format_row(char *buf, enum format format, uint64_t n, int prime,
+                     double elapsed) {
+  char *p = buf, digits[20];
+  size_t len;
+
+  if (format == FORMAT_CSV) {
+    p += pc_format_u64(p, n);
+    p = put(p, prime ? ",1," : ",0,", 3);
+    p += pc_format_seconds(p, elapsed, 0);
+    *p++ = '\n';
+  } else if (format == FORMAT_JSON) {
+    p = PUT(p, ",\n  {\"n\": ");
+    p += pc_format_u64(p, n);
+    p = prime ? PUT(p, ", \"prime\": true") : PUT(p, ", \"prime\": false");
+    p = PUT(p, ", \"elapsed\": ");
+    p += pc_format_seconds(p, elapsed, 0);
+    *p++ = '}';
+  } else {
+    len = pc_format_u64(digits, n);
+    if (len < 16) {
+      memset(p, ' ', 16 - len);
+      p += 16 - len;
+    }
+    p = put(p, digits, len);
+    p = put(p, prime ? "  P " : "    ", 4);
+    p += pc_format_seconds(p, elapsed, 9);
+    p = PUT(p, "s\n");
+  }
+  return (size_t)(p - buf);
 }

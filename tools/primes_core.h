@@ -1,7 +1,8 @@
 /*
  * The pure logic of the primes tool: what counts as a number, the two
- * primality tests, and the classic fixture. Nothing here touches the pool,
- * files or the terminal, so that the Check suite can test it directly.
+ * primality tests, the classic fixture, and the one formatter of result
+ * rows. Nothing here touches the pool, files or the terminal, so that the
+ * Check suite can test it directly.
  *
  * Numbers are every integer from 0 to 2^64-1 written in decimal digits
  * only: no sign, no spaces, no base prefix. Trial division is deliberately
@@ -103,5 +104,45 @@ int pc_trial_division(uint64_t n, const atomic_int *stop);
 
 /* Deterministic Miller-Rabin: exact for every 64-bit n. */
 int pc_miller_rabin(uint64_t n);
+
+/* ------------------------------------------------------ result rows */
+
+enum format { FORMAT_TEXT, FORMAT_CSV, FORMAT_JSON };
+
+/* The longest row pc_format_row() writes (a JSON row of 2^64-1 with the
+ * largest elapsed time is 80 bytes). */
+#define PC_ROW_MAX 96
+
+/* Elapsed times are written as printf's "%.6f" would, for every double
+ * from 0 up to (not including) this many seconds; see pc_micros(). */
+#define PC_ELAPSED_LIMIT 1e13
+
+/* Writes n in decimal at buf (room for 20 bytes, no NUL); returns the
+ * length. Two digits a step, without printf. */
+size_t pc_format_u64(char *buf, uint64_t n);
+
+/* `seconds` in whole microseconds, rounded exactly as glibc's printf
+ * rounds "%.6f" (to nearest, ties to even, on the double's exact binary
+ * value). Values outside [0, PC_ELAPSED_LIMIT), which a difference of two
+ * monotonic clock readings never is, differ from printf: NaN and
+ * negatives give 0 (printf: "nan", "-0.000000"...), larger values give
+ * the limit less one microsecond. */
+uint64_t pc_micros(double seconds);
+
+/* Writes "%.6f" of `seconds` (through pc_micros()) at buf, padded with
+ * spaces on the left to `width`; returns the length (at most 20 or
+ * width). */
+size_t pc_format_seconds(char *buf, double seconds, int width);
+
+/* Writes the row of one result at buf (room for PC_ROW_MAX bytes, no NUL)
+ * and returns its length. The bytes are those of
+ *   text  printf("%16" PRIu64 "  %c %9.6fs\n", n, prime ? 'P' : ' ', e)
+ *   csv   printf("%" PRIu64 ",%d,%.6f\n", n, prime, e)
+ *   json  printf(",\n  {\"n\": %" PRIu64 ", \"prime\": %s, "
+ *                "\"elapsed\": %.6f}", n, prime ? "true" : "false", e)
+ * A JSON row always starts with the ',' that separates it from the row
+ * before: the writer drops it from the first row of the array. */
+size_t pc_format_row(char *buf, enum format format, uint64_t n, int prime,
+                     double elapsed);
 
 #endif

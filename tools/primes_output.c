@@ -2,6 +2,10 @@
  * The output formats of the primes tool: text (the seed's rows and total),
  * CSV and JSON, one row per result, with a progress line on a terminal for
  * large inputs, and failures on standard error.
+ *
+ * Rows are formatted by pc_format_row() (primes_core.c) a batch at a time,
+ * by the workers or, with --sequential, by the master (primes_run.c), and
+ * arrive here as records of text to write in order.
  */
 #include "primes.h"
 
@@ -51,23 +55,35 @@ static void draw_progress(struct output *o) {
           o->rows, o->total, 100.0 * (double)o->rows / (double)o->total);
 }
 
-/* One result, in the chosen format; `data` is a struct result. */
-void output_row(struct output *o, const void *data) {
-  struct result r;
-
-  memcpy(&r, data, sizeof r);
-  if (o->format == FORMAT_CSV)
-    printf("%" PRIu64 ",%d,%.6f\n", r.n, r.prime, r.elapsed);
-  else if (o->format == FORMAT_JSON)
-    printf("%s\n  {\"n\": %" PRIu64 ", \"prime\": %s, \"elapsed\": %.6f}",
-           o->rows ? "," : "", r.n, r.prime ? "true" : "false", r.elapsed);
-  else
-    printf("%16" PRIu64 "  %c %9.6fs\n", r.n, r.prime ? 'P' : ' ', r.elapsed);
-  o->rows++;
+/* Writes `rows` rows of text as pc_format_row() made them, dropping the
+ * ',' that starts the first JSON row of the array, then flushes or redraws
+ * the progress line as the output asks. */
+static void output_rows(struct output *o, const char *text, size_t len,
+                        uint64_t rows) {
+  if (o->format == FORMAT_JSON && o->rows == 0 && len && text[0] == ',') {
+    text++;
+    len--;
+  }
+  fwrite(text, 1, len, stdout);
+  o->rows += rows;
   if (o->flush_each)
     fflush(stdout);
   if (o->progress)
     draw_progress(o);
+}
+
+/* A batch's record (see ROWS_HEADER): its text goes out as it is. Returns
+ * 0, or -1 if the record is malformed. */
+int output_record(struct output *o, const void *data, size_t len) {
+  uint32_t rows;
+
+  if (len <= ROWS_HEADER)
+    return -1;
+  memcpy(&rows, data, sizeof rows);
+  if (rows == 0)
+    return -1;
+  output_rows(o, (const char *)data + ROWS_HEADER, len - ROWS_HEADER, rows);
+  return 0;
 }
 
 /* Clears the progress line and closes the output (JSON's ']', or the
@@ -101,16 +117,14 @@ void output_primes_begin(enum format format) {
 
 /* One prime, written without printf (lists run to millions of lines). */
 void output_prime(enum format format, uint64_t p, int first) {
-  char buf[24], *s = buf + sizeof buf;
+  char buf[24];
+  size_t len = pc_format_u64(buf, p);
 
-  *--s = '\n';
-  do
-    *--s = (char)('0' + p % 10);
-  while ((p /= 10) != 0);
   if (format == FORMAT_JSON)
     fputs(first ? "\n  " : ",\n  ", stdout);
-  fwrite(s, 1, (size_t)(buf + sizeof buf - s) - (format == FORMAT_JSON),
-         stdout);
+  else
+    buf[len++] = '\n';
+  fwrite(buf, 1, len, stdout);
 }
 
 void output_primes_end(enum format format, int any) {
@@ -121,10 +135,13 @@ void output_primes_end(enum format format, int any) {
 
 /* The count alone in text; with its time in CSV and JSON. */
 void output_count(enum format format, uint64_t count, double seconds) {
+  char elapsed[24];
+
+  elapsed[pc_format_seconds(elapsed, seconds, 0)] = '\0';
   if (format == FORMAT_CSV)
-    printf("count,elapsed\n%" PRIu64 ",%.6f\n", count, seconds);
+    printf("count,elapsed\n%" PRIu64 ",%s\n", count, elapsed);
   else if (format == FORMAT_JSON)
-    printf("{\"count\": %" PRIu64 ", \"elapsed\": %.6f}\n", count, seconds);
+    printf("{\"count\": %" PRIu64 ", \"elapsed\": %s}\n", count, elapsed);
   else
     printf("%" PRIu64 "\n", count);
   fflush(stdout);

@@ -6,12 +6,17 @@
  * DESIGN
  * The cursor feeds pp_map_gen() (ordered), a batch of numbers per task:
  * one for small inputs under trial division, CHUNKSIZE for large ones, up
- * to MAX_BATCH for Miller-Rabin, whose microsecond per number would
- * otherwise be lost in dispatch. --mode completed submits one number per
- * future, in two alternating batches of futures drained by
- * pp_as_completed() (so the pool never runs dry at a batch boundary). For
- * each number a task sends back a fixed record: the number, whether it is
- * prime, and the seconds the worker spent on it.
+ * to MAX_BATCH for Miller-Rabin, whose fraction of a microsecond per
+ * number would otherwise be lost in dispatch (and large batches let the
+ * workers run on while the master, on a shared core, is descheduled).
+ * --mode completed submits one number per future, in two alternating
+ * batches of futures drained by pp_as_completed() (so the pool never runs
+ * dry at a batch boundary). Either way a task checks and times each of
+ * its numbers and sends back their rows as text, already in the run's
+ * format (see ROWS_HEADER), so that the master of a map over tens of
+ * millions of numbers only writes bytes in order. --sequential runs the
+ * same batches through the same code in the master, so that it is the
+ * baseline of exactly the work the workers share.
  *
  * Ctrl-C sets a flag that the main loop checks between results, and also a
  * word in a page shared with the workers (mapped before they are forked):
@@ -32,8 +37,14 @@
 #include <time.h>
 
 #define CHUNKSIZE 256  /* trial division: numbers per task, large inputs */
-#define MAX_BATCH 1024 /* Miller-Rabin: most numbers per task */
+#define MAX_BATCH 8192 /* Miller-Rabin: most numbers per task */
 #define BATCH 1024     /* futures per as_completed batch */
+
+/* The largest record of a task: MAX_BATCH rows of the longest kind. */
+#define RECORD_MAX (ROWS_HEADER + (size_t)MAX_BATCH * PC_ROW_MAX)
+
+_Static_assert(RECORD_MAX <= (size_t)1 << 20,
+               "a batch's rows must fit the pool's default max_payload");
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop word must be lock-free");
 
@@ -47,6 +58,12 @@ struct batch {
 volatile sig_atomic_t interrupted;
 static atomic_int *stop_word; /* shared with the workers */
 
+/* The format the tasks write their rows in. Set by run() before the pool
+ * starts: the workers are forked after the options are parsed and this is
+ * set, so each inherits its value, as the tasks already rely on for the
+ * stop word's mapping. */
+static enum format task_format;
+
 double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -55,34 +72,62 @@ double now(void) {
 
 /* ------------------------------------------------------------ tasks */
 
-/* Checks n with the chosen algorithm and times it. */
-static int timed_check(uint64_t n, int use_mr, struct result *r) {
-  double t0 = now();
-  int rc = use_mr ? pc_miller_rabin(n) : pc_trial_division(n, stop_word);
+/* A batch's rows as one record (see ROWS_HEADER), made in a worker or, with
+ * --sequential, in the master: one process each, one batch at a time, so
+ * the buffers can be static. */
+static char record[RECORD_MAX];
+static double elapsed[MAX_BATCH];
+static uint8_t prime[MAX_BATCH];
 
-  memset(r, 0, sizeof *r);
-  r->n = n;
-  r->prime = rc == PC_PRIME;
-  r->elapsed = now() - t0;
-  return rc;
+/* Checks the `count` numbers at `numbers` (8 bytes each, in any alignment)
+ * and writes the record of those done: all of them, or those before a
+ * trial division stopped by a signal (*stopped, OUT). The numbers are
+ * checked first, with one clock reading between each two (the end of one
+ * number's time is the start of the next one's), then formatted, so that
+ * formatting is in no number's time. Returns the record's length, or 0
+ * if no number was done. */
+static size_t check_batch(const void *numbers, size_t count, int use_mr,
+                          int *stopped) {
+  size_t done = 0, off = ROWS_HEADER;
+  uint32_t rows;
+  double t0 = now(), t1;
+  uint64_t n;
+  int rc;
+
+  *stopped = 0;
+  for (; done < count; done++) {
+    memcpy(&n, (const char *)numbers + done * sizeof n, sizeof n);
+    rc = use_mr ? pc_miller_rabin(n) : pc_trial_division(n, stop_word);
+    if (rc == PC_STOPPED) {
+      *stopped = 1;
+      break;
+    }
+    t1 = now();
+    elapsed[done] = t1 - t0;
+    prime[done] = rc == PC_PRIME;
+    t0 = t1;
+  }
+  for (size_t i = 0; i < done; i++) {
+    memcpy(&n, (const char *)numbers + i * sizeof n, sizeof n);
+    off += pc_format_row(record + off, task_format, n, prime[i], elapsed[i]);
+  }
+  rows = (uint32_t)done;
+  memcpy(record, &rows, sizeof rows);
+  return done ? off : 0;
 }
 
-/* The body of both tasks: a batch of numbers in (8 bytes each), a struct
- * result for each out. */
+/* The body of both tasks: a batch of numbers in, their record out. */
 static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
-  struct result r[MAX_BATCH];
-  size_t count = len / sizeof(uint64_t);
-  uint64_t n;
+  size_t count = len / sizeof(uint64_t), rlen;
+  int stopped;
 
-  if (len % sizeof n || count == 0 || count > MAX_BATCH)
+  if (len % sizeof(uint64_t) || count == 0 || count > MAX_BATCH)
     return pp_task_fail(task, EINVAL, "expected 1 to %d numbers, got %zu bytes",
                         MAX_BATCH, len);
-  for (size_t i = 0; i < count; i++) {
-    memcpy(&n, (const char *)arg + i * sizeof n, sizeof n);
-    if (timed_check(n, use_mr, &r[i]) == PC_STOPPED)
-      return pp_task_fail(task, EINTR, "interrupted");
-  }
-  return pp_task_return(task, r, count * sizeof r[0]);
+  rlen = check_batch(arg, count, use_mr, &stopped);
+  if (stopped)
+    return pp_task_fail(task, EINTR, "interrupted");
+  return pp_task_return(task, record, rlen);
 }
 
 /* The two tasks: the algorithm is chosen by which function is submitted,
@@ -140,21 +185,6 @@ int stopped_by_signal(int progress) {
 
 /* ------------------------------------------------------------ modes */
 
-/* The baseline: every number in this process, in order. */
-static int run_sequential(const struct config *cfg, const struct inputs *in,
-                          struct output *o) {
-  struct cursor cur = {.in = in};
-  struct result r;
-  uint64_t n;
-
-  while (!interrupted && cursor_next(&cur, &n)) {
-    if (timed_check(n, cfg->use_mr, &r) == PC_STOPPED)
-      break;
-    output_row(o, &r);
-  }
-  return interrupted ? EXIT_INTERRUPTED : 0;
-}
-
 /* A failure of one item, after which a map goes on. */
 static int is_item_failure(int rc) {
   return rc == PP_ETASK || rc == PP_ECRASHED || rc == PP_EDEADLINE ||
@@ -182,25 +212,41 @@ static int gen_batches(void *state, const void **arg, size_t *len) {
 
 /* Numbers per task: trial division one at a time for small inputs (so
  * that each shows as it comes and the workers balance) and CHUNKSIZE for
- * large ones; Miller-Rabin, a microsecond a number, in batches of up to
- * MAX_BATCH, about eight per worker. */
-static size_t batch_size(const struct config *cfg, uint64_t count,
-                         int workers) {
-  uint64_t size;
+ * large ones; Miller-Rabin, well under a microsecond a number, in batches
+ * of up to MAX_BATCH, about eight per worker. Never more than the rows
+ * that fit in the pool's max_payload (all of MAX_BATCH by default). */
+static size_t batch_size(const struct config *cfg, uint64_t count, int workers,
+                         size_t max_payload) {
+  uint64_t size, fit = (max_payload - ROWS_HEADER) / PC_ROW_MAX;
+  uint64_t most = fit < MAX_BATCH ? fit : MAX_BATCH;
 
   if (!cfg->use_mr)
-    return count > CHUNK_THRESHOLD ? CHUNKSIZE : 1;
-  size = count / ((uint64_t)workers * 8);
-  return size < 1 ? 1 : size > MAX_BATCH ? MAX_BATCH : (size_t)size;
+    size = count > CHUNK_THRESHOLD ? CHUNKSIZE : 1;
+  else
+    size = count / ((uint64_t)workers * 8);
+  if (size > most)
+    size = most;
+  return size < 1 ? 1 : (size_t)size;
 }
 
-/* Prints the results of one batch; -1 if they are malformed. */
-static int output_batch(struct output *o, const void *data, size_t len) {
-  if (len == 0 || len % sizeof(struct result))
-    return -1;
-  for (size_t off = 0; off < len; off += sizeof(struct result))
-    output_row(o, (const char *)data + off);
-  return 0;
+/* The baseline: every number in this process, in order, in the batches a
+ * worker would get and through the same check_batch(); a stopped batch
+ * still writes the rows it has. */
+static int run_sequential(const struct config *cfg, const struct inputs *in,
+                          struct output *o) {
+  static struct batches g;
+  const void *arg;
+  size_t len, rlen;
+  int stopped = 0;
+
+  g.cur = (struct cursor){.in = in};
+  g.size = batch_size(cfg, in->count, 1, sizeof record);
+  while (!interrupted && !stopped && gen_batches(&g, &arg, &len)) {
+    rlen = check_batch(arg, len / sizeof g.n[0], cfg->use_mr, &stopped);
+    if (rlen)
+      output_record(o, record, rlen);
+  }
+  return interrupted ? EXIT_INTERRUPTED : 0;
 }
 
 /* Names each number of the failed batch at `index`. */
@@ -225,7 +271,7 @@ static int run_map(pp_pool *pool, const struct config *cfg,
   int rc, status = 0;
 
   g.cur = (struct cursor){.in = in};
-  g.size = batch_size(cfg, in->count, workers);
+  g.size = batch_size(cfg, in->count, workers, pp_pool_max_payload(pool));
   if (g.size > 1)
     mo.window = 4 * (size_t)workers;
   if ((rc = pp_map_gen(pool, fn, gen_batches, &g, &mo, &map)) != 0) {
@@ -235,7 +281,7 @@ static int run_map(pp_pool *pool, const struct config *cfg,
   while (!interrupted && (rc = pp_map_next(map, &data, &len)) != PP_EOF) {
     if (interrupted)
       break;
-    if (rc == 0 && output_batch(o, data, len) == 0)
+    if (rc == 0 && output_record(o, data, len) == 0)
       continue;
     status = EXIT_FAILED;
     if (rc != 0 && !is_item_failure(rc)) {
@@ -298,10 +344,8 @@ static int drain_batch(struct batch *b, struct output *o, int *status) {
     if (interrupted)
       break;
     rc = pp_future_result(f, 0, &data, &len);
-    if (rc == 0 && len == sizeof(struct result)) {
-      output_row(o, data);
+    if (rc == 0 && output_record(o, data, len) == 0)
       continue;
-    }
     *status = EXIT_FAILED;
     report_failure(batch_number(b, f), rc, pp_future_message(f));
   }
@@ -367,6 +411,7 @@ int run(const struct config *cfg, const struct inputs *in) {
   int status;
 
   pp_options_init(&opts);
+  task_format = cfg->format;
   if (start_pool(cfg, &opts, &pool) != 0)
     return EXIT_FAILED;
   output_init(&o, cfg, in->count);

@@ -22,6 +22,11 @@
  * - Miller-Rabin over a million random odd 64-bit numbers, in batches of
  *   MR_BATCH numbers per task, on 1 and 2 workers. Target: at least 3M
  *   numbers a second per worker.
+ * - The 10M numbers of [10^12, 10^12 + 10^7) through the tool, `primes
+ *   --algo mr --format csv` with its output to /dev/null (a row a number,
+ *   formatted by the workers), on 2 workers against --sequential, timed
+ *   from the outside, three alternating runs, the medians compared.
+ *   Target: 2 workers at least 1.8x faster.
  */
 #include "primes_core.h"
 
@@ -43,6 +48,8 @@
 #define COUNT_RUNS 3
 #define MR_NUMBERS 1000000
 #define MR_BATCH 16384
+#define RANGE_TARGET 1.8 /* --sequential / 2 workers, at least */
+#define RANGE "1000000000000:1000010000000"
 
 #ifndef PRIMES_PATH
 #define PRIMES_PATH "primes"
@@ -79,7 +86,7 @@ static const char python_script[] =
     "        wall = time.perf_counter() - t0\n"
     "    print(wall, sum(r[2] for r in results), sum(r[1] for r in results))\n";
 
-/* What the task sends back, as in tools/primes.c. */
+/* What trial_task() sends back for one number. */
 struct result {
   uint64_t n;
   uint8_t prime;
@@ -196,6 +203,12 @@ static int cmp_double(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
+/* The median of the COUNT_RUNS times of v (sorted in place). */
+static double median(double *v) {
+  qsort(v, COUNT_RUNS, sizeof v[0], cmp_double);
+  return v[COUNT_RUNS / 2];
+}
+
 /* Three alternating runs of primes and primesieve on `workers` threads;
  * the medians in pp[] and ps[] (ps < 0: no primesieve). 0 or -1. */
 static int bench_count(int workers, int have_primesieve, double *pp,
@@ -227,10 +240,8 @@ static int bench_count(int workers, int have_primesieve, double *pp,
             n_pp, n_ps);
     return -1;
   }
-  qsort(a, COUNT_RUNS, sizeof a[0], cmp_double);
-  qsort(b, COUNT_RUNS, sizeof b[0], cmp_double);
-  *pp = a[COUNT_RUNS / 2];
-  *ps = have_primesieve ? b[COUNT_RUNS / 2] : -1;
+  *pp = median(a);
+  *ps = have_primesieve ? median(b) : -1;
   return 0;
 }
 
@@ -357,6 +368,47 @@ static int report_mr(void) {
   return rc == 0 ? 0 : -1;
 }
 
+/* ------------------------------------------- a range through the tool */
+
+/* Runs a shell command (its output sent to /dev/null by the command); 0
+ * with the wall time, or -1 if it failed. */
+static int time_run(const char *cmd, double *wall) {
+  double t0 = now();
+  int rc = system(cmd);
+
+  *wall = now() - t0;
+  return rc == 0 ? 0 : -1;
+}
+
+/* The 10M-number range as CSV on 2 workers and with --sequential, three
+ * alternating runs; 0 or -1. */
+static int report_range(void) {
+  double pool[COUNT_RUNS], seq[COUNT_RUNS], ratio;
+  char cmd_pool[256], cmd_seq[256];
+  static const char args[] = "--algo mr --range " RANGE " --format csv";
+
+  snprintf(cmd_pool, sizeof cmd_pool, "'%s' %s -w 2 >/dev/null", PRIMES_PATH,
+           args);
+  snprintf(cmd_seq, sizeof cmd_seq, "'%s' %s --sequential >/dev/null",
+           PRIMES_PATH, args);
+  printf("\nprimes %s >/dev/null, median of %d alternating runs:\n", args,
+         COUNT_RUNS);
+  for (int i = 0; i < COUNT_RUNS; i++) {
+    if (time_run(cmd_pool, &pool[i]) != 0 || time_run(cmd_seq, &seq[i]) != 0) {
+      fprintf(stderr, "bench_primes: the range failed\n");
+      return -1;
+    }
+    printf("  run %d: 2 workers %.3f s, --sequential %.3f s\n", i + 1, pool[i],
+           seq[i]);
+    fflush(stdout);
+  }
+  ratio = median(seq) / median(pool);
+  printf("--sequential / 2 workers:       %6.3f   (target 2 workers >= %.1fx "
+         "--sequential: %s)\n",
+         ratio, RANGE_TARGET, verdict(ratio >= RANGE_TARGET));
+  return 0;
+}
+
 int main(void) {
   struct timings t;
   double ideal, python;
@@ -387,7 +439,7 @@ int main(void) {
            verdict(python / t.wall >= PYTHON_TARGET));
   }
   fflush(stdout);
-  if (report_count() != 0 || report_mr() != 0)
+  if (report_count() != 0 || report_mr() != 0 || report_range() != 0)
     return 1;
   return 0;
 }
