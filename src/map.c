@@ -42,8 +42,9 @@ struct map_chunk {
   unsigned char bytes[];
 };
 
-#define SPARE_BYTES 256 /* runs up to this size reuse their chunks */
-#define SPARE_MAX 64
+#define SPARE_MIN 256         /* the smallest chunk made */
+#define SPARE_MAX 64          /* chunks kept for reuse, at most */
+#define SPARE_KEEP (8u << 20) /* and their bytes, at most */
 
 /* One argument's result. `done` is written under pool->mu; a done item is
  * never written again until it is released. */
@@ -82,7 +83,7 @@ struct pp_map {
   int source_err;
   struct map_item *items;  /* [window + 1] */
   struct map_chunk *spare; /* small chunks to reuse; under mu */
-  size_t nspare;
+  size_t nspare, spare_bytes;
   /* The stage: the next task's arguments. */
   const void **stage_args;
   size_t *stage_lens;
@@ -104,26 +105,31 @@ static struct map_item *item_at(pp_map *m, size_t index) {
 /* With mu held: a chunk of at least `len` bytes, from the spare list when
  * small. */
 static struct map_chunk *chunk_new(pp_map *m, size_t len) {
-  struct map_chunk *c;
+  struct map_chunk *c, **pp;
 
-  if (len <= SPARE_BYTES && (c = m->spare) != NULL) {
-    m->spare = c->next;
-    m->nspare--;
-    return c;
-  }
-  if (len <= SPARE_BYTES)
-    len = SPARE_BYTES;
+  for (pp = &m->spare; (c = *pp) != NULL; pp = &c->next)
+    if (c->cap >= len) { /* first fit: the list is short */
+      *pp = c->next;
+      m->nspare--;
+      m->spare_bytes -= c->cap;
+      return c;
+    }
+  if (len < SPARE_MIN)
+    len = SPARE_MIN;
   if ((c = malloc(sizeof *c + len)) != NULL)
     c->cap = len;
   return c;
 }
 
-/* With mu held: a chunk no item points into any more. */
+/* With mu held: a chunk no item points into any more, kept for the next
+ * run while the spare list is small: a large run (a batch's text, say)
+ * then costs no allocation and no fresh pages. */
 static void chunk_free(pp_map *m, struct map_chunk *c) {
-  if (c->cap == SPARE_BYTES && m->nspare < SPARE_MAX) {
+  if (m->nspare < SPARE_MAX && m->spare_bytes + c->cap <= SPARE_KEEP) {
     c->next = m->spare;
     m->spare = c;
     m->nspare++;
+    m->spare_bytes += c->cap;
     return;
   }
   free(c);
