@@ -103,7 +103,7 @@ static struct map_item *item_at(pp_map *m, size_t index) {
 }
 
 /* With mu held: a chunk of at least `len` bytes, from the spare list when
- * small. */
+ * one there is large enough. */
 static struct map_chunk *chunk_new(pp_map *m, size_t len) {
   struct map_chunk *c, **pp;
 
