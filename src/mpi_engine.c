@@ -1,0 +1,625 @@
+/*
+ * The MPI engine's table of operations (engine.h), on rank 0: the master,
+ * whose futures, maps, windows and retries are the pool's own; the tasks
+ * run on the other ranks, each a supervisor running a pool of processes
+ * of its own (mpi_rank.c).
+ *
+ * DESIGN
+ * One communication thread makes every MPI call of the process (so
+ * MPI_THREAD_FUNNELED suffices: it also calls MPI_Init_thread and
+ * MPI_Finalize). A queued slot's id goes on a FIFO; the thread hands
+ * queued slots round-robin to the ranks that have credit, moving their
+ * words QUEUED -> CLAIMED (worker = the rank), and sends each rank one
+ * batch at a time (MPI_Isend: the ranks send back as freely, so no pair of
+ * blocking sends can deadlock). Ranks answer in batches: STARTED (the word
+ * goes CLAIMED -> RUNNING, so cancel answers PP_EBUSY and cancel_running
+ * can act), each item's outcome (handed to the slot table, or, for a crash
+ * with retries left, the slot is queued again for any rank), and DONE,
+ * which gives the rank its credit back.
+ *
+ * A rank's window (its credits) adapts to the rate it finishes tasks at:
+ * enough for WINDOW_S of work, from workers + 1 (long tasks: one queued
+ * behind each running one, so that the last tasks are not stuck behind a
+ * busy rank) up to its slots. Cancelling a task already sent only fails
+ * its future: the rank runs it and its answer is dropped (its id is
+ * stale). Killing (cancel_running, and timeouts, which the rank's own pool
+ * enforces) is the rank's: the master sends the id.
+ *
+ * With nothing to do the thread naps on a condition (a new task or a kill
+ * wakes it at once), backing off from PP__MPI_NAP_MIN_NS to _MAX_NS while
+ * no message comes: MPI_Iprobe, never a spinning blocking receive, so it
+ * does not starve workers on shared cores.
+ *
+ * LOCKING
+ * pool->mu guards the FIFO, the ranks' credits, windows and kill lists,
+ * and the flags. The thread holds it to pack and to apply answers, never
+ * across an MPI call.
+ */
+#include "mpi_wire.h"
+
+#include <signal.h>
+#include <stdio.h>
+
+#define BATCH_BYTES ((size_t)256 << 10) /* a batch grows past this by one */
+#define WINDOW_S 0.01                   /* seconds of work a window holds */
+#define RATE_NS 5000000u                /* a window is re-sized this often */
+
+struct rank {
+  int workers;
+  uint32_t capacity;   /* most tasks it holds at once */
+  uint32_t in_flight;  /* sent, not DONE */
+  uint32_t window;     /* its credits: in_flight stays below */
+  uint32_t done_since; /* DONE since since_ns */
+  uint64_t since_ns;
+  struct pp__mpi_buf out; /* the batch being packed or sent */
+  struct pp__mpi_buf kills;
+  MPI_Request req;
+  int sending;
+};
+
+struct master {
+  pthread_t thread;
+  int running;
+  pthread_cond_t wake; /* with mu: a task, a kill, or closing */
+  uint64_t *fifo;      /* ids of queued slots (stale ones are skipped) */
+  size_t fifo_cap, fifo_head, fifo_len;
+  int closing, started, start_rc, finalize;
+  int nranks;
+  struct rank *ranks; /* [nranks]; 0 is this one, unused */
+  int next_rank;      /* where the round-robin starts */
+  MPI_Comm comm;
+  struct pp__registry reg;
+  struct pp__mpi_buf in;
+};
+
+static atomic_int mpi_used; /* one MPI pool in a program's life */
+
+static struct master *master_of(pp_pool *p) {
+  return p->engine_state;
+}
+
+int pp__mpi_recv(MPI_Comm comm, int source, int tag, struct pp__mpi_buf *b) {
+  MPI_Status st;
+  int count;
+
+  MPI_Probe(source, tag, comm, &st);
+  MPI_Get_count(&st, MPI_BYTE, &count);
+  b->len = 0;
+  if (!pp__mpi_buf_room(b, (size_t)count + 1)) {
+    fprintf(stderr, "procpool: out of memory for an MPI message\n");
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+  MPI_Recv(b->data, count, MPI_BYTE, st.MPI_SOURCE, tag, comm,
+           MPI_STATUS_IGNORE);
+  b->len = (size_t)count;
+  return st.MPI_SOURCE;
+}
+
+/* ------------------------------------------------------------ start */
+
+/* Initializes MPI unless the program did; *rank and the size (OUT). */
+static int init_mpi(struct master *m, int *rank) {
+  int inited, finalized, provided;
+
+  MPI_Finalized(&finalized);
+  if (finalized)
+    return PP_ESHUTDOWN;
+  MPI_Initialized(&inited);
+  if (!inited) {
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) !=
+        MPI_SUCCESS)
+      return PP_ESYS;
+    m->finalize = 1;
+  } else if (MPI_Query_thread(&provided), provided < MPI_THREAD_MULTIPLE) {
+    fprintf(stderr, "procpool: the program initialized MPI without "
+                    "MPI_THREAD_MULTIPLE; PP_ENGINE_MPI calls MPI from a "
+                    "thread of its own\n");
+    return PP_ENOTSUP;
+  }
+  MPI_Comm_dup(MPI_COMM_WORLD, &m->comm); /* our tags meet no one else's */
+  MPI_Comm_rank(m->comm, rank);
+  MPI_Comm_size(m->comm, &m->nranks);
+  if (m->nranks < 2 && *rank == 0) {
+    fprintf(stderr, "procpool: PP_ENGINE_MPI needs at least 2 ranks "
+                    "(mpirun -np N ./program, N >= 2)\n");
+    return PP_EINVAL;
+  }
+  return 0;
+}
+
+/* Sends the manifest to every rank and takes each one's answer. Returns 0
+ * or the first failure (each printed, naming its rank). */
+static int handshake(pp_pool *p, struct master *m) {
+  struct pp__mpi_manifest mf = {p->opts.max_payload, m->reg.manifest_len};
+  struct pp__mpi_buf b = {0};
+  int rc = 0, workers = 0;
+
+  if (!pp__mpi_buf_room(&b, sizeof mf + m->reg.manifest_len))
+    return PP_ENOMEM;
+  memcpy(b.data, &mf, sizeof mf);
+  memcpy(b.data + sizeof mf, m->reg.manifest, m->reg.manifest_len);
+  for (int r = 1; r < m->nranks; r++)
+    MPI_Send(b.data, (int)(sizeof mf + m->reg.manifest_len), MPI_BYTE, r,
+             PP__MPI_MANIFEST, m->comm);
+  for (int r = 1; r < m->nranks; r++) {
+    struct pp__mpi_hello h = {.status = PP_EINVAL};
+    struct rank *rk = &m->ranks[r];
+    pp__mpi_recv(m->comm, r, PP__MPI_HELLO, &b);
+    if (b.len == sizeof h)
+      memcpy(&h, b.data, sizeof h);
+    h.msg[sizeof h.msg - 1] = '\0';
+    if (h.status != 0 || h.workers < 1 || h.capacity < 1) {
+      fprintf(stderr, "procpool: rank %d refused the pool: %s\n", r, h.msg);
+      if (rc == 0)
+        rc = h.status ? h.status : PP_EINVAL;
+      continue;
+    }
+    rk->workers = h.workers;
+    rk->capacity = h.capacity;
+    rk->window = (uint32_t)h.workers + 1 < h.capacity ? (uint32_t)h.workers + 1
+                                                      : h.capacity;
+    workers += h.workers;
+  }
+  free(b.data);
+  if (rc == 0) {
+    pp__pool_lock(p);
+    p->nworkers = workers;
+    p->live = workers;
+    pp__pool_unlock(p);
+  }
+  return rc;
+}
+
+/* ------------------------------------------------------------ sending */
+
+/* With mu held: starts rank r's next batch with its kill list. */
+static void begin_batch_locked(struct rank *rk) {
+  struct pp__mpi_batch hdr = {(uint32_t)(rk->kills.len / 8), 0};
+
+  rk->out.len = 0;
+  if (!pp__mpi_buf_room(&rk->out, sizeof hdr + rk->kills.len))
+    return; /* out of memory: the kills wait for the next batch */
+  memcpy(rk->out.data, &hdr, sizeof hdr);
+  if (rk->kills.len)
+    memcpy(rk->out.data + sizeof hdr, rk->kills.data, rk->kills.len);
+  rk->out.len = sizeof hdr + rk->kills.len;
+  rk->kills.len = 0;
+}
+
+/* With mu held: claims the next live queued slot for rank r and appends
+ * it to the rank's batch. Returns 0 when the FIFO has none. A function
+ * that is not registered fails its slot here (a map's tasks reach no
+ * other check). */
+static int pack_one_locked(pp_pool *p, struct master *m, int r,
+                           struct pp__deferred **later) {
+  struct rank *rk = &m->ranks[r];
+
+  while (m->fifo_len) {
+    uint64_t id = m->fifo[m->fifo_head];
+    struct pp__slot *s = pp__slot_by_id(&p->st, id);
+    uint64_t want = pp__slot_word(pp__id_gen(id), PP__SLOT_QUEUED, -1);
+    struct pp__task_hdr hdr;
+    int64_t fn_index;
+    unsigned char *at;
+
+    m->fifo_head = (m->fifo_head + 1) % m->fifo_cap;
+    m->fifo_len--;
+    if (!s || !s->frame ||
+        !(at = pp__mpi_buf_room(&rk->out, 16 + s->frame_len)))
+      continue;
+    memcpy(&hdr, (unsigned char *)s->frame + 8, sizeof hdr);
+    fn_index = pp__registry_index(&m->reg, (pp_task_fn)(uintptr_t)hdr.fn);
+    if (!atomic_compare_exchange_strong(
+            &p->st.words[pp__id_slot(id)], &want,
+            pp__slot_word(pp__id_gen(id), PP__SLOT_CLAIMED, r)))
+      continue; /* cancelled */
+    if (fn_index < 0) {
+      pp__slot_fail_locked(p, pp__id_slot(id), PP_EUNREGISTERED,
+                           "task function is not registered with PP_TASK",
+                           later);
+      continue;
+    }
+    struct pp__mpi_task t = {s->timeout_ns, s->attempts, (uint32_t)fn_index};
+    memcpy(at, &t, sizeof t);
+    memcpy(at + sizeof t, s->frame, s->frame_len);
+    rk->out.len += sizeof t + s->frame_len;
+    ((struct pp__mpi_batch *)rk->out.data)->ntasks++;
+    rk->in_flight++;
+    return 1;
+  }
+  return 0;
+}
+
+/* Whether rank r may take a task into its batch now. */
+static int has_credit(const struct rank *rk) {
+  return !rk->sending && rk->in_flight < rk->window &&
+         rk->out.len < BATCH_BYTES;
+}
+
+/* With mu held: packs every rank's batch, one task a rank in turn.
+ * Returns whether any batch has something to send. */
+static int pack_all_locked(pp_pool *p, struct master *m,
+                           struct pp__deferred **later) {
+  int any = 0, more = 1;
+
+  for (int r = 1; r < m->nranks; r++)
+    if (!m->ranks[r].sending)
+      begin_batch_locked(&m->ranks[r]);
+  while (more && m->fifo_len) {
+    more = 0;
+    for (int i = 0; i < m->nranks - 1 && m->fifo_len; i++) {
+      int r = 1 + (m->next_rank + i) % (m->nranks - 1);
+      if (m->ranks[r].out.len && has_credit(&m->ranks[r]))
+        more |= pack_one_locked(p, m, r, later);
+    }
+    m->next_rank = (m->next_rank + 1) % (m->nranks - 1);
+  }
+  for (int r = 1; r < m->nranks; r++) {
+    struct rank *rk = &m->ranks[r];
+    struct pp__mpi_batch hdr;
+    if (rk->sending || rk->out.len < sizeof hdr)
+      continue;
+    memcpy(&hdr, rk->out.data, sizeof hdr);
+    if (hdr.nkill == 0 && hdr.ntasks == 0)
+      rk->out.len = 0;
+    any |= rk->out.len > 0;
+  }
+  return any;
+}
+
+/* Sends the packed batches and notices the sent ones. Returns whether
+ * anything moved. */
+static int send_batches(struct master *m) {
+  int moved = 0, flag;
+
+  for (int r = 1; r < m->nranks; r++) {
+    struct rank *rk = &m->ranks[r];
+    if (rk->sending) {
+      MPI_Test(&rk->req, &flag, MPI_STATUS_IGNORE);
+      if (!flag)
+        continue;
+      rk->sending = 0;
+      rk->out.len = 0;
+      moved = 1;
+    } else if (rk->out.len) {
+      MPI_Isend(rk->out.data, (int)rk->out.len, MPI_BYTE, r, PP__MPI_TASKS,
+                m->comm, &rk->req);
+      rk->sending = 1;
+      moved = 1;
+    }
+  }
+  return moved;
+}
+
+/* ------------------------------------------------------------ answers */
+
+/* With mu held: re-sizes rank r's window from the rate it finished tasks
+ * at over the last RATE_NS. */
+static void adapt_window_locked(struct rank *rk, uint64_t now) {
+  double rate;
+  uint32_t want;
+
+  if (rk->since_ns == 0 || now - rk->since_ns < RATE_NS)
+    return;
+  rate = rk->done_since / ((double)(now - rk->since_ns) / 1e9);
+  want = rate * WINDOW_S > rk->capacity ? rk->capacity
+                                        : (uint32_t)(rate * WINDOW_S);
+  if (want < (uint32_t)rk->workers + 1)
+    want = (uint32_t)rk->workers + 1;
+  rk->window = want < rk->capacity ? want : rk->capacity;
+  rk->done_since = 0;
+  rk->since_ns = rk->in_flight ? now : 0;
+}
+
+/* With mu held: one item's outcome from a rank. A crash with retries left
+ * queues the whole task again, for any rank; the answers of an older
+ * attempt are dropped. */
+static void apply_item_locked(pp_pool *p, const struct pp__mpi_result *rec,
+                              const unsigned char *data,
+                              struct pp__deferred **later) {
+  struct pp__slot *s = pp__slot_by_id(&p->st, rec->id);
+  uint32_t index = pp__id_slot(rec->id);
+  char msg[PP__MESSAGE_MAX];
+  struct pp__result r;
+
+  if (!s || s->attempts != rec->attempt)
+    return;
+  if (rec->status == PP_ECRASHED && s->attempts < p->opts.retries) {
+    s->attempts++;
+    s->items_left = s->items;
+    pp__slot_requeue_locked(p, index, later);
+    return;
+  }
+  snprintf(msg, sizeof msg, "%.*s", (int)rec->msg_len, data + rec->len);
+  r = (struct pp__result){rec->status, rec->code, data, rec->len, msg};
+  pp__slot_resolve_locked(p, index, rec->item, &r, later);
+}
+
+/* With mu held: the task of rec->id started on rank r. */
+static void apply_started_locked(pp_pool *p, const struct pp__mpi_result *rec,
+                                 int r) {
+  struct pp__slot *s = pp__slot_by_id(&p->st, rec->id);
+  uint32_t gen = pp__id_gen(rec->id);
+  uint64_t want = pp__slot_word(gen, PP__SLOT_CLAIMED, r);
+
+  if (s && s->attempts == rec->attempt)
+    atomic_compare_exchange_strong(&p->st.words[pp__id_slot(rec->id)], &want,
+                                   pp__slot_word(gen, PP__SLOT_RUNNING, r));
+}
+
+/* With mu held: applies a RESULTS batch from rank r, checking every
+ * length against the message. */
+static void apply_batch_locked(pp_pool *p, struct master *m, int r,
+                               const unsigned char *b, size_t n,
+                               struct pp__deferred **later) {
+  struct rank *rk = &m->ranks[r];
+  struct pp__mpi_result rec;
+  size_t off = 0, size;
+
+  while (off + sizeof rec <= n) {
+    memcpy(&rec, b + off, sizeof rec);
+    size = sizeof rec + pp__pad8((size_t)rec.len + rec.msg_len);
+    if (size > n - off)
+      break;
+    if (rec.kind == PP__MPI_ITEM)
+      apply_item_locked(p, &rec, b + off + sizeof rec, later);
+    else if (rec.kind == PP__MPI_STARTED)
+      apply_started_locked(p, &rec, r);
+    else if (rec.kind == PP__MPI_DONE && rk->in_flight > 0) {
+      rk->in_flight--;
+      rk->done_since++;
+    }
+    off += size;
+  }
+  adapt_window_locked(rk, pp__now_ns());
+  if (rk->since_ns == 0 && rk->in_flight)
+    rk->since_ns = pp__now_ns();
+  pthread_cond_signal(&m->wake); /* credits came back */
+}
+
+/* Takes the RESULTS batches that have come (a few at a time, so that
+ * packing gets its turn). Returns whether there was one. */
+static int receive_batches(pp_pool *p, struct master *m) {
+  int got = 0, flag;
+  MPI_Status st;
+
+  for (int i = 0; i < 16; i++) {
+    struct pp__deferred *later = NULL;
+    int r;
+    MPI_Iprobe(MPI_ANY_SOURCE, PP__MPI_RESULTS, m->comm, &flag, &st);
+    if (!flag)
+      break;
+    r = pp__mpi_recv(m->comm, st.MPI_SOURCE, PP__MPI_RESULTS, &m->in);
+    pp__pool_lock(p);
+    if (r > 0 && r < m->nranks)
+      apply_batch_locked(p, m, r, m->in.data, m->in.len, &later);
+    pp__pool_unlock(p);
+    pp__deferred_run(later);
+    got = 1;
+  }
+  return got;
+}
+
+/* ------------------------------------------------------------ the loop */
+
+/* With mu held: whether every rank is idle and nothing will come. */
+static int finished_locked(const struct master *m) {
+  if (!m->closing || m->fifo_len)
+    return 0;
+  for (int r = 1; r < m->nranks; r++)
+    if (m->ranks[r].in_flight || m->ranks[r].sending || m->ranks[r].kills.len)
+      return 0;
+  return 1;
+}
+
+/* With mu held: whether packing now would send something. */
+static int has_work_locked(const struct master *m) {
+  for (int r = 1; r < m->nranks; r++) {
+    const struct rank *rk = &m->ranks[r];
+    if (!rk->sending && (rk->kills.len || (m->fifo_len && has_credit(rk))))
+      return 1;
+  }
+  return 0;
+}
+
+/* Packs, sends and receives until the pool closes and every rank is
+ * idle, napping (backing off) while nothing moves. */
+static void serve_master(pp_pool *p, struct master *m) {
+  uint64_t nap = PP__MPI_NAP_MIN_NS;
+  int done = 0;
+
+  pp__pool_lock(p);
+  while (!done) {
+    struct pp__deferred *later = NULL;
+    int moved = pack_all_locked(p, m, &later);
+    done = finished_locked(m);
+    pp__pool_unlock(p);
+    pp__deferred_run(later);
+    moved |= send_batches(m);
+    moved |= receive_batches(p, m);
+    pp__pool_lock(p);
+    if (moved || has_work_locked(m)) {
+      nap = PP__MPI_NAP_MIN_NS;
+      continue;
+    }
+    if (!finished_locked(m))
+      pp__pool_wait(p, &m->wake, pp__now_ns() + nap);
+    nap = nap * 2 > PP__MPI_NAP_MAX_NS ? PP__MPI_NAP_MAX_NS : nap * 2;
+  }
+  pp__pool_unlock(p);
+}
+
+/* Tells every rank to leave. */
+static void shut_ranks(struct master *m) {
+  for (int r = 1; r < m->nranks; r++)
+    MPI_Send(NULL, 0, MPI_BYTE, r, PP__MPI_SHUTDOWN, m->comm);
+}
+
+/* The communication thread: initializes MPI; on a rank other than 0
+ * serves as a supervisor (never returning); on rank 0 says how the start
+ * went, runs the loop, and shuts the ranks down. */
+static void *comm_main(void *arg) {
+  pp_pool *p = arg;
+  struct master *m = master_of(p);
+  int rank = 0, rc = init_mpi(m, &rank);
+
+  if (rc == 0 && rank != 0)
+    pp__mpi_serve(p, m->comm, &m->reg, rank, m->finalize);
+  if (rc == 0 && !(m->ranks = calloc((size_t)m->nranks, sizeof *m->ranks)))
+    rc = PP_ENOMEM;
+  if (rc == 0)
+    rc = handshake(p, m);
+  pp__pool_lock(p);
+  m->started = 1;
+  m->start_rc = rc;
+  pthread_cond_broadcast(&p->changed);
+  pp__pool_unlock(p);
+  if (rc == 0)
+    serve_master(p, m);
+  if (m->ranks)
+    shut_ranks(m);
+  if (m->comm != MPI_COMM_NULL)
+    MPI_Comm_free(&m->comm);
+  if (m->finalize)
+    MPI_Finalize();
+  pp__pool_lock(p);
+  p->live = 0;
+  pthread_cond_broadcast(&p->changed);
+  pp__pool_unlock(p);
+  return NULL;
+}
+
+/* ------------------------------------------------------------ the table */
+
+static int mpi_start(pp_pool *p) {
+  struct master *m;
+  char msg[PP__MESSAGE_MAX];
+  sigset_t all, old;
+  int rc;
+
+  if (atomic_exchange(&mpi_used, 1))
+    return PP_ESHUTDOWN;
+  if (!(m = calloc(1, sizeof *m)))
+    return PP_ENOMEM;
+  p->engine_state = m;
+  m->comm = MPI_COMM_NULL;
+  if ((rc = pp__registry_load(&m->reg, msg, sizeof msg)) != 0) {
+    fprintf(stderr, "procpool: %s\n", msg[0] ? msg : pp_strerror(rc));
+    return rc;
+  }
+  m->fifo_cap = p->st.n;
+  if (!(m->fifo = malloc(m->fifo_cap * sizeof *m->fifo)))
+    return PP_ENOMEM;
+  if ((rc = pp__cond_init(&m->wake)) != 0)
+    return rc;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(&m->thread, NULL, comm_main, p);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0)
+    return PP_ENOMEM;
+  m->running = 1;
+  pp__pool_lock(p);
+  while (!m->started) /* for ever on a supervisor rank */
+    pp__pool_wait(p, &p->changed, PP__FOREVER);
+  rc = m->start_rc;
+  pp__pool_unlock(p);
+  return rc;
+}
+
+static void mpi_close_locked(pp_pool *p) {
+  struct master *m = master_of(p);
+
+  PP__ASSERT_LOCKED(p);
+  if (!m || !m->running)
+    return;
+  m->closing = 1;
+  pthread_cond_signal(&m->wake);
+}
+
+static void mpi_stop(pp_pool *p) {
+  struct master *m = master_of(p);
+
+  if (!m)
+    return;
+  if (m->running) {
+    pp__pool_lock(p);
+    mpi_close_locked(p);
+    pp__pool_unlock(p);
+    pthread_join(m->thread, NULL);
+    pthread_cond_destroy(&m->wake);
+  }
+  for (int r = 0; m->ranks && r < m->nranks; r++) {
+    free(m->ranks[r].out.data);
+    free(m->ranks[r].kills.data);
+  }
+  free(m->ranks);
+  free(m->in.data);
+  free(m->fifo);
+  pp__registry_free(&m->reg);
+  free(m);
+  p->engine_state = NULL;
+}
+
+/* With mu held: appends slot `index` to the FIFO (grown when stale ids of
+ * cancelled slots fill it). */
+static int mpi_queue_locked(pp_pool *p, uint32_t index, int wait,
+                            uint64_t deadline_ns) {
+  struct master *m = master_of(p);
+
+  PP__ASSERT_LOCKED(p);
+  (void)wait;
+  (void)deadline_ns;
+  if (m->fifo_len == m->fifo_cap) {
+    uint64_t *grown = malloc(2 * m->fifo_cap * sizeof *grown);
+    if (!grown)
+      return PP_ETIMEDOUT; /* the backlog keeps it */
+    for (size_t i = 0; i < m->fifo_len; i++)
+      grown[i] = m->fifo[(m->fifo_head + i) % m->fifo_cap];
+    free(m->fifo);
+    m->fifo = grown;
+    m->fifo_head = 0;
+    m->fifo_cap *= 2;
+  }
+  m->fifo[(m->fifo_head + m->fifo_len++) % m->fifo_cap] =
+      pp__make_id(p->st.slots[index].gen, index);
+  pthread_cond_signal(&m->wake);
+  return 0;
+}
+
+/* With mu held: asks rank `worker` to kill the worker running task `id`. */
+static int mpi_kill_locked(pp_pool *p, uint64_t id, int worker) {
+  struct master *m = master_of(p);
+  unsigned char *at;
+
+  PP__ASSERT_LOCKED(p);
+  if (worker < 1 || worker >= m->nranks)
+    return PP_EINVAL;
+  if (!(at = pp__mpi_buf_room(&m->ranks[worker].kills, 8)))
+    return PP_ENOMEM;
+  memcpy(at, &id, 8);
+  m->ranks[worker].kills.len += 8;
+  pthread_cond_signal(&m->wake);
+  return 0;
+}
+
+/* Only named tasks can cross to another program. */
+static int mpi_check_task(pp_task_fn fn) {
+  return pp_task_name(fn) ? 0 : PP_EUNREGISTERED;
+}
+
+/* Workers of each supervisor rank: its CPUs. */
+static int mpi_default_workers(int cpus) {
+  return cpus;
+}
+
+const struct pp__engine pp__engine_mpi = {
+    .name = "mpi",
+    .default_workers = mpi_default_workers,
+    .start = mpi_start,
+    .stop = mpi_stop,
+    .close_locked = mpi_close_locked,
+    .queue_locked = mpi_queue_locked,
+    .kill_locked = mpi_kill_locked,
+    .check_task = mpi_check_task,
+};

@@ -1,0 +1,135 @@
+/*
+ * What the two sides of the MPI engine share: the messages between rank 0
+ * (mpi_engine.c, the master) and the supervisor ranks (mpi_rank.c), and a
+ * growable byte buffer to batch them in.
+ *
+ * Every message is bytes (MPI_BYTE), little-endian as the machines are
+ * (Open MPI's ranks of one job share the architecture). A receiver checks
+ * every length against what it got before it reads.
+ *
+ *   MANIFEST (0 -> r)  struct pp__mpi_manifest, then the task names
+ *   HELLO    (r -> 0)  struct pp__mpi_hello: ready, or why not
+ *   TASKS    (0 -> r)  struct pp__mpi_batch, nkill task ids to stop, then
+ *                      ntasks of: struct pp__mpi_task and a task frame
+ *                      (slots.h; hdr.fn is ignored, fn_index names it)
+ *   RESULTS  (r -> 0)  records struct pp__mpi_result, each followed by
+ *                      its bytes and message, padded to 8
+ *   SHUTDOWN (0 -> r)  empty: destroy the local pool and leave
+ */
+#ifndef PP_MPI_WIRE_H
+#define PP_MPI_WIRE_H
+
+#include "pool.h"
+#include "registry.h"
+
+#include <mpi.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum pp__mpi_tag {
+  PP__MPI_MANIFEST = 1,
+  PP__MPI_HELLO,
+  PP__MPI_TASKS,
+  PP__MPI_RESULTS,
+  PP__MPI_SHUTDOWN
+};
+
+struct pp__mpi_manifest {
+  uint64_t max_payload; /* the master's: every rank's pool takes as much */
+  uint64_t names_len;
+};
+
+struct pp__mpi_hello {
+  int32_t status;    /* 0, or the PP_E* this rank failed with */
+  int32_t workers;   /* of its local pool */
+  uint32_t capacity; /* most tasks it can hold at once (its slots) */
+  uint32_t unused;
+  char msg[PP__MESSAGE_MAX]; /* why not, when status is not 0 */
+};
+
+struct pp__mpi_batch {
+  uint32_t nkill;
+  uint32_t ntasks;
+};
+
+struct pp__mpi_task {
+  uint64_t timeout_ns; /* 0: none */
+  uint32_t attempt;    /* the slot's attempts when sent, echoed back */
+  uint32_t fn_index;   /* the task's index in the manifest */
+};
+
+enum pp__mpi_kind {
+  PP__MPI_STARTED = 1, /* the task is running on a worker */
+  PP__MPI_ITEM,        /* one item's outcome */
+  PP__MPI_DONE         /* the task left the rank: a credit comes back */
+};
+
+struct pp__mpi_result {
+  uint64_t id;
+  uint32_t item;
+  uint8_t kind; /* enum pp__mpi_kind */
+  uint8_t attempt;
+  uint16_t unused;
+  int32_t status;
+  int32_t code;
+  uint32_t len;     /* result bytes */
+  uint32_t msg_len; /* message bytes after them, no NUL */
+};
+
+/* A growable buffer of bytes. */
+struct pp__mpi_buf {
+  unsigned char *data;
+  size_t len, cap;
+};
+
+/* Room for `more` bytes at data + len, or NULL (out of memory). */
+static inline unsigned char *pp__mpi_buf_room(struct pp__mpi_buf *b,
+                                              size_t more) {
+  if (b->len + more > b->cap) {
+    size_t cap = b->cap ? b->cap : 4096;
+    unsigned char *grown;
+    while (cap < b->len + more)
+      cap *= 2;
+    if (!(grown = realloc(b->data, cap)))
+      return NULL;
+    b->data = grown;
+    b->cap = cap;
+  }
+  return b->data + b->len;
+}
+
+/* Appends one record of the RESULTS stream; 0 or PP_ENOMEM. */
+static inline int pp__mpi_put_result(struct pp__mpi_buf *b,
+                                     const struct pp__mpi_result *rec,
+                                     const void *data, const char *msg) {
+  size_t size = sizeof *rec + pp__pad8((size_t)rec->len + rec->msg_len);
+  unsigned char *at = pp__mpi_buf_room(b, size);
+
+  if (!at)
+    return PP_ENOMEM;
+  memset(at, 0, size);
+  memcpy(at, rec, sizeof *rec);
+  if (rec->len)
+    memcpy(at + sizeof *rec, data, rec->len);
+  if (rec->msg_len)
+    memcpy(at + sizeof *rec + rec->len, msg, rec->msg_len);
+  b->len += size;
+  return 0;
+}
+
+/* Receives the next message from `source` with `tag` into b (replacing
+ * its bytes); returns the sender. */
+int pp__mpi_recv(MPI_Comm comm, int source, int tag, struct pp__mpi_buf *b);
+
+/* Serves as supervisor rank `rank` of the pool p (whose options are this
+ * rank's own) until rank 0 shuts it down; then finalizes MPI when
+ * `finalize` and exits. */
+void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
+                   int rank, int finalize) __attribute__((noreturn));
+
+/* The longest and shortest naps of a communication loop with nothing to
+ * do: it backs off from the first to the second, never spinning. */
+#define PP__MPI_NAP_MIN_NS 20000u
+#define PP__MPI_NAP_MAX_NS 500000u
+
+#endif
