@@ -8,12 +8,14 @@
  * One communication thread makes every MPI call of the process (so
  * MPI_THREAD_FUNNELED suffices: it also calls MPI_Init_thread and
  * MPI_Finalize). A queued slot's id goes on a FIFO; the thread hands
- * queued slots round-robin to the ranks that have credit, moving their
- * words QUEUED -> CLAIMED (worker = the rank), and sends each rank one
- * batch at a time (MPI_Isend: the ranks send back as freely, so no pair of
- * blocking sends can deadlock). Ranks answer in batches: STARTED (the word
- * goes CLAIMED -> RUNNING, so cancel answers PP_EBUSY and cancel_running
- * can act), each item's outcome (handed to the slot table, or, for a crash
+ * queued slots round-robin to the ranks that have credit and sends each
+ * rank one batch at a time (MPI_Isend: the ranks send back as freely, so
+ * no pair of blocking sends can deadlock). A slot sent stays QUEUED (the
+ * FIFO, not the word, says it was sent) until the rank answers STARTED:
+ * then its word goes QUEUED -> RUNNING (worker = the rank), so that a
+ * future waiting in a rank's queue is pending, cancel answers PP_EBUSY
+ * only once it runs, and cancel_running can act. Ranks answer in batches:
+ * STARTED, each item's outcome (handed to the slot table, or, for a crash
  * with retries left, the slot is queued again for any rank), and DONE,
  * which gives the rank its credit back.
  *
@@ -209,9 +211,7 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
       continue;
     memcpy(&hdr, (unsigned char *)s->frame + 8, sizeof hdr);
     fn_index = pp__registry_index(&m->reg, (pp_task_fn)(uintptr_t)hdr.fn);
-    if (!atomic_compare_exchange_strong(
-            &p->st.words[pp__id_slot(id)], &want,
-            pp__slot_word(pp__id_gen(id), PP__SLOT_CLAIMED, r)))
+    if (pp__slot_word_of(&p->st, pp__id_slot(id)) != want)
       continue; /* cancelled */
     if (fn_index < 0) {
       pp__slot_fail_locked(p, pp__id_slot(id), PP_EUNREGISTERED,
@@ -340,7 +340,7 @@ static void apply_started_locked(pp_pool *p, const struct pp__mpi_result *rec,
                                  int r) {
   struct pp__slot *s = pp__slot_by_id(&p->st, rec->id);
   uint32_t gen = pp__id_gen(rec->id);
-  uint64_t want = pp__slot_word(gen, PP__SLOT_CLAIMED, r);
+  uint64_t want = pp__slot_word(gen, PP__SLOT_QUEUED, -1);
 
   if (s && s->attempts == rec->attempt)
     atomic_compare_exchange_strong(&p->st.words[pp__id_slot(rec->id)], &want,
