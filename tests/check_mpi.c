@@ -15,8 +15,10 @@
  * test measures speed: bounds are ten times or more what the right
  * behaviour takes.
  *
- * `check_mpi FILE manifest` is the other half of the manifest test
- * (check_mpi_faults.c): there pp_pool_create() must refuse.
+ * `check_mpi FILE manifest` and `check_mpi FILE killrank` are the
+ * programs of check_mpi_faults.c, which runs mpirun itself: the first
+ * expects pp_pool_create() to refuse (a rank lacks tasks), the second
+ * has a task kill its supervisor rank.
  */
 #include "procpool.h"
 #include "testutil.h"
@@ -141,6 +143,16 @@ static int task_too_big(pp_task *t, const void *arg, size_t len) {
   return pp_task_return(t, big, sizeof big);
 }
 
+/* Kills the supervisor rank it runs under (its worker's parent). */
+static int task_kill_supervisor(pp_task *t, const void *arg, size_t len) {
+  (void)t;
+  (void)arg;
+  (void)len;
+  kill(getppid(), SIGKILL);
+  sleep_ms(10000);
+  return 0;
+}
+
 static int not_registered(pp_task *t, const void *arg, size_t len) {
   return pp_task_return(t, arg, len);
 }
@@ -155,6 +167,7 @@ PP_TASK(init_value, task_init_value);
 PP_TASK(crash, task_crash);
 PP_TASK(crash_once, task_crash_once);
 PP_TASK(too_big, task_too_big);
+PP_TASK(kill_supervisor, task_kill_supervisor);
 
 static int init_worker(void *arg) {
   init_value = *(int *)arg;
@@ -522,6 +535,24 @@ static int expect_refusal(void) {
   return rc == PP_EUNREGISTERED && !p ? 0 : 1;
 }
 
+/* The master's half of the rank-death test: a task kills its supervisor
+ * rank, and the job must end (Open MPI aborts it); this never returns. */
+static int kill_a_rank(void) {
+  pp_options o;
+  pp_pool *p = NULL;
+  pp_future *f;
+
+  pp_options_init(&o);
+  o.engine = PP_ENGINE_MPI;
+  o.workers = 1;
+  if (pp_pool_create(&p, &o) != 0 ||
+      pp_submit(p, task_kill_supervisor, NULL, 0, &f) != 0)
+    return 1;
+  pp_future_result(f, 120, NULL, NULL);
+  printf("the job outlived its rank\n");
+  return 1;
+}
+
 /* Makes the page file every rank maps (rank 0 only: the others open it
  * when a task first needs it, after the pool started). */
 static void make_page(void) {
@@ -555,6 +586,8 @@ int main(int argc, char **argv) {
   page_path = argv[1];
   if (argc > 2 && strcmp(argv[2], "manifest") == 0)
     return expect_refusal();
+  if (argc > 2 && strcmp(argv[2], "killrank") == 0)
+    return kill_a_rank();
   make_page();
   pp_options_init(&o);
   o.engine = PP_ENGINE_MPI;
