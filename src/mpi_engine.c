@@ -20,12 +20,13 @@
  * which gives the rank its credit back.
  *
  * A rank's window (its credits) adapts to the rate it finishes tasks at:
- * enough for WINDOW_S of work, from workers + 1 (long tasks: one queued
- * behind each running one, so that the last tasks are not stuck behind a
- * busy rank) up to its slots. Cancelling a task already sent only fails
- * its future: the rank runs it and its answer is dropped (its id is
- * stale). Killing (cancel_running, and timeouts, which the rank's own pool
- * enforces) is the rank's: the master sends the id.
+ * enough for WINDOW_S of work, from its workers (long tasks: none waits
+ * in a rank's queue, so the next task goes to the first worker free, as
+ * on one machine, and no last task is stuck behind a busy rank) up to its
+ * slots (tiny tasks: many per message, many in flight). Cancelling a task
+ * already sent only fails its future: the rank runs it and its answer is
+ * dropped (its id is stale). Killing (cancel_running, and timeouts, which the
+ * rank's own pool enforces) is the rank's: the master sends the id.
  *
  * With nothing to do the thread naps on a condition (a new task or a kill
  * wakes it at once), backing off from PP__MPI_NAP_MIN_NS to _MAX_NS while
@@ -45,6 +46,7 @@
 #define BATCH_BYTES ((size_t)256 << 10) /* a batch grows past this by one */
 #define WINDOW_S 0.01                   /* seconds of work a window holds */
 #define RATE_NS 5000000u                /* a window is re-sized this often */
+#define STALE_NS 1000000u /* a rank idle this long starts from its workers */
 
 struct rank {
   int workers;
@@ -53,6 +55,7 @@ struct rank {
   uint32_t window;     /* its credits: in_flight stays below */
   uint32_t done_since; /* DONE since since_ns */
   uint64_t since_ns;
+  uint64_t idle_ns;       /* when in_flight fell to 0; 0 while busy */
   struct pp__mpi_buf out; /* the batch being packed or sent */
   struct pp__mpi_buf kills;
   MPI_Request req;
@@ -158,8 +161,8 @@ static int handshake(pp_pool *p, struct master *m) {
     }
     rk->workers = h.workers;
     rk->capacity = h.capacity;
-    rk->window = (uint32_t)h.workers + 1 < h.capacity ? (uint32_t)h.workers + 1
-                                                      : h.capacity;
+    rk->window =
+        (uint32_t)h.workers < h.capacity ? (uint32_t)h.workers : h.capacity;
     workers += h.workers;
   }
   free(b.data);
@@ -225,6 +228,7 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
     rk->out.len += sizeof t + s->frame_len;
     ((struct pp__mpi_batch *)rk->out.data)->ntasks++;
     rk->in_flight++;
+    rk->idle_ns = 0;
     return 1;
   }
   return 0;
@@ -236,15 +240,31 @@ static int has_credit(const struct rank *rk) {
          rk->out.len < BATCH_BYTES;
 }
 
+/* A rank idle for STALE_NS has a rate that says nothing of the tasks to
+ * come (long ones after tiny ones would all go at once, one rank getting
+ * more than its share): its window starts again from its workers. */
+static void forget_rate(struct rank *rk, uint64_t now) {
+  if (now - rk->idle_ns < STALE_NS)
+    return;
+  rk->window = (uint32_t)rk->workers < rk->capacity ? (uint32_t)rk->workers
+                                                    : rk->capacity;
+  rk->since_ns = 0;
+  rk->done_since = 0;
+  rk->idle_ns = 0;
+}
+
 /* With mu held: packs every rank's batch, one task a rank in turn.
  * Returns whether any batch has something to send. */
 static int pack_all_locked(pp_pool *p, struct master *m,
                            struct pp__deferred **later) {
   int any = 0, more = 1;
 
-  for (int r = 1; r < m->nranks; r++)
+  for (int r = 1; r < m->nranks; r++) {
+    if (m->ranks[r].idle_ns && m->fifo_len)
+      forget_rate(&m->ranks[r], pp__now_ns());
     if (!m->ranks[r].sending)
       begin_batch_locked(&m->ranks[r]);
+  }
   while (more && m->fifo_len) {
     more = 0;
     for (int i = 0; i < m->nranks - 1 && m->fifo_len; i++) {
@@ -304,8 +324,8 @@ static void adapt_window_locked(struct rank *rk, uint64_t now) {
   rate = rk->done_since / ((double)(now - rk->since_ns) / 1e9);
   want = rate * WINDOW_S > rk->capacity ? rk->capacity
                                         : (uint32_t)(rate * WINDOW_S);
-  if (want < (uint32_t)rk->workers + 1)
-    want = (uint32_t)rk->workers + 1;
+  if (want < (uint32_t)rk->workers)
+    want = (uint32_t)rk->workers;
   rk->window = want < rk->capacity ? want : rk->capacity;
   rk->done_since = 0;
   rk->since_ns = rk->in_flight ? now : 0;
@@ -330,7 +350,9 @@ static void apply_item_locked(pp_pool *p, const struct pp__mpi_result *rec,
     pp__slot_requeue_locked(p, index, later);
     return;
   }
-  snprintf(msg, sizeof msg, "%.*s", (int)rec->msg_len, data + rec->len);
+  msg[0] = '\0';
+  if (rec->msg_len)
+    snprintf(msg, sizeof msg, "%.*s", (int)rec->msg_len, data + rec->len);
   r = (struct pp__result){rec->status, rec->code, data, rec->len, msg};
   pp__slot_resolve_locked(p, index, rec->item, &r, later);
 }
@@ -374,6 +396,8 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
   adapt_window_locked(rk, pp__now_ns());
   if (rk->since_ns == 0 && rk->in_flight)
     rk->since_ns = pp__now_ns();
+  if (rk->in_flight == 0 && rk->idle_ns == 0)
+    rk->idle_ns = pp__now_ns();
   pthread_cond_signal(&m->wake); /* credits came back */
 }
 

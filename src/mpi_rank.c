@@ -66,14 +66,18 @@ struct sup {
 /* ------------------------------------------------------------ outbox */
 
 /* With sup->mu held: appends a record; out of memory aborts the job, as
- * an answer lost would hang the master. */
+ * an answer lost would hang the master. The first record of an empty
+ * outbox wakes the communication thread; the others find it awake. */
 static void put_locked(struct sup *s, const struct pp__mpi_result *rec,
                        const void *data, const char *msg) {
+  int was_empty = s->outbox.len == 0;
+
   if (pp__mpi_put_result(&s->outbox, rec, data, msg) != 0) {
     fprintf(stderr, "procpool: rank %d: out of memory for results\n", s->rank);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
-  pthread_cond_signal(&s->changed);
+  if (was_empty)
+    pthread_cond_signal(&s->changed);
 }
 
 /* Local mu held: an item of job `owner` ended. Items are answered once
@@ -83,7 +87,8 @@ static void job_resolve_locked(void *owner, size_t item,
                                struct pp__deferred **later) {
   struct job *j = owner;
   struct sup *s = j->sup;
-  char msg[PP__MESSAGE_MAX];
+  char crashed[PP__MESSAGE_MAX];
+  const char *msg = r->msg ? r->msg : "";
   struct pp__mpi_result rec = {
       j->id,     (uint32_t)item, PP__MPI_ITEM,     j->attempt, 0,
       r->status, r->code,        (uint32_t)r->len, 0};
@@ -92,11 +97,11 @@ static void job_resolve_locked(void *owner, size_t item,
   if (item >= j->items || (j->answered[item / 8] & (1u << item % 8)))
     return;
   j->answered[item / 8] |= (unsigned char)(1u << item % 8);
-  if (r->status == PP_ECRASHED)
-    snprintf(msg, sizeof msg, "rank %d: %s", s->rank, r->msg);
-  else
-    snprintf(msg, sizeof msg, "%s", r->msg);
-  rec.msg_len = (uint32_t)strlen(msg);
+  if (r->status == PP_ECRASHED) { /* say where: there are many machines */
+    snprintf(crashed, sizeof crashed, "rank %d: %s", s->rank, msg);
+    msg = crashed;
+  }
+  rec.msg_len = (uint32_t)strnlen(msg, PP__MESSAGE_MAX - 1);
   pthread_mutex_lock(&s->mu);
   put_locked(s, &rec, r->data, msg);
   pthread_mutex_unlock(&s->mu);
