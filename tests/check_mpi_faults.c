@@ -2,7 +2,8 @@
  * The MPI engine's faults, each a whole mpirun job that this suite starts
  * and watches (check_mpi.c holds the programs):
  *  - a supervisor rank SIGKILLed ends the job within seconds, with a
- *    message naming the rank, and leaves no process behind (Open MPI 4.1
+ *    message naming the rank, and leaves no process and nothing in
+ *    /dev/shm behind (Open MPI 4.1
  *    has no ULFM: the job cannot go on without the rank);
  *  - a rank whose tasks differ refuses the pool, naming them.
  * A worker SIGKILLed under a supervisor is check_mpi's test: it fails only
@@ -72,6 +73,8 @@ START_TEST(test_rank_killed_ends_job) {
   static struct job j;
   char cmd[2048], page[256], token[64];
 
+  int shm_before = tu_shm_entries();
+
   snprintf(token, sizeof token, "killrank-%d", (int)getpid());
   snprintf(page, sizeof page, "%s/%s.page", BINARY_DIR, token);
   snprintf(cmd, sizeof cmd, "%s --oversubscribe -np 3 %s %s killrank", MPIRUN,
@@ -86,6 +89,8 @@ START_TEST(test_rank_killed_ends_job) {
   for (int i = 0; i < 500 && processes_with(token) > 0; i++)
     usleep(10000);
   ck_assert_msg(processes_with(token) == 0, "processes of the job remain");
+  ck_assert_msg(tu_shm_entries() <= shm_before,
+                "the job left segments in /dev/shm");
   unlink(page);
 }
 END_TEST
