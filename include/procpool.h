@@ -143,6 +143,9 @@ typedef enum pp_engine {
  * program serves both roles; code after pp_pool_create() runs on rank 0
  * only. A task that crashes, times out or is cancelled while running fails
  * only its own future (retried on any rank when `retries` says so).
+ * Cancelling a task a rank already holds fails its future at once and
+ * tells the rank, which drops the task unless it started meanwhile (then
+ * it runs, and its answer is ignored).
  * pp_pool_workers() is the sum of the ranks' workers; pp_pool_worker_pids()
  * gives none. A program makes one MPI pool in its life (a second one gets
  * PP_ESHUTDOWN). The library calls MPI_Init_thread() (MPI_THREAD_FUNNELED,

@@ -23,10 +23,11 @@
  * enough for WINDOW_S of work, from its workers (long tasks: none waits
  * in a rank's queue, so the next task goes to the first worker free, as
  * on one machine, and no last task is stuck behind a busy rank) up to its
- * slots (tiny tasks: many per message, many in flight). Cancelling a task
- * already sent only fails its future: the rank runs it and its answer is
- * dropped (its id is stale). Killing (cancel_running, and timeouts, which the
- * rank's own pool enforces) is the rank's: the master sends the id.
+ * slots (tiny tasks: many per message, many in flight). A slot cancelled
+ * after it was sent is stopped on its rank too (the next batch says so;
+ * one that started meanwhile runs on, its answer dropped as stale), and
+ * killing one (cancel_running) is the rank's: the batch names it. The
+ * rank's own pool enforces timeouts.
  *
  * With nothing to do the thread naps on a condition (a new task or a kill
  * wakes it at once), backing off from PP__MPI_NAP_MIN_NS to _MAX_NS while
@@ -55,9 +56,9 @@ struct rank {
   uint32_t window;     /* its credits: in_flight stays below */
   uint32_t done_since; /* DONE since since_ns */
   uint64_t since_ns;
-  uint64_t idle_ns;       /* when in_flight fell to 0; 0 while busy */
-  struct pp__mpi_buf out; /* the batch being packed or sent */
-  struct pp__mpi_buf kills;
+  uint64_t idle_ns;         /* when in_flight fell to 0; 0 while busy */
+  struct pp__mpi_buf out;   /* the batch being packed or sent */
+  struct pp__mpi_buf stops; /* struct pp__mpi_stop for the next batch */
   MPI_Request req;
   int sending;
 };
@@ -67,6 +68,7 @@ struct master {
   int running;
   pthread_cond_t wake; /* with mu: a task, a kill, or closing */
   uint64_t *fifo;      /* ids of queued slots (stale ones are skipped) */
+  int32_t *sent_to;    /* [slots]: the rank a slot was last sent to */
   size_t fifo_cap, fifo_head, fifo_len;
   int closing, started, start_rc, finalize;
   int nranks;
@@ -83,89 +85,25 @@ static struct master *master_of(pp_pool *p) {
   return p->engine_state;
 }
 
-int pp__mpi_recv(MPI_Comm comm, int source, int tag, struct pp__mpi_buf *b) {
-  MPI_Status st;
-  int count;
-
-  MPI_Probe(source, tag, comm, &st);
-  MPI_Get_count(&st, MPI_BYTE, &count);
-  b->len = 0;
-  if (!pp__mpi_buf_room(b, (size_t)count + 1)) {
-    fprintf(stderr, "procpool: out of memory for an MPI message\n");
-    MPI_Abort(MPI_COMM_WORLD, 1);
-  }
-  MPI_Recv(b->data, count, MPI_BYTE, st.MPI_SOURCE, tag, comm,
-           MPI_STATUS_IGNORE);
-  b->len = (size_t)count;
-  return st.MPI_SOURCE;
-}
-
 /* ------------------------------------------------------------ start */
 
-/* Initializes MPI unless the program did; *rank and the size (OUT). */
-static int init_mpi(struct master *m, int *rank) {
-  int inited, finalized, provided;
+/* Sends the manifest and records each rank's answer. Returns 0 or the
+ * first failure (each printed by pp__mpi_handshake, naming its rank). */
+static int start_ranks(pp_pool *p, struct master *m) {
+  struct pp__mpi_hello *h = calloc((size_t)m->nranks, sizeof *h);
+  int rc = h ? 0 : PP_ENOMEM, workers = 0;
 
-  MPI_Finalized(&finalized);
-  if (finalized)
-    return PP_ESHUTDOWN;
-  MPI_Initialized(&inited);
-  if (!inited) {
-    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) !=
-        MPI_SUCCESS)
-      return PP_ESYS;
-    m->finalize = 1;
-  } else if (MPI_Query_thread(&provided), provided < MPI_THREAD_MULTIPLE) {
-    fprintf(stderr, "procpool: the program initialized MPI without "
-                    "MPI_THREAD_MULTIPLE; PP_ENGINE_MPI calls MPI from a "
-                    "thread of its own\n");
-    return PP_ENOTSUP;
-  }
-  MPI_Comm_dup(MPI_COMM_WORLD, &m->comm); /* our tags meet no one else's */
-  MPI_Comm_rank(m->comm, rank);
-  MPI_Comm_size(m->comm, &m->nranks);
-  if (m->nranks < 2 && *rank == 0) {
-    fprintf(stderr, "procpool: PP_ENGINE_MPI needs at least 2 ranks "
-                    "(mpirun -np N ./program, N >= 2)\n");
-    return PP_EINVAL;
-  }
-  return 0;
-}
-
-/* Sends the manifest to every rank and takes each one's answer. Returns 0
- * or the first failure (each printed, naming its rank). */
-static int handshake(pp_pool *p, struct master *m) {
-  struct pp__mpi_manifest mf = {p->opts.max_payload, m->reg.manifest_len};
-  struct pp__mpi_buf b = {0};
-  int rc = 0, workers = 0;
-
-  if (!pp__mpi_buf_room(&b, sizeof mf + m->reg.manifest_len))
-    return PP_ENOMEM;
-  memcpy(b.data, &mf, sizeof mf);
-  memcpy(b.data + sizeof mf, m->reg.manifest, m->reg.manifest_len);
-  for (int r = 1; r < m->nranks; r++)
-    MPI_Send(b.data, (int)(sizeof mf + m->reg.manifest_len), MPI_BYTE, r,
-             PP__MPI_MANIFEST, m->comm);
-  for (int r = 1; r < m->nranks; r++) {
-    struct pp__mpi_hello h = {.status = PP_EINVAL};
+  if (rc == 0)
+    rc = pp__mpi_handshake(m->comm, m->nranks, &m->reg, p->opts.max_payload, h);
+  for (int r = 1; r < m->nranks && rc == 0; r++) {
     struct rank *rk = &m->ranks[r];
-    pp__mpi_recv(m->comm, r, PP__MPI_HELLO, &b);
-    if (b.len == sizeof h)
-      memcpy(&h, b.data, sizeof h);
-    h.msg[sizeof h.msg - 1] = '\0';
-    if (h.status != 0 || h.workers < 1 || h.capacity < 1) {
-      fprintf(stderr, "procpool: rank %d refused the pool: %s\n", r, h.msg);
-      if (rc == 0)
-        rc = h.status ? h.status : PP_EINVAL;
-      continue;
-    }
-    rk->workers = h.workers;
-    rk->capacity = h.capacity;
-    rk->window =
-        (uint32_t)h.workers < h.capacity ? (uint32_t)h.workers : h.capacity;
-    workers += h.workers;
+    rk->workers = h[r].workers;
+    rk->capacity = h[r].capacity;
+    rk->window = (uint32_t)rk->workers < rk->capacity ? (uint32_t)rk->workers
+                                                      : rk->capacity;
+    workers += rk->workers;
   }
-  free(b.data);
+  free(h);
   if (rc == 0) {
     pp__pool_lock(p);
     p->nworkers = workers;
@@ -179,16 +117,17 @@ static int handshake(pp_pool *p, struct master *m) {
 
 /* With mu held: starts rank r's next batch with its kill list. */
 static void begin_batch_locked(struct rank *rk) {
-  struct pp__mpi_batch hdr = {(uint32_t)(rk->kills.len / 8), 0};
+  struct pp__mpi_batch hdr = {
+      (uint32_t)(rk->stops.len / sizeof(struct pp__mpi_stop)), 0};
 
   rk->out.len = 0;
-  if (!pp__mpi_buf_room(&rk->out, sizeof hdr + rk->kills.len))
-    return; /* out of memory: the kills wait for the next batch */
+  if (!pp__mpi_buf_room(&rk->out, sizeof hdr + rk->stops.len))
+    return; /* out of memory: the stops wait for the next batch */
   memcpy(rk->out.data, &hdr, sizeof hdr);
-  if (rk->kills.len)
-    memcpy(rk->out.data + sizeof hdr, rk->kills.data, rk->kills.len);
-  rk->out.len = sizeof hdr + rk->kills.len;
-  rk->kills.len = 0;
+  if (rk->stops.len)
+    memcpy(rk->out.data + sizeof hdr, rk->stops.data, rk->stops.len);
+  rk->out.len = sizeof hdr + rk->stops.len;
+  rk->stops.len = 0;
 }
 
 /* With mu held: claims the next live queued slot for rank r and appends
@@ -202,33 +141,40 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
   while (m->fifo_len) {
     uint64_t id = m->fifo[m->fifo_head];
     struct pp__slot *s = pp__slot_by_id(&p->st, id);
-    uint64_t want = pp__slot_word(pp__id_gen(id), PP__SLOT_QUEUED, -1);
+    uint32_t index = pp__id_slot(id);
+    struct pp__mpi_task t = {0};
     struct pp__task_hdr hdr;
     int64_t fn_index;
     unsigned char *at;
 
+    if (s && s->frame &&
+        pp__slot_word_of(&p->st, index) ==
+            pp__slot_word(pp__id_gen(id), PP__SLOT_QUEUED, -1)) {
+      if (!(at = pp__mpi_buf_room(&rk->out, sizeof t + s->frame_len)))
+        return 0; /* out of memory: it stays first, for the next batch */
+    } else {
+      s = NULL; /* cancelled, or done: a stale id */
+    }
     m->fifo_head = (m->fifo_head + 1) % m->fifo_cap;
     m->fifo_len--;
-    if (!s || !s->frame ||
-        !(at = pp__mpi_buf_room(&rk->out, 16 + s->frame_len)))
+    if (!s)
       continue;
     memcpy(&hdr, (unsigned char *)s->frame + 8, sizeof hdr);
     fn_index = pp__registry_index(&m->reg, (pp_task_fn)(uintptr_t)hdr.fn);
-    if (pp__slot_word_of(&p->st, pp__id_slot(id)) != want)
-      continue; /* cancelled */
     if (fn_index < 0) {
-      pp__slot_fail_locked(p, pp__id_slot(id), PP_EUNREGISTERED,
+      pp__slot_fail_locked(p, index, PP_EUNREGISTERED,
                            "task function is not registered with PP_TASK",
                            later);
       continue;
     }
-    struct pp__mpi_task t = {s->timeout_ns, s->attempts, (uint32_t)fn_index};
+    t = (struct pp__mpi_task){s->timeout_ns, s->attempts, (uint32_t)fn_index};
     memcpy(at, &t, sizeof t);
     memcpy(at + sizeof t, s->frame, s->frame_len);
     rk->out.len += sizeof t + s->frame_len;
     ((struct pp__mpi_batch *)rk->out.data)->ntasks++;
     rk->in_flight++;
     rk->idle_ns = 0;
+    m->sent_to[index] = r;
     return 1;
   }
   return 0;
@@ -280,7 +226,7 @@ static int pack_all_locked(pp_pool *p, struct master *m,
     if (rk->sending || rk->out.len < sizeof hdr)
       continue;
     memcpy(&hdr, rk->out.data, sizeof hdr);
-    if (hdr.nkill == 0 && hdr.ntasks == 0)
+    if (hdr.nstop == 0 && hdr.ntasks == 0)
       rk->out.len = 0;
     any |= rk->out.len > 0;
   }
@@ -431,7 +377,7 @@ static int finished_locked(const struct master *m) {
   if (!m->closing || m->fifo_len)
     return 0;
   for (int r = 1; r < m->nranks; r++)
-    if (m->ranks[r].in_flight || m->ranks[r].sending || m->ranks[r].kills.len)
+    if (m->ranks[r].in_flight || m->ranks[r].sending || m->ranks[r].stops.len)
       return 0;
   return 1;
 }
@@ -440,7 +386,7 @@ static int finished_locked(const struct master *m) {
 static int has_work_locked(const struct master *m) {
   for (int r = 1; r < m->nranks; r++) {
     const struct rank *rk = &m->ranks[r];
-    if (!rk->sending && (rk->kills.len || (m->fifo_len && has_credit(rk))))
+    if (!rk->sending && (rk->stops.len || (m->fifo_len && has_credit(rk))))
       return 1;
   }
   return 0;
@@ -485,14 +431,14 @@ static void shut_ranks(struct master *m) {
 static void *comm_main(void *arg) {
   pp_pool *p = arg;
   struct master *m = master_of(p);
-  int rank = 0, rc = init_mpi(m, &rank);
+  int rank = 0, rc = pp__mpi_init(&m->comm, &rank, &m->nranks, &m->finalize);
 
   if (rc == 0 && rank != 0)
     pp__mpi_serve(p, m->comm, &m->reg, rank, m->finalize);
   if (rc == 0 && !(m->ranks = calloc((size_t)m->nranks, sizeof *m->ranks)))
     rc = PP_ENOMEM;
   if (rc == 0)
-    rc = handshake(p, m);
+    rc = start_ranks(p, m);
   pp__pool_lock(p);
   m->started = 1;
   m->start_rc = rc;
@@ -532,7 +478,9 @@ static int mpi_start(pp_pool *p) {
     return rc;
   }
   m->fifo_cap = p->st.n;
-  if (!(m->fifo = malloc(m->fifo_cap * sizeof *m->fifo)))
+  m->fifo = malloc(m->fifo_cap * sizeof *m->fifo);
+  m->sent_to = calloc(p->st.n, sizeof *m->sent_to);
+  if (!m->fifo || !m->sent_to)
     return PP_ENOMEM;
   if ((rc = pp__cond_init(&m->wake)) != 0)
     return rc;
@@ -575,11 +523,12 @@ static void mpi_stop(pp_pool *p) {
   }
   for (int r = 0; m->ranks && r < m->nranks; r++) {
     free(m->ranks[r].out.data);
-    free(m->ranks[r].kills.data);
+    free(m->ranks[r].stops.data);
   }
   free(m->ranks);
   free(m->in.data);
   free(m->fifo);
+  free(m->sent_to);
   pp__registry_free(&m->reg);
   free(m);
   p->engine_state = NULL;
@@ -611,20 +560,42 @@ static int mpi_queue_locked(pp_pool *p, uint32_t index, int wait,
   return 0;
 }
 
+/* With mu held: has rank r stop task `id` as `how` says. */
+static int stop_on_rank_locked(struct master *m, int r, uint64_t id,
+                               enum pp__mpi_how how) {
+  struct pp__mpi_stop st = {id, how};
+  unsigned char *at;
+
+  if (!(at = pp__mpi_buf_room(&m->ranks[r].stops, sizeof st)))
+    return PP_ENOMEM;
+  memcpy(at, &st, sizeof st);
+  m->ranks[r].stops.len += sizeof st;
+  pthread_cond_signal(&m->wake);
+  return 0;
+}
+
 /* With mu held: asks rank `worker` to kill the worker running task `id`. */
 static int mpi_kill_locked(pp_pool *p, uint64_t id, int worker) {
   struct master *m = master_of(p);
-  unsigned char *at;
 
   PP__ASSERT_LOCKED(p);
   if (worker < 1 || worker >= m->nranks)
     return PP_EINVAL;
-  if (!(at = pp__mpi_buf_room(&m->ranks[worker].kills, 8)))
-    return PP_ENOMEM;
-  memcpy(at, &id, 8);
-  m->ranks[worker].kills.len += 8;
-  pthread_cond_signal(&m->wake);
-  return 0;
+  return stop_on_rank_locked(m, worker, id, PP__MPI_KILL);
+}
+
+/* With mu held: queued slot `index` was cancelled. If a rank holds it, the
+ * rank drops it unless it has started (then its answer is dropped here:
+ * the id is stale). Its FIFO entry, if not sent, is skipped as stale. */
+static void mpi_unqueue_locked(pp_pool *p, uint32_t index) {
+  struct master *m = master_of(p);
+  int r = m->sent_to[index];
+
+  PP__ASSERT_LOCKED(p);
+  m->sent_to[index] = 0;
+  if (r > 0 && r < m->nranks)
+    stop_on_rank_locked(m, r, pp__make_id(p->st.slots[index].gen, index),
+                        PP__MPI_CANCEL);
 }
 
 /* Only named tasks can cross to another program. */
@@ -644,6 +615,7 @@ const struct pp__engine pp__engine_mpi = {
     .stop = mpi_stop,
     .close_locked = mpi_close_locked,
     .queue_locked = mpi_queue_locked,
+    .unqueue_locked = mpi_unqueue_locked,
     .kill_locked = mpi_kill_locked,
     .check_task = mpi_check_task,
 };

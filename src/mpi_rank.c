@@ -296,24 +296,32 @@ static void take_task(struct sup *s, const struct pp__mpi_task *t,
   }
 }
 
-/* Kills the local workers running the tasks `ids` names (those still
- * here and running; a task that finished keeps its result). */
-static void kill_tasks(struct sup *s, const unsigned char *ids, uint32_t n) {
+/* Stops the tasks `stops` names that are still here: kills the worker
+ * of one running (a task that finished keeps its result), or cancels one
+ * not started (one started runs on: the master drops its answer). */
+static void stop_tasks(struct sup *s, const unsigned char *stops, uint32_t n) {
+  struct pp__deferred *later = NULL;
+
   pp__pool_lock(s->local); /* the job list holds still */
   for (uint32_t i = 0; i < n; i++) {
-    uint64_t id;
-    memcpy(&id, ids + 8 * (size_t)i, 8);
-    for (struct job *j = s->jobs; j; j = j->next)
-      if (j->id == id) {
-        pp__slot_cancel_running_locked(
-            s->local, pp__make_id(j->local_gen, j->local_index));
-        break;
-      }
+    struct pp__mpi_stop st;
+    memcpy(&st, stops + sizeof st * (size_t)i, sizeof st);
+    for (struct job *j = s->jobs; j; j = j->next) {
+      uint64_t local_id = pp__make_id(j->local_gen, j->local_index);
+      if (j->id != st.id)
+        continue;
+      if (st.how == PP__MPI_KILL)
+        pp__slot_cancel_running_locked(s->local, local_id);
+      else
+        pp__slot_cancel_locked(s->local, local_id, &later);
+      break; /* j may be gone */
+    }
   }
   pp__pool_unlock(s->local);
+  pp__deferred_run(later);
 }
 
-/* Applies a TASKS batch: its kills, then its tasks. Lengths are checked
+/* Applies a TASKS batch: its stops, then its tasks. Lengths are checked
  * against the message; a malformed batch aborts the job. */
 static void take_batch(struct sup *s, const unsigned char *b, size_t n) {
   struct pp__mpi_batch hdr;
@@ -322,10 +330,10 @@ static void take_batch(struct sup *s, const unsigned char *b, size_t n) {
   if (n < sizeof hdr)
     goto out_malformed;
   memcpy(&hdr, b, sizeof hdr);
-  if ((n - off) / 8 < hdr.nkill)
+  if ((n - off) / sizeof(struct pp__mpi_stop) < hdr.nstop)
     goto out_malformed;
-  kill_tasks(s, b + off, hdr.nkill);
-  off += 8 * (size_t)hdr.nkill;
+  stop_tasks(s, b + off, hdr.nstop);
+  off += sizeof(struct pp__mpi_stop) * (size_t)hdr.nstop;
   for (uint32_t i = 0; i < hdr.ntasks; i++) {
     struct pp__mpi_task t;
     uint64_t body;

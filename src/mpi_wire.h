@@ -9,8 +9,8 @@
  *
  *   MANIFEST (0 -> r)  struct pp__mpi_manifest, then the task names
  *   HELLO    (r -> 0)  struct pp__mpi_hello: ready, or why not
- *   TASKS    (0 -> r)  struct pp__mpi_batch, nkill task ids to stop, then
- *                      ntasks of: struct pp__mpi_task and a task frame
+ *   TASKS    (0 -> r)  struct pp__mpi_batch, nstop struct pp__mpi_stop,
+ *                      then ntasks of: struct pp__mpi_task and a frame
  *                      (slots.h; hdr.fn is ignored, fn_index names it)
  *   RESULTS  (r -> 0)  records struct pp__mpi_result, each followed by
  *                      its bytes and message, padded to 8
@@ -48,8 +48,19 @@ struct pp__mpi_hello {
 };
 
 struct pp__mpi_batch {
-  uint32_t nkill;
+  uint32_t nstop;
   uint32_t ntasks;
+};
+
+/* What becomes of a task the rank holds. */
+enum pp__mpi_how {
+  PP__MPI_CANCEL = 1, /* cancelled by the master: drop it unless running */
+  PP__MPI_KILL        /* cancel_running: kill its worker */
+};
+
+struct pp__mpi_stop {
+  uint64_t id;
+  uint64_t how; /* enum pp__mpi_how */
 };
 
 struct pp__mpi_task {
@@ -120,6 +131,17 @@ static inline int pp__mpi_put_result(struct pp__mpi_buf *b,
 /* Receives the next message from `source` with `tag` into b (replacing
  * its bytes); returns the sender. */
 int pp__mpi_recv(MPI_Comm comm, int source, int tag, struct pp__mpi_buf *b);
+
+/* Initializes MPI unless the program did (then *finalize is left 0),
+ * makes *comm, the engine's own copy of MPI_COMM_WORLD, and says this
+ * process's rank and the job's size (OUT). Returns 0 or why not, printed. */
+int pp__mpi_init(MPI_Comm *comm, int *rank, int *size, int *finalize);
+
+/* Rank 0: sends the manifest and max_payload to ranks 1 .. size - 1 and
+ * takes their hellos into hellos[1 .. size) (OUT). Returns 0, or the first
+ * rank's failure (every refusal printed, naming its rank). */
+int pp__mpi_handshake(MPI_Comm comm, int size, const struct pp__registry *reg,
+                      uint64_t max_payload, struct pp__mpi_hello *hellos);
 
 /* Serves as supervisor rank `rank` of the pool p (whose options are this
  * rank's own) until rank 0 shuts it down; then finalizes MPI when
