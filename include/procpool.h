@@ -25,11 +25,12 @@
  *   at the same time. Done-callbacks run in the master, in the thread that
  *   resolves the future: the pool's collector thread or a thread waiting in
  *   pp_future_result() (processes), the worker thread that ran the task
- *   (threads), the thread that cancels it, or the thread that adds them
- *   when the future is already done. They must not block for long and must
- *   not destroy the pool. A thread waiting for a future (pp_future_result(),
- *   pp_wait(), pp_completed_next(), pp_map_next()) wakes as soon as the
- *   future is done, whichever thread cancels or resolves it.
+ *   (threads), the engine's communication thread (MPI), the thread that
+ *   cancels it, or the thread that adds them when the future is already
+ *   done. They must not block for long and must not destroy the pool. A
+ *   thread waiting for a future (pp_future_result(), pp_wait(),
+ *   pp_completed_next(), pp_map_next()) wakes as soon as the future is
+ *   done, whichever thread cancels or resolves it.
  *
  * Processes
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
