@@ -148,10 +148,13 @@ typedef enum pp_engine {
  * tells the rank, which drops the task unless it started meanwhile (then
  * it runs, and its answer is ignored).
  * pp_pool_workers() is the sum of the ranks' workers; pp_pool_worker_pids()
- * gives none. A program makes one MPI pool in its life (a second one gets
- * PP_ESHUTDOWN). The library calls MPI_Init_thread() (MPI_THREAD_FUNNELED,
- * from a thread of its own) unless the program did (then it needs
- * MPI_THREAD_MULTIPLE) and finalizes what it initialized.
+ * gives none. pp_pool_create() returns once every rank is ready
+ * (start_in_background is ignored); max_payload is rank 0's everywhere, at
+ * most 1 GiB (an MPI message counts bytes in an int). A program makes one
+ * MPI pool in its life (a second one gets PP_ESHUTDOWN). The library calls
+ * MPI_Init_thread() (MPI_THREAD_FUNNELED, from a thread of its own) unless the
+ * program did (then it needs MPI_THREAD_MULTIPLE) and finalizes what it
+ * initialized.
  *
  * Limit: Open MPI 4.1 has no fault-tolerant MPI (ULFM). A rank that dies
  * whole (SIGKILL of the supervisor, a lost machine) aborts the whole job:

@@ -45,6 +45,7 @@
 #include <stdio.h>
 
 #define BATCH_BYTES ((size_t)256 << 10) /* a batch grows past this by one */
+#define MAX_PAYLOAD ((size_t)1 << 30)   /* a message's bytes fit an int */
 #define WINDOW_S 0.01                   /* seconds of work a window holds */
 #define RATE_NS 5000000u                /* a window is re-sized this often */
 #define STALE_NS 1000000u /* a rank idle this long starts from its workers */
@@ -467,6 +468,8 @@ static int mpi_start(pp_pool *p) {
   sigset_t all, old;
   int rc;
 
+  if (p->opts.max_payload > MAX_PAYLOAD)
+    return PP_EINVAL;
   if (atomic_exchange(&mpi_used, 1))
     return PP_ESHUTDOWN;
   if (!(m = calloc(1, sizeof *m)))
