@@ -30,9 +30,9 @@
  * rank's own pool enforces timeouts.
  *
  * With nothing to do the thread naps on a condition (a new task or a kill
- * wakes it at once), backing off from PP__MPI_NAP_MIN_NS to _MAX_NS while
- * no message comes: MPI_Iprobe, never a spinning blocking receive, so it
- * does not starve workers on shared cores.
+ * wakes it at once), backing off while no message comes (mpi_wire.h):
+ * MPI_Iprobe, never a spinning blocking receive, so it does not starve workers
+ * on shared cores.
  *
  * LOCKING
  * pool->mu guards the FIFO, the ranks' credits, windows and kill lists,
@@ -383,6 +383,14 @@ static int finished_locked(const struct master *m) {
   return 1;
 }
 
+/* With mu held: whether a rank holds tasks, so answers are due. */
+static int any_in_flight_locked(const struct master *m) {
+  for (int r = 1; r < m->nranks; r++)
+    if (m->ranks[r].in_flight)
+      return 1;
+  return 0;
+}
+
 /* With mu held: whether packing now would send something. */
 static int has_work_locked(const struct master *m) {
   for (int r = 1; r < m->nranks; r++) {
@@ -415,7 +423,7 @@ static void serve_master(pp_pool *p, struct master *m) {
     }
     if (!finished_locked(m))
       pp__pool_wait(p, &m->wake, pp__now_ns() + nap);
-    nap = nap * 2 > PP__MPI_NAP_MAX_NS ? PP__MPI_NAP_MAX_NS : nap * 2;
+    nap = pp__mpi_next_nap(nap, any_in_flight_locked(m));
   }
   pp__pool_unlock(p);
 }

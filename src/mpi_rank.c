@@ -390,7 +390,7 @@ static void serve_batches(struct sup *s) {
       pthread_cond_timedwait(&s->changed, &s->mu, &ts);
     }
     pthread_mutex_unlock(&s->mu);
-    nap = nap * 2 > PP__MPI_NAP_MAX_NS ? PP__MPI_NAP_MAX_NS : nap * 2;
+    nap = pp__mpi_next_nap(nap, s->jobs != NULL); /* more may come */
   }
 out_free:
   free(in.data);

@@ -149,9 +149,18 @@ int pp__mpi_handshake(MPI_Comm comm, int size, const struct pp__registry *reg,
 void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
                    int rank, int finalize) __attribute__((noreturn));
 
-/* The longest and shortest naps of a communication loop with nothing to
- * do: it backs off from the first to the second, never spinning. */
+/* The naps of a communication loop with nothing to do: it backs off from
+ * the first, never spinning, up to the second while answers are due (a
+ * message is noticed within it), or the third while nothing is in flight
+ * (what comes then, a new task, wakes rank 0 at once). */
 #define PP__MPI_NAP_MIN_NS 20000u
-#define PP__MPI_NAP_MAX_NS 500000u
+#define PP__MPI_NAP_BUSY_NS 100000u
+#define PP__MPI_NAP_IDLE_NS 2000000u
+
+/* The next nap after `nap`, doubled up to its cap. */
+static inline uint64_t pp__mpi_next_nap(uint64_t nap, int busy) {
+  uint64_t cap = busy ? PP__MPI_NAP_BUSY_NS : PP__MPI_NAP_IDLE_NS;
+  return nap * 2 > cap ? cap : nap * 2;
+}
 
 #endif
