@@ -30,9 +30,10 @@
  * rank's own pool enforces timeouts.
  *
  * With nothing to do the thread naps on a condition (a new task or a kill
- * wakes it at once), backing off while no message comes (mpi_wire.h):
- * MPI_Iprobe, never a spinning blocking receive, so it does not starve workers
- * on shared cores.
+ * wakes it at once), backing off while no message comes, to 100 us while
+ * ranks hold tasks and 2 ms while none does (mpi_wire.h): MPI_Iprobe,
+ * never a spinning blocking receive, so it does not starve workers on
+ * shared cores, and an idle pool costs its ranks about 2% of a CPU.
  *
  * LOCKING
  * pool->mu guards the FIFO, the ranks' credits, windows and kill lists,
