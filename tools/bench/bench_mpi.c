@@ -2,7 +2,7 @@
  * bench_mpi: the MPI engine with one master and two supervisor ranks on
  * this machine, beside mpi4py.futures' MPIPoolExecutor on the same ranks
  * in the same run, over shared memory and over TCP forced
- * (--mca btl self,tcp, the path between machines).
+ * (--mca btl self,tcp over loopback, the path between machines).
  *
  * Run without --child it is the launcher: for each transport it starts
  * `mpirun -np 3 bench_mpi --child` (which measures, on rank 0, tiny tasks
@@ -287,6 +287,8 @@ int main(int argc, char **argv) {
     return child(&cfg);
   }
   tiny_parse_args(argc, argv, &cfg, usage);
+  setenv("OMPI_MCA_btl_tcp_if_include", "lo", 0); /* TCP over loopback */
+  setenv("OMPI_MCA_oob_tcp_if_include", "lo", 0);
   if (getuid() == 0) { /* Open MPI refuses root without both */
     setenv("OMPI_ALLOW_RUN_AS_ROOT", "1", 1);
     setenv("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1", 1);
