@@ -389,8 +389,8 @@ static void serve_batches(struct sup *s) {
       struct timespec ts = pp__timespec(pp__now_ns() + nap);
       pthread_cond_timedwait(&s->changed, &s->mu, &ts);
     }
+    nap = pp__mpi_next_nap(nap, s->jobs != NULL); /* answers are due */
     pthread_mutex_unlock(&s->mu);
-    nap = pp__mpi_next_nap(nap, s->jobs != NULL); /* more may come */
   }
 out_free:
   free(in.data);
