@@ -117,19 +117,15 @@ START_TEST(test_manifest_mismatch_refused) {
 }
 END_TEST
 
-int main(void) {
+static Suite *make_mpi_faults_suite(void) {
   Suite *s = suite_create("mpi_faults");
   TCase *tc = tcase_create("faults");
-  SRunner *sr;
-  int failed;
 
   tcase_set_timeout(tc, 3 * RUN_MAX_S);
   tcase_add_test(tc, test_rank_killed_ends_job);
   tcase_add_test(tc, test_manifest_mismatch_refused);
   suite_add_tcase(s, tc);
-  sr = srunner_create(s);
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed == 0 ? 0 : 1;
+  return s;
 }
+
+TU_MAIN(make_mpi_faults_suite)
