@@ -59,6 +59,24 @@ extern "C" {
 #define PP_EXPORT
 #endif
 
+/* --------------------------------------------------------------- version */
+
+/* The version of this header, checked against CMake's project(VERSION) at
+ * configure time so that the two cannot drift. PP_VERSION_NUMBER is
+ * 0xMMmmpp (major, minor, patch), for comparisons in #if. */
+#define PP_VERSION_MAJOR 0
+#define PP_VERSION_MINOR 1
+#define PP_VERSION_PATCH 0
+#define PP_VERSION_STRING "0.1.0"
+#define PP_VERSION_NUMBER                                                      \
+  ((PP_VERSION_MAJOR << 16) | (PP_VERSION_MINOR << 8) | PP_VERSION_PATCH)
+
+/* The version of the library the program runs against, as a static string
+ * ("0.1.0") and as a number like PP_VERSION_NUMBER: with a shared library,
+ * these may differ from the header the program was compiled with. */
+PP_EXPORT const char *pp_version(void);
+PP_EXPORT unsigned pp_version_number(void);
+
 /* ---------------------------------------------------------------- errors */
 
 /* The error table: one row per code, from which both the enum and
@@ -402,8 +420,14 @@ typedef struct pp_map pp_map;
 typedef int (*pp_gen_fn)(void *state, const void **arg, size_t *len);
 
 typedef struct pp_map_options {
-  size_t chunksize;    /* arguments per task; 0 or 1: one per task */
-  size_t window;       /* most arguments in flight; 0: 4 * workers * 64 */
+  size_t chunksize;    /* arguments per task; 1: one per task; 0 (the
+                          default): chosen from the time tasks take, as
+                          joblib's batch_size='auto' (Python's default is
+                          1): tiny tasks travel in chunks of up to 1024,
+                          tasks of a millisecond or more one per task.
+                          With a task_timeout, 0 means 1 */
+  size_t window;       /* most arguments in flight; 0: 4 * workers *
+                          max(64, largest chunk), at least two chunks */
   double timeout;      /* seconds from pp_map_*() to each result; <= 0: none
                           (so that a zeroed struct means no timeout) */
   double task_timeout; /* seconds a task (a whole chunk) may run before its

@@ -50,33 +50,37 @@ struct collector {
 static void apply_result(pp_pool *p, const unsigned char *frame, size_t len,
                          struct pp__deferred **later) {
   struct pp__result_hdr rh;
-  const unsigned char *data = frame + sizeof rh;
-  char msg[PP__MESSAGE_MAX];
-  struct pp__result r;
 
   if (len < sizeof rh)
     return;
   memcpy(&rh, frame, sizeof rh);
-  if ((size_t)rh.len + rh.msg_len > len - sizeof rh ||
-      !pp__slot_by_id(&p->st, rh.id))
+  if (!pp__slot_by_id(&p->st, rh.id))
     return; /* a late answer for a slot already failed or reused */
-  snprintf(msg, sizeof msg, "%.*s", (int)rh.msg_len, data + rh.len);
-  r = (struct pp__result){rh.status, rh.code, data, rh.len, msg};
-  pp__slot_resolve_locked(p, pp__id_slot(rh.id), rh.item, &r, later);
+  pp__slot_resolve_run_locked(p, pp__id_slot(rh.id), rh.first, rh.count,
+                              frame + sizeof rh, len - sizeof rh, rh.run_ns,
+                              later);
 }
 
 /* Takes result frames off the ring (those that fit `cap` bytes of `buf`)
  * and applies them, then runs the deferred callbacks. Called by the
- * collector, and by a thread waiting for a future, which thereby skips a
- * wake-up of the collector. Returns the number of frames. */
-size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap) {
-  struct pp__shared *sh = pp__procs_of(p)->sh;
+ * collector (`wait`), and by a thread waiting for a result, which thereby
+ * skips a wake-up of the collector (it gives way when another thread is
+ * draining). Taking frames off and applying them happen under drain_mu, so
+ * that once a drain returns, every frame put before it is applied: reap()
+ * relies on it, or a result in another thread's hands would be a crash.
+ * Returns the number of frames. */
+size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap, int wait) {
+  struct pp__procs *e = pp__procs_of(p);
   size_t total = 0, len, off, plen;
   void *payload;
   int n;
 
-  while ((n = pp__ring_get(sh->results, buf, cap, DRAIN_MAX, &len, PP__NOWAIT,
-                           NULL)) > 0) {
+  if (wait)
+    pthread_mutex_lock(&e->drain_mu);
+  else if (pthread_mutex_trylock(&e->drain_mu) != 0)
+    return 0;
+  while ((n = pp__ring_get(e->sh->results, buf, cap, DRAIN_MAX, &len,
+                           PP__NOWAIT, NULL)) > 0) {
     struct pp__deferred *later = NULL;
     off = 0;
     pp__pool_lock(p);
@@ -86,11 +90,12 @@ size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap) {
     pp__deferred_run(later);
     total += (size_t)n;
   }
+  pthread_mutex_unlock(&e->drain_mu); /* taken above */
   return total;
 }
 
 static size_t drain_results(struct collector *c) {
-  return pp__collector_drain(c->p, c->buf, c->cap);
+  return pp__collector_drain(c->p, c->buf, c->cap, 1);
 }
 
 /* ------------------------------------------------------ workers */

@@ -36,7 +36,12 @@ pp_future *pp__future_new(pp_pool *p) {
 void pp__outcome_set(struct pp__outcome *o, const struct pp__result *r) {
   o->status = r->status;
   o->code = r->code;
-  if (r->status == 0 && r->len) {
+  if (r->status == 0 && r->len <= sizeof o->small) {
+    /* small results (a number, a flag) need no allocation of their own */
+    memcpy(o->small, r->data, r->len);
+    o->data = o->small;
+    o->len = r->len;
+  } else if (r->status == 0) {
     if ((o->data = malloc(r->len)) != NULL) {
       memcpy(o->data, r->data, r->len);
       o->len = r->len;
@@ -49,7 +54,8 @@ void pp__outcome_set(struct pp__outcome *o, const struct pp__result *r) {
 }
 
 void pp__outcome_clear(struct pp__outcome *o) {
-  free(o->data);
+  if (o->data != o->small)
+    free(o->data);
   free(o->message);
   memset(o, 0, sizeof *o);
 }
@@ -74,7 +80,28 @@ static void resolve_locked(void *owner, size_t index,
   *later = &f->later;
 }
 
-const struct pp__owner_ops pp__future_ops = {resolve_locked, NULL};
+/* The slot owner callback for a run: a future's task has one item. */
+static void resolve_run_locked(void *owner, size_t index, uint32_t count,
+                               const void *run, size_t len, uint64_t run_ns,
+                               struct pp__deferred **later) {
+  struct pp__item_hdr h;
+  char msg[PP__MESSAGE_MAX];
+  const char *bytes = (const char *)run + sizeof h;
+
+  (void)count;
+  (void)len;
+  (void)run_ns;
+  memcpy(&h, run, sizeof h);
+  msg[0] = '\0';
+  if (h.msg_len)
+    snprintf(msg, sizeof msg, "%.*s", (int)h.msg_len, bytes + h.len);
+  resolve_locked(owner, index,
+                 &(struct pp__result){h.status, h.code, bytes, h.len, msg},
+                 later);
+}
+
+const struct pp__owner_ops pp__future_ops = {resolve_locked, resolve_run_locked,
+                                             NULL};
 
 /* After mu is dropped: runs the done-callbacks of a resolved future and
  * drops the pool's reference to it. Callbacks were detached under mu; a
@@ -83,10 +110,14 @@ static void run_callbacks(struct pp__deferred *d) {
   pp_future *f = (pp_future *)((char *)d - offsetof(pp_future, later));
   struct pp_callback *cb;
 
-  pp__pool_lock(f->pool);
-  cb = f->callbacks;
-  f->callbacks = NULL;
-  pp__pool_unlock(f->pool);
+  if (f->had_callbacks) { /* else none can have been added: see below */
+    pp__pool_lock(f->pool);
+    cb = f->callbacks;
+    f->callbacks = NULL;
+    pp__pool_unlock(f->pool);
+  } else {
+    cb = NULL;
+  }
   while (cb) {
     struct pp_callback *next = cb->next;
     cb->fn(f, cb->arg);
@@ -226,6 +257,7 @@ int pp_future_add_done_callback(pp_future *f, pp_done_fn fn, void *arg) {
       while (*tail)
         tail = &(*tail)->next;
       *tail = cb;
+      f->had_callbacks = 1; /* a done future's list stays empty without */
       now = 0;
     }
     pp__pool_unlock(f->pool);

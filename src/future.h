@@ -12,9 +12,10 @@
 struct pp__outcome {
   int status; /* 0 or the PP_E* it failed with */
   int code;   /* what the task returned, for PP_ETASK */
-  void *data; /* the result bytes (status 0), owned */
+  void *data; /* the result bytes (status 0): owned, or `small` */
   size_t len;
-  char *message; /* NULL or owned */
+  char *message;           /* NULL or owned */
+  unsigned char small[16]; /* the bytes of a result this small */
 };
 
 /* Fills `o` with copies of *r (status PP_ENOMEM when they cannot be
@@ -41,8 +42,9 @@ struct pp_future {
   _Atomic int state; /* pp_state; RUNNING is read from the slot word */
   struct pp__outcome out;        /* written once, before state turns done */
   struct pp_callback *callbacks; /* under pool->mu */
-  struct pp__watch *watches;     /* under pool->mu */
-  struct pp__deferred later;     /* callbacks to run after unlock */
+  int had_callbacks;         /* under pool->mu: one was added while pending */
+  struct pp__watch *watches; /* under pool->mu */
+  struct pp__deferred later; /* callbacks to run after unlock */
 };
 
 /* Whether f is done (acquire: its outcome may then be read unlocked). */

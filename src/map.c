@@ -1,22 +1,56 @@
 /*
  * The ordered, lazy map. A map keeps at most `window` arguments in flight:
- * it pulls arguments (from the array or the generator) only when an earlier
- * result has been handed back, so memory stays constant however many
- * arguments there are. Results land in a circular array of `window` items
- * indexed by argument number; pp_map_next() hands them back in order.
+ * it pulls arguments (from the array or the generator) only when earlier
+ * results have been handed back, so memory stays constant however many
+ * arguments there are. Results land in a circular array of window + 1
+ * items indexed by argument number (the extra one is the result being
+ * handed back); pp_map_next() hands them back in order.
  *
  * Arguments are gathered into a stage (copied, for a generator, since its
  * bytes live only until its next call) outside pool->mu, so that a
  * generator never runs under the pool's lock; the stage then becomes one
- * task (a chunk of up to `chunksize` arguments) under the lock.
+ * task (a chunk of up to `chunksize` arguments) under the lock. A new chunk
+ * is submitted only when a whole chunk's room has opened in the window, so
+ * chunks stay whole.
+ *
+ * DESIGN (speed)
+ * A chunk's results arrive as one packed run (slots.h), copied once into a
+ * map_chunk that its items point into: no allocation per item. Under the
+ * lock, pp_map_next() notes how many consecutive results are ready; it then
+ * hands those back without taking the lock (they are done, so no resolver
+ * writes them), and takes it again only to release what was handed back,
+ * submit the next chunk and wait. With no chunksize set (0), the map
+ * chooses one from the time tasks take (as joblib's batch_size='auto'):
+ * tiny tasks travel in chunks of up to AUTO_MAX, tasks of a millisecond or
+ * more one per task.
  */
 #include "future.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#define AUTO_MAX 1024           /* largest automatic chunk */
+#define AUTO_TARGET_NS 200000.0 /* time an automatic chunk aims to take */
+
+/* One run of results, copied whole; freed with its last item (small
+ * ones are kept on the map's spare list for the next run). */
+struct map_chunk {
+  size_t refs;            /* items pointing into it; under pool->mu */
+  size_t cap;             /* bytes[] allocated */
+  struct map_chunk *next; /* on the spare list */
+  unsigned char bytes[];
+};
+
+#define SPARE_BYTES 256 /* runs up to this size reuse their chunks */
+#define SPARE_MAX 64
+
+/* One argument's result. `done` is written under pool->mu; a done item is
+ * never written again until it is released. */
 struct map_item {
-  struct pp__outcome out;
+  struct map_chunk *chunk;       /* its run, or NULL */
+  const struct pp__item_hdr *ih; /* its header in chunk->bytes */
+  struct pp__outcome *single;    /* or an outcome of its own (failures) */
   int done;
 };
 
@@ -28,15 +62,27 @@ struct pp_map {
   size_t n;
   pp_gen_fn gen; /* generator source, or NULL */
   void *gen_state;
-  size_t chunksize, window;
+  size_t chunksize;  /* arguments per task now; the consumer's */
+  size_t chunk_next; /* what the measurements ask for next (under mu) */
+  int auto_chunk;    /* chunksize follows the measured task time */
+  double item_ns;    /* measured time of one item (auto), 0: none yet */
+  size_t max_chunk;  /* largest chunksize (the stage's size) */
+  size_t window;
   uint64_t deadline_ns;
   uint64_t task_timeout_ns; /* 0: none */
-  size_t submitted;         /* arguments turned into tasks */
-  size_t yielded;           /* results handed back */
+  size_t submitted;         /* arguments turned into tasks (under mu) */
+  size_t yielded;           /* results out of the window (under mu) */
+  size_t released;          /* results [released, cursor) were handed
+                               back and are still kept */
+  size_t cursor;            /* the next result to hand back */
+  size_t ready_end;         /* results [cursor, ready_end) are done */
   size_t tasks;             /* tasks in flight */
+  int helped;               /* took results itself before this sleep */
   int source_done;
   int source_err;
-  struct map_item *items; /* [window] */
+  struct map_item *items;  /* [window + 1] */
+  struct map_chunk *spare; /* small chunks to reuse; under mu */
+  size_t nspare;
   /* The stage: the next task's arguments. */
   const void **stage_args;
   size_t *stage_lens;
@@ -45,14 +91,53 @@ struct pp_map {
   const void *held_arg;      /* a generator argument for the next stage */
   size_t held_len;
   int held;
-  /* What the last pp_map_next() returned, owned by the map. */
-  struct map_item current;
+  /* What the last pp_map_next() answered. */
   size_t current_index;
+  int current_code;
+  char current_msg[PP__MESSAGE_MAX];
 };
 
-static void item_clear(struct map_item *it) {
-  pp__outcome_clear(&it->out);
-  it->done = 0;
+static struct map_item *item_at(pp_map *m, size_t index) {
+  return &m->items[index % (m->window + 1)];
+}
+
+/* With mu held: a chunk of at least `len` bytes, from the spare list when
+ * small. */
+static struct map_chunk *chunk_new(pp_map *m, size_t len) {
+  struct map_chunk *c;
+
+  if (len <= SPARE_BYTES && (c = m->spare) != NULL) {
+    m->spare = c->next;
+    m->nspare--;
+    return c;
+  }
+  if (len <= SPARE_BYTES)
+    len = SPARE_BYTES;
+  if ((c = malloc(sizeof *c + len)) != NULL)
+    c->cap = len;
+  return c;
+}
+
+/* With mu held: a chunk no item points into any more. */
+static void chunk_free(pp_map *m, struct map_chunk *c) {
+  if (c->cap == SPARE_BYTES && m->nspare < SPARE_MAX) {
+    c->next = m->spare;
+    m->spare = c;
+    m->nspare++;
+    return;
+  }
+  free(c);
+}
+
+/* With mu held (or alone): forgets a result that was handed back. */
+static void item_release(pp_map *m, struct map_item *it) {
+  if (it->chunk && --it->chunk->refs == 0)
+    chunk_free(m, it->chunk);
+  if (it->single) {
+    pp__outcome_clear(it->single);
+    free(it->single);
+  }
+  memset(it, 0, sizeof *it);
 }
 
 /* Pulls the next argument from the source: 1 with it, 0 at the end, or a
@@ -143,15 +228,26 @@ static int submit_stage_locked(pp_map *m, int wait) {
   return 0;
 }
 
+/* Whether the window has room for the next chunk: a whole one, unless
+ * nothing is in flight (then any room must do, to make progress). */
+static int window_has_room(const pp_map *m) {
+  size_t in_flight = m->submitted - m->yielded;
+  return in_flight + m->chunksize <= m->window ||
+         (m->tasks == 0 && in_flight < m->window);
+}
+
 /* Submits as much as the window allows. Called and returns with mu held;
  * drops it to run the generator. */
 static int refill_locked(pp_map *m) {
   int rc;
 
   PP__ASSERT_LOCKED(m->pool);
+  m->chunksize = m->chunk_next; /* the consumer's copy changes only here */
   while (!m->source_err) {
     int idle = m->tasks == 0;
     if (m->staged == 0) {
+      if (m->source_done || !window_has_room(m))
+        return 0;
       pp__pool_unlock(m->pool);
       rc = fill_stage(m);
       pp__pool_lock(m->pool);
@@ -167,15 +263,13 @@ static int refill_locked(pp_map *m) {
       return 0;
     if (rc != 0)
       return rc;
-    if (m->submitted - m->yielded >= m->window)
-      return 0;
   }
   return 0;
 }
 
-/* The slot owner callback: argument `index` ended as *r. Answers for
- * items already handed back, or already had (a retried chunk answering
- * again), are ignored. */
+/* The slot owner callback: argument `index` ended as *r (the slot
+ * table's failures). Answers for results already released, or already
+ * had (a retried chunk answering again), are ignored. */
 static void resolve_locked(void *owner, size_t index,
                            const struct pp__result *r,
                            struct pp__deferred **later) {
@@ -185,11 +279,65 @@ static void resolve_locked(void *owner, size_t index,
   (void)later;
   if (index < m->yielded || index >= m->submitted)
     return;
-  it = &m->items[index % m->window];
+  it = item_at(m, index);
   if (it->done)
     return;
-  pp__outcome_set(&it->out, r);
+  if (!(it->single = calloc(1, sizeof *it->single)))
+    return; /* stays pending: the map then times out, or waits */
+  pp__outcome_set(it->single, r);
   it->done = 1;
+}
+
+/* The automatic chunksize after a run of `count` items that took
+ * `run_ns`: aims for chunks of AUTO_TARGET_NS, growing at most fourfold
+ * at a time, and no larger than a quarter of each worker's window. */
+static void adapt_chunk_locked(pp_map *m, uint32_t count, uint64_t run_ns) {
+  double per = (double)run_ns / count, want;
+  size_t cap = m->window / (2 * (size_t)m->pool->nworkers);
+
+  m->item_ns = m->item_ns > 0 ? 0.75 * m->item_ns + 0.25 * per : per;
+  want = m->item_ns > 0 ? AUTO_TARGET_NS / m->item_ns : (double)AUTO_MAX;
+  if (want > 4.0 * (double)m->chunk_next)
+    want = 4.0 * (double)m->chunk_next;
+  if (cap > m->max_chunk)
+    cap = m->max_chunk;
+  m->chunk_next = want < 1             ? 1
+                  : want > (double)cap ? (cap ? cap : 1)
+                                       : (size_t)want;
+}
+
+/* The slot owner callback: results index .. index + count - 1 arrived as
+ * one packed run, kept whole. */
+static void resolve_run_locked(void *owner, size_t index, uint32_t count,
+                               const void *run, size_t len, uint64_t run_ns,
+                               struct pp__deferred **later) {
+  pp_map *m = owner;
+  struct map_chunk *c = chunk_new(m, len);
+  const unsigned char *p;
+
+  (void)later;
+  if (m->auto_chunk && run_ns)
+    adapt_chunk_locked(m, count, run_ns);
+  if (!c)
+    return; /* they stay pending: the map then times out, or waits */
+  memcpy(c->bytes, run, len);
+  c->refs = 0;
+  p = c->bytes;
+  for (uint32_t i = 0; i < count; i++, index++) {
+    const struct pp__item_hdr *ih = (const void *)p;
+    p += pp__item_size(ih);
+    if (index < m->yielded || index >= m->submitted)
+      continue;
+    struct map_item *it = item_at(m, index);
+    if (it->done)
+      continue;
+    it->chunk = c;
+    it->ih = ih;
+    __atomic_store_n(&it->done, 1, __ATOMIC_RELEASE);
+    c->refs++;
+  }
+  if (c->refs == 0)
+    chunk_free(m, c);
 }
 
 /* The slot owner callback: one of the map's tasks is gone. */
@@ -198,13 +346,48 @@ static void gone_locked(void *owner) {
   m->tasks--;
 }
 
-static const struct pp__owner_ops map_ops = {resolve_locked, gone_locked};
+static const struct pp__owner_ops map_ops = {resolve_locked, resolve_run_locked,
+                                             gone_locked};
+
+/* The chunking an options struct asks for: a fixed chunksize, or the
+ * automatic one (0), which a per-task timeout turns off (it would time a
+ * whole chunk). */
+static void choose_chunking(pp_map *m, const pp_map_options *opts) {
+  size_t asked = opts ? opts->chunksize : 0;
+  size_t window = opts ? opts->window : 0;
+
+  m->auto_chunk = asked == 0 && m->task_timeout_ns == 0;
+  m->max_chunk = asked ? asked : 1;
+  if (m->auto_chunk) {
+    /* An explicit window is kept: chunks then fit twice per worker. */
+    size_t fit = window / (2 * (size_t)m->pool->nworkers);
+    m->max_chunk = !window          ? AUTO_MAX
+                   : fit < 1        ? 1
+                   : fit > AUTO_MAX ? AUTO_MAX
+                                    : fit;
+  }
+  m->chunksize = m->auto_chunk ? 1 : m->max_chunk;
+  m->chunk_next = m->chunksize;
+}
+
+/* The window: as asked, else four chunks of the largest size (at least 64
+ * arguments) per worker; never under two chunks, nor over what the slots
+ * can hold. */
+static size_t choose_window(const pp_map *m, const pp_map_options *opts) {
+  size_t per = m->max_chunk > 64 ? m->max_chunk : 64;
+  size_t w = opts && opts->window ? opts->window
+                                  : (size_t)4 * (size_t)m->pool->nworkers * per;
+  if (w < 2 * m->max_chunk)
+    w = 2 * m->max_chunk;
+  if (w > (size_t)m->pool->st.n * m->max_chunk)
+    w = (size_t)m->pool->st.n * m->max_chunk;
+  return w;
+}
 
 /* Shared constructor of both sources. */
 static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
                    pp_map **out) {
   pp_map *m;
-  size_t chunk;
 
   if (out)
     *out = NULL;
@@ -218,22 +401,16 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
     return PP_ENOMEM;
   m->pool = p;
   m->fn = fn;
-  chunk = opts && opts->chunksize > 1 ? opts->chunksize : 1;
-  m->chunksize = chunk;
-  m->window = opts && opts->window ? opts->window
-                                   : (size_t)4 * (size_t)p->nworkers * 64;
-  if (m->window < 2 * chunk)
-    m->window = 2 * chunk;
-  if (m->window > p->st.n * chunk)
-    m->window = p->st.n * chunk;
   m->deadline_ns =
       pp__deadline_ns(opts && opts->timeout > 0 ? opts->timeout : PP_FOREVER);
   m->task_timeout_ns = opts && opts->task_timeout > 0
                            ? pp__seconds_to_ns(opts->task_timeout)
                            : 0;
-  m->items = calloc(m->window, sizeof *m->items);
-  m->stage_args = malloc(chunk * sizeof *m->stage_args);
-  m->stage_lens = malloc(chunk * sizeof *m->stage_lens);
+  choose_chunking(m, opts);
+  m->window = choose_window(m, opts);
+  m->items = calloc(m->window + 1, sizeof *m->items);
+  m->stage_args = malloc(m->max_chunk * sizeof *m->stage_args);
+  m->stage_lens = malloc(m->max_chunk * sizeof *m->stage_lens);
   m->stage_copy = malloc(p->st.max_frame);
   if (!m->items || !m->stage_args || !m->stage_lens || !m->stage_copy) {
     pp_map_destroy(m);
@@ -291,52 +468,121 @@ int pp_map_gen(pp_pool *p, pp_task_fn fn, pp_gen_fn gen, void *state,
   return 0;
 }
 
-int pp_map_next(pp_map *m, const void **data, size_t *len) {
-  struct map_item *it = NULL;
-  int rc = 0;
+/* With mu held: releases the results handed back since the last time
+ * (the caller's last one is valid until this call), and counts them out of
+ * the window. */
+static void release_handed_locked(pp_map *m) {
+  for (size_t i = m->released; i < m->cursor; i++)
+    item_release(m, item_at(m, i));
+  m->released = m->cursor;
+  if (m->cursor > m->yielded)
+    m->yielded = m->cursor;
+}
 
-  if (data)
-    *data = NULL;
-  if (len)
-    *len = 0;
-  if (!m)
-    return PP_EINVAL;
-  item_clear(&m->current);
-  pp__pool_lock(m->pool);
+/* Whether result `cursor` is done, read without the lock as a hint for
+ * help_wait (an item's done flag only ever turns on while it waits). */
+static int cursor_done(const void *arg) {
+  const pp_map *m = arg;
+  return __atomic_load_n(&m->items[m->cursor % (m->window + 1)].done,
+                         __ATOMIC_ACQUIRE);
+}
+
+/* With mu held: waits until result `cursor` is done, or the map ends or
+ * times out; then notes how many consecutive results are ready. Returns 0
+ * or PP_EOF, the source's error, PP_ETIMEDOUT. */
+static int wait_ready_locked(pp_map *m) {
   for (;;) {
-    if (m->yielded == m->submitted) {
+    if (m->cursor == m->submitted) {
       refill_or_stop_locked(m);
-      if (m->yielded == m->submitted) {
-        rc = m->source_err ? m->source_err : PP_EOF;
-        break;
-      }
+      if (m->cursor == m->submitted)
+        return m->source_err ? m->source_err : PP_EOF;
     }
-    it = &m->items[m->yielded % m->window];
-    if (it->done)
+    if (item_at(m, m->cursor)->done)
       break;
-    if (m->deadline_ns != PP__FOREVER && pp__now_ns() >= m->deadline_ns) {
-      rc = PP_ETIMEDOUT;
-      break;
+    if (m->deadline_ns != PP__FOREVER && pp__now_ns() >= m->deadline_ns)
+      return PP_ETIMEDOUT;
+    if (m->pool->engine->help_wait && !m->helped) {
+      /* Take results off the engine for a moment before sleeping. */
+      m->helped = 1;
+      pp__pool_unlock(m->pool);
+      m->pool->engine->help_wait(m->pool, cursor_done, m);
+      pp__pool_lock(m->pool);
+      continue;
     }
+    m->helped = 0;
     pp__pool_wait(m->pool, &m->pool->changed, m->deadline_ns);
   }
-  if (rc == 0) {
-    m->current = *it;
-    memset(it, 0, sizeof *it);
-    m->current_index = m->yielded++;
-    rc = m->current.out.status;
-    /* The window is topped up before this result is handed back, as
-     * Python's map (with buffersize) submits the next argument as it
-     * yields. */
+  m->helped = 0;
+  /* Scanned on from where the last scan stopped: amortised O(1). */
+  if (m->ready_end <= m->cursor)
+    m->ready_end = m->cursor + 1;
+  while (m->ready_end < m->submitted && item_at(m, m->ready_end)->done)
+    m->ready_end++;
+  return 0;
+}
+
+/* Hands back result `cursor` (done): its status, bytes and message. */
+static int hand_back(pp_map *m, const void **data, size_t *len) {
+  struct map_item *it = item_at(m, m->cursor);
+  int status;
+
+  m->current_index = m->cursor++;
+  m->current_msg[0] = '\0';
+  if (it->single) {
+    status = it->single->status;
+    m->current_code = it->single->code;
+    snprintf(m->current_msg, sizeof m->current_msg, "%s",
+             it->single->message ? it->single->message : "");
+    if (status == 0) {
+      *data = it->single->data;
+      *len = it->single->len;
+    }
+    return status;
+  }
+  status = it->ih->status;
+  m->current_code = it->ih->code;
+  if (status == 0) {
+    *data = (const char *)(it->ih + 1);
+    *len = it->ih->len;
+  } else {
+    snprintf(m->current_msg, sizeof m->current_msg, "%.*s",
+             (int)it->ih->msg_len, (const char *)(it->ih + 1) + it->ih->len);
+  }
+  return status;
+}
+
+int pp_map_next(pp_map *m, const void **data, size_t *len) {
+  const void *d = NULL;
+  size_t l = 0;
+  int rc;
+
+  if (!m)
+    return PP_EINVAL;
+  /* Fast path: a ready result, while the window has not opened a chunk's
+   * room (then the next chunk is submitted first, under the lock). */
+  if (m->cursor < m->ready_end && m->cursor + 1 - m->yielded < m->chunksize) {
+    rc = hand_back(m, &d, &l);
+  } else {
+    pp__pool_lock(m->pool);
+    release_handed_locked(m);
     refill_or_stop_locked(m);
+    rc = wait_ready_locked(m);
+    if (rc == 0) {
+      /* The window is topped up before this result is handed back, as
+       * Python's map (with buffersize) submits as it yields. */
+      m->yielded = m->cursor + 1;
+      refill_or_stop_locked(m);
+    }
+    pp__pool_unlock(m->pool);
+    if (rc == 0)
+      rc = hand_back(m, &d, &l);
+    else
+      m->current_code = 0, m->current_msg[0] = '\0';
   }
-  pp__pool_unlock(m->pool);
-  if (rc == 0) {
-    if (data)
-      *data = m->current.out.data;
-    if (len)
-      *len = m->current.out.len;
-  }
+  if (data)
+    *data = rc == 0 ? d : NULL;
+  if (len)
+    *len = rc == 0 ? l : 0;
   return rc;
 }
 
@@ -345,11 +591,11 @@ size_t pp_map_index(const pp_map *m) {
 }
 
 const char *pp_map_message(const pp_map *m) {
-  return m && m->current.out.message ? m->current.out.message : "";
+  return m ? m->current_msg : "";
 }
 
 int pp_map_task_code(const pp_map *m) {
-  return m ? m->current.out.code : 0;
+  return m ? m->current_code : 0;
 }
 
 void pp_map_destroy(pp_map *m) {
@@ -365,12 +611,16 @@ void pp_map_destroy(pp_map *m) {
       pp__slot_cancel_locked(p, pp__make_id(p->st.slots[i].gen, i), &none);
   while (m->tasks > 0)
     pp__pool_wait(p, &p->changed, PP__FOREVER);
+  if (m->items)
+    for (size_t i = 0; i <= m->window; i++)
+      item_release(m, &m->items[i]);
   pp__pool_unlock(p);
   assert(none == NULL);
-  if (m->items)
-    for (size_t i = 0; i < m->window; i++)
-      item_clear(&m->items[i]);
-  item_clear(&m->current);
+  while (m->spare) {
+    struct map_chunk *c = m->spare;
+    m->spare = c->next;
+    free(c);
+  }
   free(m->items);
   free(m->stage_args);
   free(m->stage_lens);

@@ -15,9 +15,9 @@
  * then its word goes QUEUED -> RUNNING (worker = the rank), so that a
  * future waiting in a rank's queue is pending, cancel answers PP_EBUSY
  * only once it runs, and cancel_running can act. Ranks answer in batches:
- * STARTED, each item's outcome (handed to the slot table, or, for a crash
- * with retries left, the slot is queued again for any rank), and DONE,
- * which gives the rank its credit back.
+ * STARTED, runs of items' outcomes (handed to the slot table as they
+ * came, or, for a crash with retries left, the slot is queued again for
+ * any rank), and DONE, which gives the rank its credit back.
  *
  * A rank's window (its credits) adapts to the rate it finishes tasks at:
  * enough for WINDOW_S of work, from its workers (long tasks: none waits
@@ -279,30 +279,29 @@ static void adapt_window_locked(struct rank *rk, uint64_t now) {
   rk->since_ns = rk->in_flight ? now : 0;
 }
 
-/* With mu held: one item's outcome from a rank. A crash with retries left
- * queues the whole task again, for any rank; the answers of an older
- * attempt are dropped. */
-static void apply_item_locked(pp_pool *p, const struct pp__mpi_result *rec,
-                              const unsigned char *data,
-                              struct pp__deferred **later) {
+/* With mu held: a run of items' outcomes from a rank, handed to the
+ * slot table as it came (which checks it). A crash (a one-item run: the
+ * rank fails a slot item by item) with retries left queues the whole task
+ * again, for any rank; the answers of an older attempt are dropped. */
+static void apply_items_locked(pp_pool *p, const struct pp__mpi_result *rec,
+                               const unsigned char *run,
+                               struct pp__deferred **later) {
   struct pp__slot *s = pp__slot_by_id(&p->st, rec->id);
   uint32_t index = pp__id_slot(rec->id);
-  char msg[PP__MESSAGE_MAX];
-  struct pp__result r;
+  struct pp__item_hdr first;
 
-  if (!s || s->attempts != rec->attempt)
+  if (!s || s->attempts != rec->attempt || rec->len < sizeof first)
     return;
-  if (rec->status == PP_ECRASHED && s->attempts < p->opts.retries) {
+  memcpy(&first, run, sizeof first);
+  if (rec->count == 1 && first.status == PP_ECRASHED &&
+      s->attempts < p->opts.retries) {
     s->attempts++;
     s->items_left = s->items;
     pp__slot_requeue_locked(p, index, later);
     return;
   }
-  msg[0] = '\0';
-  if (rec->msg_len)
-    snprintf(msg, sizeof msg, "%.*s", (int)rec->msg_len, data + rec->len);
-  r = (struct pp__result){rec->status, rec->code, data, rec->len, msg};
-  pp__slot_resolve_locked(p, index, rec->item, &r, later);
+  pp__slot_resolve_run_locked(p, index, rec->item, rec->count, run, rec->len, 0,
+                              later);
 }
 
 /* With mu held: the task of rec->id started on rank r. */
@@ -328,11 +327,11 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
 
   while (off + sizeof rec <= n) {
     memcpy(&rec, b + off, sizeof rec);
-    size = sizeof rec + pp__pad8((size_t)rec.len + rec.msg_len);
+    size = sizeof rec + pp__pad8(rec.len);
     if (size > n - off)
       break;
-    if (rec.kind == PP__MPI_ITEM)
-      apply_item_locked(p, &rec, b + off + sizeof rec, later);
+    if (rec.kind == PP__MPI_ITEMS)
+      apply_items_locked(p, &rec, b + off + sizeof rec, later);
     else if (rec.kind == PP__MPI_STARTED)
       apply_started_locked(p, &rec, r);
     else if (rec.kind == PP__MPI_DONE && rk->in_flight > 0) {

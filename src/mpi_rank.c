@@ -9,8 +9,9 @@
  * TASKS batch becomes a slot of the local pool, built from the frame with
  * the function the manifest index names here, owned by a `struct job`,
  * whose owner callbacks (run by the local collector, local mu held)
- * append each item's outcome, and DONE when the slot is freed, to an
- * outbox. Timeouts and kills are the local pool's: a task is queued with
+ * append each run of outcomes as the collector hands it over (slots.h:
+ * one record for a chunk's items, copied once), and DONE when the slot is
+ * freed, to an outbox. Timeouts and kills are the local pool's: a task is queued with
  * its timeout, and a kill is pp__slot_cancel_running_locked() on the
  * local slot, so a crash, a timeout or a cancel fails exactly that task,
  * as on one machine. The local pool does not retry: the master does, on
@@ -65,14 +66,12 @@ struct sup {
 
 /* ------------------------------------------------------------ outbox */
 
-/* With sup->mu held: appends a record; out of memory aborts the job, as
- * an answer lost would hang the master. The first record of an empty
- * outbox wakes the communication thread; the others find it awake. */
-static void put_locked(struct sup *s, const struct pp__mpi_result *rec,
-                       const void *data, const char *msg) {
-  int was_empty = s->outbox.len == 0;
-
-  if (pp__mpi_put_result(&s->outbox, rec, data, msg) != 0) {
+/* With sup->mu held: after appending to the outbox (rc from the append):
+ * out of memory aborts the job, as an answer lost would hang the master;
+ * the first record of an empty outbox wakes the communication thread (the
+ * others find it awake). */
+static void appended_locked(struct sup *s, int rc, int was_empty) {
+  if (rc != 0) {
     fprintf(stderr, "procpool: rank %d: out of memory for results\n", s->rank);
     MPI_Abort(MPI_COMM_WORLD, 1);
   }
@@ -80,30 +79,74 @@ static void put_locked(struct sup *s, const struct pp__mpi_result *rec,
     pthread_cond_signal(&s->changed);
 }
 
-/* Local mu held: an item of job `owner` ended. Items are answered once
- * (a failed slot reports every item, answered or not). */
+/* With sup->mu held: appends a record and its run. */
+static void put_locked(struct sup *s, const struct pp__mpi_result *rec,
+                       const void *run) {
+  int was_empty = s->outbox.len == 0;
+  appended_locked(s, pp__mpi_put_result(&s->outbox, rec, run), was_empty);
+}
+
+/* With sup->mu held: appends a record of one item. */
+static void put_item_locked(struct sup *s, uint64_t id, uint32_t item,
+                            uint8_t attempt, const struct pp__result *r) {
+  int was_empty = s->outbox.len == 0;
+  appended_locked(s, pp__mpi_put_item(&s->outbox, id, item, attempt, r),
+                  was_empty);
+}
+
+/* Marks items [first, first + count) of j answered; 0 if one already was
+ * (a failed slot reports every item, answered or not: each goes once). */
+static int answer(struct job *j, size_t first, uint32_t count) {
+  if (first >= j->items || count > j->items - first)
+    return 0;
+  for (size_t i = first; i < first + count; i++)
+    if (j->answered[i / 8] & (1u << i % 8))
+      return 0;
+  for (size_t i = first; i < first + count; i++)
+    j->answered[i / 8] |= (unsigned char)(1u << i % 8);
+  return 1;
+}
+
+/* Local mu held: an item of job `owner` ended (the local pool fails a
+ * slot item by item). A crash says where: there are many machines. */
 static void job_resolve_locked(void *owner, size_t item,
                                const struct pp__result *r,
                                struct pp__deferred **later) {
   struct job *j = owner;
   struct sup *s = j->sup;
   char crashed[PP__MESSAGE_MAX];
-  const char *msg = r->msg ? r->msg : "";
-  struct pp__mpi_result rec = {
-      j->id,     (uint32_t)item, PP__MPI_ITEM,     j->attempt, 0,
-      r->status, r->code,        (uint32_t)r->len, 0};
+  struct pp__result where = *r;
 
   (void)later;
-  if (item >= j->items || (j->answered[item / 8] & (1u << item % 8)))
+  if (!answer(j, item, 1))
     return;
-  j->answered[item / 8] |= (unsigned char)(1u << item % 8);
-  if (r->status == PP_ECRASHED) { /* say where: there are many machines */
-    snprintf(crashed, sizeof crashed, "rank %d: %s", s->rank, msg);
-    msg = crashed;
+  if (r->status == PP_ECRASHED) {
+    snprintf(crashed, sizeof crashed, "rank %d: %s", s->rank,
+             r->msg ? r->msg : "");
+    where.msg = crashed;
   }
-  rec.msg_len = (uint32_t)strnlen(msg, PP__MESSAGE_MAX - 1);
   pthread_mutex_lock(&s->mu);
-  put_locked(s, &rec, r->data, msg);
+  put_item_locked(s, j->id, (uint32_t)item, j->attempt, &where);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Local mu held: items of job `owner` ended as a run, which goes up as
+ * it came, in one record. */
+static void job_resolve_run_locked(void *owner, size_t first, uint32_t count,
+                                   const void *run, size_t len, uint64_t run_ns,
+                                   struct pp__deferred **later) {
+  struct job *j = owner;
+  struct sup *s = j->sup;
+  struct pp__mpi_result rec = {
+      j->id, (uint32_t)first, PP__MPI_ITEMS, j->attempt,
+      0,     count,           (uint32_t)len};
+
+  (void)run_ns;
+  (void)later;
+  if (!answer(j, first, count))
+    return;
+  pthread_mutex_lock(&s->mu);
+  put_locked(s, &rec, run);
   pthread_mutex_unlock(&s->mu);
 }
 
@@ -115,7 +158,7 @@ static void job_gone_locked(void *owner) {
       .id = j->id, .kind = PP__MPI_DONE, .attempt = j->attempt};
 
   pthread_mutex_lock(&s->mu);
-  put_locked(s, &rec, NULL, NULL);
+  put_locked(s, &rec, NULL);
   if (j->prev)
     j->prev->next = j->next;
   else
@@ -126,8 +169,8 @@ static void job_gone_locked(void *owner) {
   free(j);
 }
 
-static const struct pp__owner_ops job_ops = {job_resolve_locked,
-                                             job_gone_locked};
+static const struct pp__owner_ops job_ops = {
+    job_resolve_locked, job_resolve_run_locked, job_gone_locked};
 
 /* With sup->mu held: a STARTED record for each job whose local word has
  * turned RUNNING since the last look. */
@@ -142,7 +185,7 @@ static void note_started_locked(struct sup *s) {
       struct pp__mpi_result rec = {
           .id = j->id, .kind = PP__MPI_STARTED, .attempt = j->attempt};
       j->started = 1;
-      put_locked(s, &rec, NULL, NULL);
+      put_locked(s, &rec, NULL);
     }
   }
 }
@@ -184,17 +227,13 @@ static int flush_outbox(struct sup *s) {
  * its credit back. */
 static void refuse_task(struct sup *s, uint64_t id, uint32_t attempt,
                         uint32_t items, int status, const char *msg) {
-  struct pp__mpi_result rec = {
-      id, 0, PP__MPI_ITEM,         (uint8_t)attempt, 0, status,
-      0,  0, (uint32_t)strlen(msg)};
+  struct pp__result r = {status, 0, NULL, 0, msg};
+  struct pp__mpi_result done = {.id = id, .kind = PP__MPI_DONE};
 
   pthread_mutex_lock(&s->mu);
-  for (uint32_t i = 0; i < items; i++) {
-    rec.item = i;
-    put_locked(s, &rec, NULL, msg);
-  }
-  rec = (struct pp__mpi_result){.id = id, .kind = PP__MPI_DONE};
-  put_locked(s, &rec, NULL, NULL);
+  for (uint32_t i = 0; i < items; i++)
+    put_item_locked(s, id, i, (uint8_t)attempt, &r);
+  put_locked(s, &done, NULL);
   pthread_mutex_unlock(&s->mu);
 }
 

@@ -13,7 +13,7 @@
  *                      then ntasks of: struct pp__mpi_task and a frame
  *                      (slots.h; hdr.fn is ignored, fn_index names it)
  *   RESULTS  (r -> 0)  records struct pp__mpi_result, each followed by
- *                      its bytes and message, padded to 8
+ *                      its run of items (slots.h), padded to 8
  *   SHUTDOWN (0 -> r)  empty: destroy the local pool and leave
  */
 #ifndef PP_MPI_WIRE_H
@@ -71,20 +71,18 @@ struct pp__mpi_task {
 
 enum pp__mpi_kind {
   PP__MPI_STARTED = 1, /* the task is running on a worker */
-  PP__MPI_ITEM,        /* one item's outcome */
+  PP__MPI_ITEMS,       /* items' outcomes: a run (slots.h) of `count` */
   PP__MPI_DONE         /* the task left the rank: a credit comes back */
 };
 
 struct pp__mpi_result {
   uint64_t id;
-  uint32_t item;
-  uint8_t kind; /* enum pp__mpi_kind */
+  uint32_t item; /* the run's first item */
+  uint8_t kind;  /* enum pp__mpi_kind */
   uint8_t attempt;
   uint16_t unused;
-  int32_t status;
-  int32_t code;
-  uint32_t len;     /* result bytes */
-  uint32_t msg_len; /* message bytes after them, no NUL */
+  uint32_t count; /* items in the run */
+  uint32_t len;   /* bytes of the run, after this header */
 };
 
 /* A growable buffer of bytes. */
@@ -109,22 +107,38 @@ static inline unsigned char *pp__mpi_buf_room(struct pp__mpi_buf *b,
   return b->data + b->len;
 }
 
-/* Appends one record of the RESULTS stream; 0 or PP_ENOMEM. */
+/* Appends one record of the RESULTS stream, with its run of rec->len
+ * bytes (NULL when 0); 0 or PP_ENOMEM. */
 static inline int pp__mpi_put_result(struct pp__mpi_buf *b,
                                      const struct pp__mpi_result *rec,
-                                     const void *data, const char *msg) {
-  size_t size = sizeof *rec + pp__pad8((size_t)rec->len + rec->msg_len);
+                                     const void *run) {
+  size_t size = sizeof *rec + pp__pad8(rec->len);
   unsigned char *at = pp__mpi_buf_room(b, size);
 
   if (!at)
     return PP_ENOMEM;
-  memset(at, 0, size);
   memcpy(at, rec, sizeof *rec);
   if (rec->len)
-    memcpy(at + sizeof *rec, data, rec->len);
-  if (rec->msg_len)
-    memcpy(at + sizeof *rec + rec->len, msg, rec->msg_len);
+    memcpy(at + sizeof *rec, run, rec->len);
+  memset(at + sizeof *rec + rec->len, 0, size - sizeof *rec - rec->len);
   b->len += size;
+  return 0;
+}
+
+/* Appends a record of one item whose outcome is *r; 0 or PP_ENOMEM. */
+static inline int pp__mpi_put_item(struct pp__mpi_buf *b, uint64_t id,
+                                   uint32_t item, uint8_t attempt,
+                                   const struct pp__result *r) {
+  size_t msg_len, need = pp__item_need(r, &msg_len);
+  struct pp__mpi_result rec = {id, item, PP__MPI_ITEMS, attempt,
+                               0,  1,    (uint32_t)need};
+  unsigned char *at = pp__mpi_buf_room(b, sizeof rec + need);
+
+  if (!at)
+    return PP_ENOMEM;
+  memcpy(at, &rec, sizeof rec);
+  pp__item_write(at + sizeof rec, r, msg_len, need);
+  b->len += sizeof rec + need;
   return 0;
 }
 

@@ -42,6 +42,7 @@ struct pp__worker_record {
 /* The shared region. */
 struct pp__shared {
   _Atomic int collector_asleep; /* the collector is (about to be) in poll() */
+  _Atomic int helpers;          /* master threads taking results themselves */
   _Atomic int closing;          /* workers exit once the task ring is empty */
   int wake_fd;                  /* eventfd the collector polls */
   pid_t master;                 /* workers exit if their parent is not it */
@@ -57,16 +58,14 @@ struct pp__shared {
   size_t map_len;
 };
 
-/* A result frame, one per item: this header, then the result bytes and the
- * message bytes. */
+/* A result frame: the outcomes of items first .. first + count - 1 of one
+ * task, as this header and then a packed run of items (slots.h). A chunk
+ * answers in one frame unless its results outgrow the worker's buffer. */
 struct pp__result_hdr {
   uint64_t id;
-  uint32_t item;    /* which item of the task (0 unless a chunk) */
-  int32_t status;   /* 0, PP_ETASK or PP_ETOOBIG */
-  int32_t code;     /* the task's return value when status is PP_ETASK */
-  uint32_t len;     /* result bytes */
-  uint32_t msg_len; /* message bytes (no NUL) after the result bytes */
-  uint32_t unused;
+  uint32_t first;  /* the first item's number in the task */
+  uint32_t count;  /* items in the run */
+  uint64_t run_ns; /* time these items took, read once per frame */
 };
 
 /* Maps and initialises the region; returns 0, PP_ESHM or PP_ENOMEM. */
@@ -86,6 +85,9 @@ void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
  * read by other threads under pool->mu where said. */
 struct pp__procs {
   struct pp__shared *sh;
+  pthread_mutex_t drain_mu; /* held while results are taken and applied:
+                               see pp__collector_drain() */
+  int drain_mu_made;
   int *pids;           /* [nworkers], under mu: 0 no process in this place */
   int *deathfds;       /* [nworkers]: read ends of the death pipes */
   int collector_ready; /* under mu: it has its buffers and forks workers */
@@ -106,7 +108,7 @@ static inline struct pp__procs *pp__procs_of(const pp_pool *p) {
 
 /* collector.c */
 void *pp__collector_main(void *arg);
-size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap);
+size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap, int wait);
 int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id);
 
 /* How long a thread about to sleep for a result or a task spins first:

@@ -47,6 +47,9 @@ static int procs_start(pp_pool *p) {
   if (!e)
     return PP_ENOMEM;
   p->engine_state = e;
+  if (pthread_mutex_init(&e->drain_mu, NULL) != 0)
+    return PP_ENOMEM;
+  e->drain_mu_made = 1;
   if ((rc = pp__shared_create(&e->sh, p)) != 0)
     return rc;
   e->pids = calloc((size_t)p->nworkers, sizeof *e->pids);
@@ -95,6 +98,8 @@ static void procs_stop(pp_pool *p) {
   free(e->pids);
   free(e->deathfds);
   pp__shared_destroy(e->sh);
+  if (e->drain_mu_made)
+    pthread_mutex_destroy(&e->drain_mu);
   free(e);
   p->engine_state = NULL;
 }
@@ -175,15 +180,28 @@ static void procs_timers_changed_locked(pp_pool *p) {
 }
 
 /* Takes results off the ring itself for a moment before the caller
- * sleeps: a small result then reaches it without waking the collector. */
+ * sleeps: a small result then reaches it without waking the collector,
+ * and workers skip waking the collector meanwhile (shared.c). */
 static void procs_help_wait(pp_pool *p, int (*done)(const void *),
                             const void *arg) {
+  struct pp__shared *sh = pp__procs_of(p)->sh;
   unsigned char buf[4096];
   uint64_t until = pp__now_ns() + PP__SPIN_NS;
+  int waiting;
 
-  while (!done(arg) && pp__now_ns() < until)
-    if (pp__collector_drain(p, buf, sizeof buf) == 0)
+  atomic_fetch_add(&sh->helpers, 1);
+  for (unsigned i = 1; !done(arg); i++) {
+    if (i % 16 == 0 && pp__now_ns() >= until) /* the clock costs 20 ns */
+      break;
+    if (pp__collector_drain(p, buf, sizeof buf, 0) == 0)
       pp__cpu_relax();
+  }
+  atomic_fetch_sub(&sh->helpers, 1);
+  pp__ring_lock(sh->results);
+  waiting = pp__ring_count_locked(sh->results) > 0;
+  pp__ring_unlock(sh->results);
+  if (waiting) /* put while the workers thought this thread would take it */
+    poke_collector(sh);
 }
 
 static int procs_worker_pids_locked(pp_pool *p, int *pids, int cap) {

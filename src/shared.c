@@ -114,8 +114,13 @@ void pp__shared_destroy(struct pp__shared *sh) {
 /* The collector sets collector_asleep, then re-checks the result ring
  * before it polls; a waker exchanges the flag after its put. The seq_cst
  * pair guarantees one of them sees the other's write, so a result is never
- * left unnoticed, and only the first waker pays for the write(2). */
+ * left unnoticed, and only the first waker pays for the write(2). While a
+ * master thread takes results itself (`helpers`), nobody is woken: that
+ * thread, leaving, looks at the ring once more and wakes the collector if
+ * results wait (the same store-then-look pair, the other way round). */
 void pp__shared_wake_collector(struct pp__shared *sh) {
+  if (atomic_load(&sh->helpers) > 0)
+    return; /* a master thread is taking results: see procs_help_wait() */
   if (atomic_exchange(&sh->collector_asleep, 0)) {
     uint64_t one = 1;
     ssize_t n = write(sh->wake_fd, &one, sizeof one);

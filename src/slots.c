@@ -13,6 +13,9 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Frames up to this size stay with their slot, for the next task. */
+#define FRAME_KEEP 4096
+
 uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload) {
   size_t frame = 8 + pp__pad8(pp__max_frame(max_payload)), cap = 64, n = 256;
   if (ring_capacity < frame)
@@ -26,8 +29,9 @@ uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload) {
 
 size_t pp__max_frame(size_t max_payload) {
   size_t task = sizeof(struct pp__task_hdr) + 8 + pp__pad8(max_payload);
-  /* a result frame: ids, status and lengths, the bytes and a message */
-  size_t result = 32 + pp__pad8(max_payload + PP__MESSAGE_MAX);
+  /* a result frame of one item: ids and counts, the item's header, its
+   * bytes and a message (64 bytes cover both headers) */
+  size_t result = 64 + pp__pad8(max_payload + PP__MESSAGE_MAX);
   return task > result ? task : result;
 }
 
@@ -128,8 +132,11 @@ void pp__slot_free_locked(pp_pool *p, uint32_t index) {
     t->timed--;
   if (s->ops && s->ops->gone_locked)
     s->ops->gone_locked(s->owner);
-  free(s->frame);
-  s->frame = NULL;
+  if (s->frame_cap > FRAME_KEEP) { /* small frames are kept for reuse */
+    free(s->frame);
+    s->frame = NULL;
+    s->frame_cap = 0;
+  }
   s->used = 0;
   s->ops = NULL;
   s->owner = NULL;
@@ -175,19 +182,27 @@ int pp__slot_frame_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
   if (body > p->st.max_frame)
     return PP_ETOOBIG;
   s->frame_len = 8 + pp__pad8(body);
-  if (!(f = calloc(1, s->frame_len)))
-    return PP_ENOMEM;
+  if (s->frame_cap < s->frame_len) {
+    if (!(f = malloc(s->frame_len)))
+      return PP_ENOMEM;
+    free(s->frame);
+    s->frame = f;
+    s->frame_cap = s->frame_len;
+  }
+  f = s->frame;
   memcpy(f, &(uint64_t){body}, 8);
   memcpy(f + 8, &hdr, sizeof hdr);
   off = 8 + sizeof hdr;
   for (size_t i = 0; i < n; i++) {
     uint32_t len = (uint32_t)lens[i];
-    memcpy(f + off, &len, 4);
+    uint64_t head = len; /* [u32 len][u32 pad] */
+    memcpy(f + off, &head, 8);
     if (len)
       memcpy(f + off + 8, args[i], len);
+    if (len % 8)
+      memset(f + off + 8 + len, 0, 8 - len % 8);
     off += 8 + pp__pad8(len);
   }
-  s->frame = f;
   s->items = s->items_left = (uint32_t)n;
   return 0;
 }
@@ -307,19 +322,43 @@ int pp__slot_cancel_running_locked(pp_pool *p, uint64_t id) {
   return rc;
 }
 
-/* Applies one item's outcome from an engine: the owner takes it, and the
+int pp__items_check(const void *run, size_t len, uint32_t count) {
+  const unsigned char *p = run;
+  size_t off = 0;
+
+  for (uint32_t i = 0; i < count; i++) {
+    struct pp__item_hdr h;
+    if (len - off < sizeof h)
+      return -1;
+    memcpy(&h, p + off, sizeof h);
+    if ((size_t)h.len + h.msg_len > len - off - sizeof h ||
+        (h.status != 0 && h.len != 0))
+      return -1;
+    off += pp__item_size(&h);
+    if (off > len)
+      return -1;
+  }
+  return 0;
+}
+
+/* Applies the outcomes of items first .. first + count - 1 of slot
+ * `index`, packed in `run`: the owner takes them in one piece, and the
  * slot is freed with its last item. Late answers (a slot failed or reused
- * meanwhile) are ignored. */
-void pp__slot_resolve_locked(pp_pool *p, uint32_t index, uint32_t item,
-                             const struct pp__result *r,
-                             struct pp__deferred **later) {
+ * meanwhile, an item of a retried chunk answering again) and runs that do
+ * not parse are ignored. */
+void pp__slot_resolve_run_locked(pp_pool *p, uint32_t index, uint32_t first,
+                                 uint32_t count, const void *run, size_t len,
+                                 uint64_t run_ns, struct pp__deferred **later) {
   struct pp__slot *s = &p->st.slots[index];
 
   PP__ASSERT_LOCKED(p);
-  if (!s->used || item >= s->items || s->items_left == 0)
+  if (!s->used || first >= s->items || count > s->items - first || count == 0 ||
+      pp__items_check(run, len, count) != 0)
     return;
-  s->ops->resolve_locked(s->owner, s->base + item, r, later);
-  if (--s->items_left == 0)
+  s->ops->resolve_run_locked(s->owner, s->base + first, count, run, len, run_ns,
+                             later);
+  s->items_left = count >= s->items_left ? 0 : s->items_left - count;
+  if (s->items_left == 0)
     pp__slot_free_locked(p, index);
   else
     pthread_cond_broadcast(&p->changed);

@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
+#include <string.h>
 
 enum pp__slot_state {
   PP__SLOT_FREE,
@@ -80,6 +81,49 @@ static inline size_t pp__pad8(size_t n) {
   return (n + 7) & ~(size_t)7;
 }
 
+/* A run of item outcomes, packed as every engine hands them over: per
+ * item this header, then its result bytes (status 0) and its message bytes
+ * (no NUL), padded to 8. A chunk's results travel and are kept this way,
+ * so that no item costs an allocation of its own. */
+struct pp__item_hdr {
+  int32_t status;   /* 0, or the PP_E* the item failed with */
+  int32_t code;     /* the task's return value, for PP_ETASK */
+  uint32_t len;     /* result bytes */
+  uint32_t msg_len; /* message bytes after the result bytes */
+};
+
+/* Bytes an item takes in a run, header included. */
+static inline size_t pp__item_size(const struct pp__item_hdr *h) {
+  return sizeof *h + pp__pad8((size_t)h->len + h->msg_len);
+}
+
+/* Bytes the outcome *r takes in a run; *msg_len (OUT) is the length of
+ * its message, which only failures carry. */
+static inline size_t pp__item_need(const struct pp__result *r,
+                                   size_t *msg_len) {
+  *msg_len = r->status ? strnlen(r->msg, PP__MESSAGE_MAX - 1) : 0;
+  return sizeof(struct pp__item_hdr) + pp__pad8(r->len + *msg_len);
+}
+
+/* Writes the outcome *r into a run at `dst` (`need` bytes, as
+ * pp__item_need() said), padding included. */
+static inline void pp__item_write(unsigned char *dst,
+                                  const struct pp__result *r, size_t msg_len,
+                                  size_t need) {
+  struct pp__item_hdr ih = {r->status, r->code, (uint32_t)r->len,
+                            (uint32_t)msg_len};
+  memset(dst + need - 8, 0, 8); /* the padding, before what covers it */
+  memcpy(dst, &ih, sizeof ih);
+  if (r->len)
+    memcpy(dst + sizeof ih, r->data, r->len);
+  if (msg_len)
+    memcpy(dst + sizeof ih + r->len, r->msg, msg_len);
+}
+
+/* Checks that `len` bytes at `run` hold `count` whole items; returns 0 or
+ * -1 (a run that does not parse is dropped whole). */
+int pp__items_check(const void *run, size_t len, uint32_t count);
+
 /* Callbacks run after pool->mu is dropped (done-callbacks of futures), as
  * a list that resolvers build under the lock. */
 struct pp__deferred {
@@ -97,6 +141,12 @@ struct pp__owner_ops {
    * *r; the owner copies what it keeps. Ignores answers it already has. */
   void (*resolve_locked)(void *owner, size_t index, const struct pp__result *r,
                          struct pp__deferred **later);
+  /* Items index .. index + count - 1 ended as the packed `run` of `len`
+   * bytes (checked), which took `run_ns` to compute (0: unknown); the
+   * owner copies what it keeps, in one piece. */
+  void (*resolve_run_locked)(void *owner, size_t index, uint32_t count,
+                             const void *run, size_t len, uint64_t run_ns,
+                             struct pp__deferred **later);
   /* The slot is freed: the owner has no task there any more (may be NULL). */
   void (*gone_locked)(void *owner);
 };
@@ -117,6 +167,7 @@ struct pp__slot {
   size_t base; /* map: index of the task's first argument */
   void *frame; /* the task frame, kept to queue it again */
   size_t frame_len;
+  size_t frame_cap; /* bytes allocated at frame, kept across uses */
 };
 
 /* Waiting room for slots an engine could not take yet (a full ring). */
@@ -172,9 +223,10 @@ void pp__slots_flush_backlog_locked(struct pp_pool *p);
 int pp__slot_cancel_locked(struct pp_pool *p, uint64_t id,
                            struct pp__deferred **later);
 int pp__slot_cancel_running_locked(struct pp_pool *p, uint64_t id);
-void pp__slot_resolve_locked(struct pp_pool *p, uint32_t index, uint32_t item,
-                             const struct pp__result *r,
-                             struct pp__deferred **later);
+void pp__slot_resolve_run_locked(struct pp_pool *p, uint32_t index,
+                                 uint32_t first, uint32_t count,
+                                 const void *run, size_t len, uint64_t run_ns,
+                                 struct pp__deferred **later);
 void pp__slot_fail_locked(struct pp_pool *p, uint32_t index, int status,
                           const char *msg, struct pp__deferred **later);
 void pp__slots_break_locked(struct pp_pool *p, int status, const char *msg,

@@ -41,32 +41,99 @@ struct thread_arg {
   int index;
 };
 
+/* A worker thread's packed run of outcomes (slots.h), reused. */
+struct run_buf {
+  unsigned char *bytes;
+  size_t len, cap;
+};
+
+#define RUN_BYTES (64 * 1024)
+
 static struct threads *threads_of(pp_pool *p) {
   return p->engine_state;
 }
 
+/* Appends one item's outcome to the packed run in `buf`. Returns 0 or
+ * PP_ENOMEM. */
+static int append_item(struct run_buf *buf, const struct pp__result *r) {
+  size_t msg_len, need = pp__item_need(r, &msg_len);
+  unsigned char *p;
+
+  if (buf->cap - buf->len < need) {
+    size_t cap = buf->cap ? buf->cap : 4096;
+    while (cap - buf->len < need)
+      cap *= 2;
+    if (!(p = realloc(buf->bytes, cap)))
+      return PP_ENOMEM;
+    buf->bytes = p;
+    buf->cap = cap;
+  }
+  pp__item_write(buf->bytes + buf->len, r, msg_len, need);
+  buf->len += need;
+  return 0;
+}
+
+/* With no lock held: hands the run of items first .. first + count - 1 of
+ * slot `index` (generation `gen`) to the slot table. */
+static void hand_over(pp_pool *p, uint32_t index, uint32_t gen, uint32_t first,
+                      uint32_t count, struct run_buf *buf, uint64_t run_ns) {
+  struct pp__deferred *later = NULL;
+
+  pp__pool_lock(p);
+  if (pp__slot_by_id(&p->st, pp__make_id(gen, index)))
+    pp__slot_resolve_run_locked(p, index, first, count, buf->bytes, buf->len,
+                                run_ns, &later);
+  pp__pool_unlock(p);
+  pp__deferred_run(later);
+  buf->len = 0;
+}
+
+/* With no lock held: fails what is left of slot `index` (out of memory). */
+static void fail_slot(pp_pool *p, uint32_t index, uint32_t gen) {
+  struct pp__deferred *later = NULL;
+
+  pp__pool_lock(p);
+  if (pp__slot_by_id(&p->st, pp__make_id(gen, index)))
+    pp__slot_fail_locked(p, index, PP_ENOMEM, "out of memory", &later);
+  pp__pool_unlock(p);
+  pp__deferred_run(later);
+}
+
 /* Runs slot `index` (taken off the queue, word QUEUED -> RUNNING done):
- * each item of its frame, handing over each outcome. */
-static void run_slot(pp_pool *p, uint32_t index, uint32_t gen, pp_task *t) {
+ * each item of its frame, handing the outcomes over as one run (or in
+ * runs of RUN_BYTES when they are large, or out of memory one by one). */
+static void run_slot(pp_pool *p, uint32_t index, uint32_t gen, pp_task *t,
+                     struct run_buf *buf) {
   const unsigned char *frame = p->st.slots[index].frame;
   struct pp__task_hdr hdr;
   const unsigned char *arg;
+  uint32_t first = 0;
+  uint64_t t0 = pp__now_ns();
   pp_task_fn fn;
 
   memcpy(&hdr, frame + 8, sizeof hdr);
   fn = (pp_task_fn)(uintptr_t)hdr.fn;
   arg = frame + 8 + sizeof hdr;
   for (uint32_t i = 0; i < hdr.count; i++) {
-    struct pp__deferred *later = NULL;
     struct pp__result r;
     uint32_t len;
     memcpy(&len, arg, 4);
     pp__task_run(t, fn, arg + 8, len, &r);
-    pp__pool_lock(p);
-    if (pp__slot_by_id(&p->st, pp__make_id(gen, index)))
-      pp__slot_resolve_locked(p, index, i, &r, &later);
-    pp__pool_unlock(p);
-    pp__deferred_run(later);
+    if (append_item(buf, &r) != 0) {
+      r = (struct pp__result){PP_ENOMEM, 0, NULL, 0, "out of memory"};
+      if (buf->len)
+        hand_over(p, index, gen, first, i - first, buf, 0);
+      first = i;
+      if (append_item(buf, &r) != 0) {
+        fail_slot(p, index, gen);
+        return;
+      }
+    }
+    if (buf->len >= RUN_BYTES || i + 1 == hdr.count) {
+      hand_over(p, index, gen, first, i + 1 - first, buf, pp__now_ns() - t0);
+      first = i + 1;
+      t0 = pp__now_ns();
+    }
     arg += 8 + pp__pad8(len);
   }
 }
@@ -116,6 +183,7 @@ static void *thread_main(void *arg) {
   pp_pool *p = ta.p;
   struct threads *te = threads_of(p);
   pp_task task = {.max_payload = p->opts.max_payload};
+  struct run_buf buf = {NULL, 0, 0};
   enum pp__init_outcome init;
   unsigned ran = 0;
   uint32_t index, gen;
@@ -128,7 +196,7 @@ static void *thread_main(void *arg) {
   pthread_cond_broadcast(&p->changed);
   while (init == PP__INIT_PASSED && take_locked(p, ta.index, &index, &gen)) {
     pp__pool_unlock(p);
-    run_slot(p, index, gen, &task);
+    run_slot(p, index, gen, &task, &buf);
     pp__pool_lock(p);
     if (p->opts.max_tasks_per_worker && ++ran >= p->opts.max_tasks_per_worker &&
         !te->closing) {
@@ -142,6 +210,7 @@ static void *thread_main(void *arg) {
   pthread_cond_broadcast(&p->changed);
   pp__pool_unlock(p);
   pp__task_clear(&task);
+  free(buf.bytes);
   return NULL;
 }
 

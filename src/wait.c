@@ -26,6 +26,7 @@ struct pp__waiter {
   size_t ready_head, ready_tail;
   size_t raised;             /* done futures that failed (not cancelled) */
   struct pp__watch *watches; /* [n]; .w is NULL where none was hung */
+  pp_pool *pool;             /* the one pool of the pending futures, or NULL */
 };
 
 struct pp_completed {
@@ -36,7 +37,9 @@ struct pp_completed {
 
 /* With the waiter's lock held: future `index` is done. */
 static void push_ready(struct pp__waiter *w, size_t index, int raised) {
-  w->ready[w->ready_tail++] = index;
+  w->ready[w->ready_tail] = index;
+  /* published for has_ready(), a hint read without the lock */
+  __atomic_store_n(&w->ready_tail, w->ready_tail + 1, __ATOMIC_RELEASE);
   w->raised += raised != 0;
 }
 
@@ -83,15 +86,23 @@ out_free:
 /* Hangs a watch on each pending future (under its pool's lock, so that no
  * resolution is missed) and queues the done ones. */
 static void waiter_watch(struct pp__waiter *w) {
+  pp_pool *locked = NULL; /* held across futures of the same pool */
+  int pools = 0;
+
   for (size_t i = 0; i < w->n; i++) {
     pp_future *f = w->futures[i];
     if (!pp__future_is_done(f)) {
-      pp__pool_lock(f->pool);
+      if (pools == 0 || (pools == 1 && f->pool != w->pool))
+        pools++, w->pool = f->pool;
+      if (locked != f->pool) {
+        if (locked)
+          pp__pool_unlock(locked);
+        pp__pool_lock(locked = f->pool); /* alive: the future is pending */
+      }
       if (!pp__future_is_done(f)) {
         w->watches[i] = (struct pp__watch){w, i, f->watches, 0};
         f->watches = &w->watches[i];
       }
-      pp__pool_unlock(f->pool);
     }
     if (!w->watches[i].w) {
       pthread_mutex_lock(&w->mu);
@@ -99,6 +110,16 @@ static void waiter_watch(struct pp__waiter *w) {
       pthread_mutex_unlock(&w->mu);
     }
   }
+  if (locked)
+    pp__pool_unlock(locked);
+  if (pools != 1)
+    w->pool = NULL; /* nothing pending, or several pools: nobody to help */
+}
+
+/* Whether the waiter has a future ready, read as a hint for help_wait. */
+static int has_ready(const void *arg) {
+  const struct pp__waiter *w = arg;
+  return __atomic_load_n(&w->ready_tail, __ATOMIC_ACQUIRE) != w->ready_head;
 }
 
 /* Unhooks the watch on future `i` if it has not fired; returns 0 if it
@@ -197,43 +218,30 @@ int pp_wait(pp_future *const *fs, size_t n, double timeout, pp_return_when when,
 
 /* ---------------------------------------------------------- as_completed */
 
-/* A future and where it first stood, for finding duplicates. */
-struct placed {
-  uintptr_t f;
-  size_t at;
-};
-
-static int by_address(const void *a, const void *b) {
-  const struct placed *x = a, *y = b;
-  if (x->f != y->f)
-    return x->f < y->f ? -1 : 1;
-  return x->at < y->at ? -1 : x->at > y->at;
-}
-
 /* The distinct futures of fs[0..n), in their first order, into uniq (OUT,
- * n long) and *nout. Returns 0 or PP_ENOMEM. */
+ * n long) and *nout: an open-addressing set of addresses, so that a
+ * million futures cost a million probes, not a sort. Returns 0 or
+ * PP_ENOMEM. */
 static int distinct(pp_future *const *fs, size_t n, pp_future **uniq,
                     size_t *nout) {
-  struct placed *v = malloc((n ? n : 1) * sizeof *v);
-  unsigned char *keep = calloc(n ? n : 1, 1);
-  size_t k = 0;
+  size_t cap = 16, k = 0;
+  const pp_future **set;
 
-  if (!v || !keep) {
-    free(v);
-    free(keep);
+  while (cap < 2 * n)
+    cap *= 2;
+  if (!(set = calloc(cap, sizeof *set)))
     return PP_ENOMEM;
-  }
-  for (size_t i = 0; i < n; i++)
-    v[i] = (struct placed){(uintptr_t)fs[i], i};
-  qsort(v, n, sizeof *v, by_address);
-  for (size_t i = 0; i < n; i++)
-    if (i == 0 || v[i].f != v[i - 1].f)
-      keep[v[i].at] = 1;
-  for (size_t i = 0; i < n; i++)
-    if (keep[i])
+  for (size_t i = 0; i < n; i++) {
+    uintptr_t h = (uintptr_t)fs[i];
+    size_t at = (size_t)((h >> 4) * 0x9E3779B97F4A7C15ull) & (cap - 1);
+    while (set[at] && set[at] != fs[i])
+      at = (at + 1) & (cap - 1);
+    if (!set[at]) {
+      set[at] = fs[i];
       uniq[k++] = fs[i];
-  free(v);
-  free(keep);
+    }
+  }
+  free(set);
   *nout = k;
   return 0;
 }
@@ -279,6 +287,9 @@ int pp_completed_next(pp_completed *it, pp_future **out) {
   w = &it->w;
   if (it->yielded == w->n)
     return PP_EOF;
+  if (w->ready_head == __atomic_load_n(&w->ready_tail, __ATOMIC_ACQUIRE) &&
+      w->pool && w->pool->engine->help_wait)
+    w->pool->engine->help_wait(w->pool, has_ready, w);
   pthread_mutex_lock(&w->mu);
   while (w->ready_head == w->ready_tail) {
     if (it->deadline_ns != PP__FOREVER && pp__now_ns() >= it->deadline_ns) {

@@ -29,6 +29,7 @@
 #define LONG_NS 1000000u
 #define FLUSH_NS 2000000u
 #define LOCAL_BUF (64 * 1024)
+#define SPIN_MIN_NS 10000u
 
 struct worker {
   struct pp__shared *sh;
@@ -38,9 +39,13 @@ struct worker {
   size_t in_cap;
   unsigned char *out; /* result frames not yet put */
   size_t out_cap, out_len, out_count;
-  uint64_t out_since; /* when the oldest unput result was made */
-  uint64_t flushes;   /* flushes so far */
-  size_t batch;       /* frames to take next time */
+  uint64_t out_since;        /* when the oldest unput result was made */
+  uint64_t flushes;          /* flushes so far */
+  size_t run_at;             /* where the open result frame starts in out */
+  struct pp__result_hdr run; /* its header, written when it closes */
+  uint64_t run_started;      /* when its first item started */
+  size_t batch;              /* frames to take next time */
+  uint64_t spin_ns;          /* how long to spin for tasks next time */
   struct pp_task task;
 };
 
@@ -73,22 +78,50 @@ static void flush(struct worker *w) {
   pp__shared_wake_collector(w->sh);
 }
 
-/* Buffers the outcome of item `item` of task `id`. */
-static void add_result(struct worker *w, uint64_t id, uint32_t item,
-                       const struct pp__result *r) {
-  size_t msg_len = strnlen(r->msg, PP__MESSAGE_MAX - 1);
-  struct pp__result_hdr rh = {
-      id, item, r->status, r->code, (uint32_t)r->len, (uint32_t)msg_len, 0};
-  struct iovec parts[3] = {
-      {&rh, sizeof rh}, {(void *)r->data, r->len}, {(void *)r->msg, msg_len}};
-  size_t need = pp__ring_frame_size(sizeof rh + r->len + msg_len);
+/* Opens a result frame for task `id` from item `first` on, in the output
+ * buffer; items are appended by add_item() and the frame closed by
+ * close_run(). */
+static void open_run(struct worker *w, uint64_t id, uint32_t first,
+                     uint64_t now) {
+  size_t need = 8 + sizeof(struct pp__result_hdr) + sizeof(struct pp__item_hdr);
 
   if (w->out_cap - w->out_len < need)
     flush(w);
+  w->run_started = now;
   if (w->out_count == 0)
-    w->out_since = pp__now_ns();
-  pp__ring_frame_append(w->out, w->out_cap, &w->out_len, parts, 3);
+    w->out_since = w->run_started;
+  w->run_at = w->out_len;
+  w->run = (struct pp__result_hdr){id, first, 0, 0};
+  w->out_len += 8 + sizeof(struct pp__result_hdr);
+}
+
+/* Closes the open result frame at time `now`: its length, item count and
+ * time. */
+static void close_run(struct worker *w, uint64_t now) {
+  unsigned char *f = w->out + w->run_at;
+  uint64_t len = w->out_len - w->run_at - 8;
+
+  w->run.run_ns = now - w->run_started;
+  memcpy(f, &len, 8);
+  memcpy(f + 8, &w->run, sizeof w->run);
   w->out_count++;
+}
+
+/* Appends the outcome of the next item of the open frame; a full buffer
+ * closes the frame, puts it, and opens the next one at this item. */
+static void add_item(struct worker *w, uint64_t id, uint32_t item,
+                     const struct pp__result *r) {
+  size_t msg_len, need = pp__item_need(r, &msg_len);
+
+  if (w->out_cap - w->out_len < need) {
+    uint64_t now = pp__now_ns();
+    close_run(w, now);
+    flush(w);
+    open_run(w, id, item, now);
+  }
+  pp__item_write(w->out + w->out_len, r, msg_len, need);
+  w->out_len += need;
+  w->run.count++;
 }
 
 /* The master has claimed the right to kill this worker (PP__DOOMED): it
@@ -107,14 +140,15 @@ static int end_task(struct worker *w, uint64_t id) {
 }
 
 /* Runs every item of one claimed task frame, unless the master cancelled it
- * meanwhile (CLAIMED -> CANCELLED). */
-static void run_frame(struct worker *w, const unsigned char *frame) {
+ * meanwhile (CLAIMED -> CANCELLED). Returns the nanoseconds it took: the
+ * clock is read twice a frame, not per item. */
+static uint64_t run_frame(struct worker *w, const unsigned char *frame) {
   struct pp__task_hdr hdr;
   _Atomic uint64_t *word;
   uint64_t expect;
   const unsigned char *p = frame + sizeof hdr;
   size_t mark_len, mark_count;
-  uint64_t flushes;
+  uint64_t flushes, start, end;
   pp_task_fn fn;
 
   memcpy(&hdr, frame, sizeof hdr);
@@ -127,26 +161,32 @@ static void run_frame(struct worker *w, const unsigned char *frame) {
   expect = pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_CLAIMED, w->index);
   /* current and started_ns are set before the word says RUNNING, so the
    * master, seeing RUNNING, can trust them for timeouts and kills. */
-  atomic_store(&w->rec->started_ns, pp__now_ns());
+  start = pp__now_ns();
+  atomic_store(&w->rec->started_ns, start);
   atomic_store(&w->rec->current, hdr.id);
   if (!atomic_compare_exchange_strong(
           word, &expect,
           pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_RUNNING, w->index))) {
     if (end_task(w, hdr.id) != 0)
       await_kill();
-    return;
+    return 0;
   }
   fn = (pp_task_fn)(uintptr_t)hdr.fn;
+  open_run(w, hdr.id, 0, start);
+  if (w->flushes != flushes) /* what came before this frame is out */
+    mark_len = mark_count = 0, flushes = w->flushes;
   for (uint32_t i = 0; i < hdr.count; i++) {
     struct pp__result r;
     uint32_t len;
     memcpy(&len, p, 4);
     pp__task_run(&w->task, fn, p + 8, len, &r);
-    add_result(w, hdr.id, i, &r);
+    add_item(w, hdr.id, i, &r);
     if (w->flushes != flushes) /* what came before this item is out */
       mark_len = mark_count = 0, flushes = w->flushes;
     p += 8 + pp__pad8(len);
   }
+  end = pp__now_ns();
+  close_run(w, end);
   if (end_task(w, hdr.id) != 0) {
     /* Doomed: what this frame holds back is dropped, the rest put. */
     w->out_len = mark_len;
@@ -154,8 +194,9 @@ static void run_frame(struct worker *w, const unsigned char *frame) {
     flush(w);
     await_kill();
   }
-  if (pp__now_ns() - w->out_since > FLUSH_NS)
+  if (end - w->out_since > FLUSH_NS)
     flush(w);
+  return end - start;
 }
 
 /* Puts the claimed, unstarted frames after `off` back on the task ring
@@ -187,12 +228,24 @@ static void give_back(struct worker *w, size_t off, size_t len) {
 }
 
 /* Spins a moment while the task ring is empty, so that a task submitted
- * right after the last one finds this worker awake. */
+ * right after the last one finds this worker awake. The spin adapts (as
+ * the LMAX Disruptor's and folly's wait strategies do): it doubles, up to
+ * PP__SPIN_NS, after a spin that found work, and halves after one that did
+ * not. */
 static void spin_for_tasks(struct worker *w) {
-  uint64_t until = pp__now_ns() + PP__SPIN_NS;
-  while (pp__ring_peek_count(w->sh->tasks) == 0 &&
-         !atomic_load(&w->sh->closing) && pp__now_ns() < until)
+  uint64_t until = pp__now_ns() + w->spin_ns;
+  for (unsigned i = 1;
+       pp__ring_peek_count(w->sh->tasks) == 0 && !atomic_load(&w->sh->closing);
+       i++) {
+    if (i % 32 == 0 && pp__now_ns() >= until) { /* the clock costs 20 ns */
+      /* In vain: spin less next time, so that a worker waiting for a slow
+       * producer leaves it the core. */
+      w->spin_ns = w->spin_ns / 2 > SPIN_MIN_NS ? w->spin_ns / 2 : SPIN_MIN_NS;
+      return;
+    }
     pp__cpu_relax();
+  }
+  w->spin_ns = w->spin_ns * 2 < PP__SPIN_NS ? w->spin_ns * 2 : PP__SPIN_NS;
 }
 
 /* Takes up to `limit` frames and runs them, adapting w->batch; returns the
@@ -205,7 +258,7 @@ static size_t run_batch(struct worker *w, size_t limit) {
   struct pp__ring_reader rd = {&w->sh->closing, &w->rec->waiting, claim, w,
                                w->sh->nworkers * 8};
   size_t len, off = 0, plen, ran = 0;
-  uint64_t t0 = pp__now_ns(), t;
+  uint64_t spent = 0, t;
   void *payload;
   int n;
 
@@ -215,16 +268,16 @@ static size_t run_batch(struct worker *w, size_t limit) {
   if (n <= 0)
     return 0;
   while (pp__ring_frame_next(w->in, len, &off, &payload, &plen)) {
-    t = pp__now_ns();
-    run_frame(w, payload);
+    t = run_frame(w, payload);
+    spent += t;
     ran++;
-    if (pp__now_ns() - t > LONG_NS && off < len) {
+    if (t > LONG_NS && off < len) {
       give_back(w, off, len);
       break;
     }
   }
   flush(w);
-  t = ran ? (pp__now_ns() - t0) / ran : LONG_NS;
+  t = ran ? spent / ran : LONG_NS;
   w->batch =
       t < TINY_NS ? (w->batch * 2 > BATCH_MAX ? BATCH_MAX : w->batch * 2) : 1;
   return (size_t)n;
@@ -245,8 +298,11 @@ static void detach_from_master(struct pp__shared *sh) {
 
 void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
                      void *initarg, unsigned max_tasks) {
-  struct worker w = {
-      .sh = sh, .index = index, .rec = &sh->workers[index], .batch = 1};
+  struct worker w = {.sh = sh,
+                     .index = index,
+                     .rec = &sh->workers[index],
+                     .batch = 1,
+                     .spin_ns = PP__SPIN_NS};
   enum pp__init_outcome init_outcome;
   size_t done = 0;
   int init_code;

@@ -14,6 +14,7 @@
  */
 #include "country_codes.h"
 #include "testutil.h"
+#include "toolutil.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -47,13 +49,6 @@ struct server {
   char err[300];
 };
 
-/* One finished run of flags. */
-struct run {
-  int status;  /* exit status, or 128 + signal */
-  double wall; /* seconds */
-  char *out, *err;
-};
-
 static char tmpdir[256];
 static struct server srv;
 
@@ -62,33 +57,6 @@ static struct server srv;
 static void sleep_s(double s) {
   struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
   nanosleep(&ts, NULL);
-}
-
-/* Reads a whole file into a new NUL-terminated buffer; *len (OUT) may be
- * NULL. Returns NULL if it cannot be read. */
-static char *slurp(const char *path, size_t *len) {
-  FILE *f = fopen(path, "rb");
-  char *buf = NULL;
-  size_t cap = 0, n = 0;
-
-  if (!f)
-    return NULL;
-  for (;;) {
-    if (n + 4097 > cap) {
-      cap = cap ? cap * 2 : 65536;
-      buf = realloc(buf, cap);
-      ck_assert_ptr_nonnull(buf);
-    }
-    size_t r = fread(buf + n, 1, cap - n - 1, f);
-    n += r;
-    if (r == 0)
-      break;
-  }
-  fclose(f);
-  buf[n] = '\0';
-  if (len)
-    *len = n;
-  return buf;
 }
 
 static void path_in(char *buf, size_t size, const char *name) {
@@ -145,39 +113,19 @@ static void need_binary(const char *path, const char *target) {
                 strerror(errno));
 }
 
-/* Starts a child with stdout and stderr in files; argv[0] is the binary. */
+/* Starts argv with stdout and stderr in the files `out` and `err`. */
 static pid_t spawn(char *const argv[], const char *out, const char *err,
                    const char *cwd) {
-  pid_t pid = fork();
+  int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  pid_t pid;
 
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
-      _exit(126);
-    if (cwd && chdir(cwd) < 0)
-      _exit(126);
-    execv(argv[0], argv);
-    _exit(127);
-  }
+  ck_assert_msg(fo >= 0 && fe >= 0, "cannot create %s: %s", out,
+                strerror(errno));
+  pid = tu_spawn(argv, -1, fo, fe, cwd);
+  close(fo);
+  close(fe);
   return pid;
-}
-
-/* Waits up to `seconds` for pid; returns the exit status (128 + signal) or
- * -1 on timeout. */
-static int wait_for(pid_t pid, double seconds) {
-  double end = tu_now() + seconds;
-  int st;
-
-  while (tu_now() < end) {
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid)
-      return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    sleep_s(0.01);
-  }
-  return -1;
 }
 
 /* ----------------------------------------------------------- flagserver */
@@ -198,7 +146,7 @@ static void server_start(const char *arg, ...) {
   path_in(srv.err, sizeof srv.err, "server.err");
   srv.pid = spawn(argv, srv.out, srv.err, NULL);
   for (double end = tu_now() + 10; tu_now() < end; sleep_s(0.02)) {
-    char *text = slurp(srv.out, NULL);
+    char *text = tu_read_file(srv.out, NULL);
     char *nl = text ? strchr(text, '\n') : NULL;
     int port = 0;
     if (nl && sscanf(text, "Serving flags on http://127.0.0.1:%d/flags",
@@ -224,9 +172,9 @@ static void server_stop(long *total, long *ok, long *notfound, long *errors) {
   char *text, *line;
 
   kill(srv.pid, SIGTERM);
-  ck_assert_msg(wait_for(srv.pid, 10) >= 0, "flagserver ignored SIGTERM");
+  ck_assert_msg(tu_wait(srv.pid, 10) >= 0, "flagserver ignored SIGTERM");
   srv.pid = 0;
-  text = slurp(srv.err, NULL);
+  text = tu_read_file(srv.err, NULL);
   ck_assert_ptr_nonnull(text);
   line = strstr(text, "served ");
   ck_assert_msg(line && sscanf(line,
@@ -241,39 +189,17 @@ static void server_stop(long *total, long *ok, long *notfound, long *errors) {
 
 /* Runs flags with the given arguments (NULL-terminated) in `cwd` (NULL:
  * the test directory), waiting up to 120 s. */
-static void run_flags(struct run *r, const char *cwd, const char *arg, ...) {
+static void run_flags(struct tu_run *r, const char *cwd, const char *arg, ...) {
   char *argv[MAX_ARGS] = {FLAGS_PATH};
-  char out[300], err[300];
   int argc = 1;
   va_list ap;
-  double t0;
-  pid_t pid;
 
   need_binary(FLAGS_PATH, "flags");
   va_start(ap, arg);
   for (const char *a = arg; a && argc < MAX_ARGS - 1; a = va_arg(ap, char *))
     argv[argc++] = (char *)a;
   va_end(ap);
-  path_in(out, sizeof out, "flags.out");
-  path_in(err, sizeof err, "flags.err");
-  t0 = tu_now();
-  pid = spawn(argv, out, err, cwd ? cwd : tmpdir);
-  r->status = wait_for(pid, 120);
-  r->wall = tu_now() - t0;
-  if (r->status < 0) {
-    kill(pid, SIGKILL);
-    waitpid(pid, NULL, 0);
-  }
-  r->out = slurp(out, NULL);
-  r->err = slurp(err, NULL);
-  ck_assert_msg(r->status >= 0, "flags did not finish within 120 s");
-  ck_assert_ptr_nonnull(r->out);
-  ck_assert_ptr_nonnull(r->err);
-}
-
-static void run_free(struct run *r) {
-  free(r->out);
-  free(r->err);
+  tu_run(r, argv, NULL, cwd ? cwd : tmpdir, 120);
 }
 
 /* The number on the report line ending with `tail` (" downloaded.",
@@ -333,30 +259,22 @@ enum fake_kind {
   FAKE_TRUNCATED,  /* Content-Length 1000, 10 bytes, close */
   FAKE_BIG_LENGTH, /* announces and sends 2 MiB */
   FAKE_BIG_STREAM, /* no length, sends 1.5 MiB, closes */
-  FAKE_SILENT      /* reads the request, never answers */
+  FAKE_SILENT,     /* reads the request, never answers */
+  FAKE_RAW         /* sends `raw` as it is, then closes */
 };
 
 struct fake {
   enum fake_kind kind;
   int fd;
   int port;
+  const char *raw; /* FAKE_RAW's whole answer */
+  size_t raw_len;
   int held[64]; /* connections FAKE_SILENT keeps open */
   int nheld;
   atomic_int stop;
   atomic_int requests;
   pthread_t thread;
 };
-
-/* Sends all of buf, giving up quietly if the client went away. */
-static void send_all(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-    if (n <= 0)
-      return;
-    buf += n;
-    len -= (size_t)n;
-  }
-}
 
 /* Reads a request's head (up to the blank line, or what arrives). */
 static void read_request(int fd) {
@@ -385,25 +303,29 @@ static void fake_answer(struct fake *fk, int fd) {
   read_request(fd);
   atomic_fetch_add(&fk->requests, 1);
   memset(body, 'G', sizeof body);
+  memcpy(body, "GIF89a", 6);
   switch (fk->kind) {
   case FAKE_TRUNCATED:
     n = snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
                  "Content-Length: 1000\r\n\r\n");
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body, 10);
+    tu_send_all(fd, head, (size_t)n);
+    tu_send_all(fd, body, 10);
     break;
   case FAKE_BIG_LENGTH:
     n = snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n\r\n", sizeof body);
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body, sizeof body);
+    tu_send_all(fd, head, (size_t)n);
+    tu_send_all(fd, body, sizeof body);
     break;
   case FAKE_BIG_STREAM:
     n = snprintf(head, sizeof head,
                  "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
-    send_all(fd, head, (size_t)n);
-    send_all(fd, body, 3 * sizeof body / 4);
+    tu_send_all(fd, head, (size_t)n);
+    tu_send_all(fd, body, 3 * sizeof body / 4);
+    break;
+  case FAKE_RAW:
+    tu_send_all(fd, fk->raw, fk->raw_len);
     break;
   case FAKE_SILENT:
     if (fk->nheld < 64) {
@@ -428,27 +350,21 @@ static void *fake_main(void *arg) {
   return NULL;
 }
 
-/* A listening socket on a free port of 127.0.0.1; *port (OUT). With
- * `listening` 0 it is only bound, so connections to it are refused. */
-static int local_socket(int *port, int listening) {
-  struct sockaddr_in sa = {.sin_family = AF_INET};
-  socklen_t len = sizeof sa;
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-  ck_assert_int_ge(fd, 0);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  if (listening)
-    ck_assert_int_eq(listen(fd, 64), 0);
-  ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-  *port = ntohs(sa.sin_port);
-  return fd;
-}
-
 static void fake_start(struct fake *fk, enum fake_kind kind) {
   memset(fk, 0, sizeof *fk);
   fk->kind = kind;
-  fk->fd = local_socket(&fk->port, 1);
+  fk->fd = tu_listen_local(&fk->port, 1);
+  ck_assert_int_eq(pthread_create(&fk->thread, NULL, fake_main, fk), 0);
+}
+
+/* A FAKE_RAW server answering every request with the `len` bytes of raw
+ * (which must outlive it). */
+static void fake_start_raw(struct fake *fk, const char *raw, size_t len) {
+  memset(fk, 0, sizeof *fk);
+  fk->kind = FAKE_RAW;
+  fk->raw = raw;
+  fk->raw_len = len;
+  fk->fd = tu_listen_local(&fk->port, 1);
   ck_assert_int_eq(pthread_create(&fk->thread, NULL, fake_main, fk), 0);
 }
 
@@ -462,40 +378,6 @@ static void fake_stop(struct fake *fk) {
 
 /* ------------------------------------------------- our own HTTP client */
 
-/* GETs `path` from 127.0.0.1:port with HTTP/1.0; returns the status and
- * the body in *body (OUT, malloc'd) and *len. */
-static int http_get(int port, const char *path, char **body, size_t *len) {
-  struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-  int fd = socket(AF_INET, SOCK_STREAM, 0), status = 0;
-  size_t cap = 1 << 16, n = 0;
-  char *buf = malloc(cap), req[512], *sep;
-
-  ck_assert_ptr_nonnull(buf);
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ck_assert_int_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0);
-  snprintf(req, sizeof req,
-           "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
-           path);
-  send_all(fd, req, strlen(req));
-  for (;;) {
-    if (n == cap)
-      ck_assert_ptr_nonnull(buf = realloc(buf, cap *= 2));
-    ssize_t r = recv(fd, buf + n, cap - n, 0);
-    if (r <= 0)
-      break;
-    n += (size_t)r;
-  }
-  close(fd);
-  sep = memmem(buf, n, "\r\n\r\n", 4);
-  ck_assert_msg(sep && sscanf(buf, "HTTP/%*s %d", &status) == 1,
-                "bad response to GET %s", path);
-  *len = n - (size_t)(sep + 4 - buf);
-  *body = malloc(*len + 1);
-  memcpy(*body, sep + 4, *len);
-  free(buf);
-  return status;
-}
-
 /* Checks that each *.gif in dir is what the server serves for it, and that
  * nothing else is there; returns the number of flags. */
 static int check_against_server(const char *dir) {
@@ -505,20 +387,23 @@ static int check_against_server(const char *dir) {
 
   ck_assert_msg(d != NULL, "no output directory %s", dir);
   while ((e = readdir(d)) != NULL) {
-    char path[600], url[64], *want, *got;
-    size_t wlen, glen;
+    char path[600], url[64], *got;
+    struct tu_resp want;
+    size_t glen;
     if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
       continue;
     ck_assert_msg(strlen(e->d_name) == 6 && !strcmp(e->d_name + 2, ".gif"),
                   "unexpected file %s in %s", e->d_name, dir);
     snprintf(url, sizeof url, "/flags/%.2s/%.2s.gif", e->d_name, e->d_name);
-    ck_assert_int_eq(http_get(srv.port, url, &want, &wlen), 200);
+    tu_fetch(srv.port, "GET", url, &want);
+    ck_assert_int_eq(want.status, 200);
     snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-    got = slurp(path, &glen);
-    ck_assert_msg(got && glen == wlen && memcmp(got, want, wlen) == 0,
+    got = tu_read_file(path, &glen);
+    ck_assert_msg(got && glen == want.body_len &&
+                      memcmp(got, want.body, glen) == 0,
                   "%s differs from what the server serves (%zu vs %zu bytes)",
-                  path, glen, wlen);
-    free(want);
+                  path, glen, want.body_len);
+    free(want.body);
     free(got);
     n++;
   }
@@ -534,7 +419,7 @@ static const char *const modes[] = {"sequential", "threads", "processes",
 /* Every mode downloads all 194 flags, byte-identical to the server's. */
 START_TEST(test_modes_download_identical) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
 
   server_start(NULL);
   path_in(dir, sizeof dir, modes[_i]);
@@ -545,7 +430,7 @@ START_TEST(test_modes_download_identical) {
   ASSERT_RUN(&r, report_count(r.out, " flags downloaded.") == 194);
   ASSERT_RUN(&r, !strstr(r.out, "not found") && !strstr(r.out, "error"));
   ck_assert_int_eq(check_against_server(dir), 194);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -553,7 +438,7 @@ END_TEST
  * working directory; the concurrency line is min(m, codes). */
 START_TEST(test_default_codes) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   server_start(NULL);
@@ -569,7 +454,7 @@ START_TEST(test_default_codes) {
   ck_assert_int_eq(gifs, 20);
   ck_assert_int_eq(others, 0);
   ck_assert_int_eq(access(strcat(dir, "/br.gif"), R_OK), 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -577,7 +462,7 @@ END_TEST
  * server agrees on every count. */
 START_TEST(test_every_not_found) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   long total, ok, nf, errs;
 
   server_start(NULL);
@@ -594,7 +479,7 @@ START_TEST(test_every_not_found) {
   ck_assert_int_eq(ok, 194);
   ck_assert_int_eq(nf, 482);
   ck_assert_int_eq(errs, 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -609,7 +494,7 @@ static int codes_starting(char letter) {
 /* Letters, codes, -a and -l expand and sort as the classic scripts do. */
 START_TEST(test_expansion) {
   char dir[300], want[128];
-  struct run r;
+  struct tu_run r;
 
   server_start(NULL);
   path_in(dir, sizeof dir, "out");
@@ -620,28 +505,28 @@ START_TEST(test_expansion) {
                      codes_starting('B') + codes_starting('Z'));
   ASSERT_RUN(&r, report_count(r.out, " not found.") ==
                      52 - codes_starting('B') - codes_starting('Z'));
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-a", "-l", "5", NULL);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 5 flags: AD, AE, AF, AG, AL\n"));
   ASSERT_RUN(&r, strstr(r.out, "\n5 concurrent connections will be used.\n"));
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 5);
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-e", "-l", "30", NULL);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 30 flags: from AA to BD\n"));
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-l", "3", NULL);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 3 flags: BD, BR, CD\n"));
-  run_free(&r);
+  tu_run_free(&r);
 
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "us", "US", "-m", "4", NULL);
   ASSERT_RUN(&r, r.status == 0);
   ASSERT_RUN(&r, strstr(r.out, "Searching for 1 flag: US\n"));
-  ASSERT_RUN(&r, strstr(r.out, "\n1 concurrent connection will be used.\n"));
+  ASSERT_RUN(&r, strstr(r.out, "\n1 connection will be used.\n"));
   ASSERT_RUN(&r, strstr(r.out, "\n  1 flag downloaded.\n"));
-  run_free(&r);
+  tu_run_free(&r);
 
   snprintf(want, sizeof want, "Searching for %d flags: from AA to AZ\n", 26);
   run_flags(&r, NULL, "-s", srv.url, "-o", dir, "-v", "a", NULL);
@@ -649,14 +534,14 @@ START_TEST(test_expansion) {
   ASSERT_RUN(&r, strstr(r.out, "\nAD OK\n") && strstr(r.out, "\nAA not found"));
   ASSERT_RUN(&r, count_lines(r.out, " OK\n") == codes_starting('A'));
   ASSERT_RUN(&r, !strstr(r.err, "|"));
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
 /* --simple prints the codes on one line and "N downloads in T s". */
 START_TEST(test_simple_output) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
 
   server_start(NULL);
   path_in(dir, sizeof dir, "out");
@@ -666,14 +551,14 @@ START_TEST(test_simple_output) {
   ASSERT_RUN(&r, strstr(r.out, "BR ") && strstr(r.out, "CN "));
   ASSERT_RUN(&r, strstr(r.out, "\n20 downloads in "));
   ASSERT_RUN(&r, !strstr(r.out, "Searching"));
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
 /* --error-rate 1: every request is a 418, each an error, exit 1. */
 START_TEST(test_all_errors) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   server_start("--error-rate", "1", NULL);
@@ -687,14 +572,14 @@ START_TEST(test_all_errors) {
       &r, count_lines(r.out, " error: HTTP error 418 - I'm a Teapot\n") == 20);
   list_dir(dir, &gifs, &others);
   ck_assert_int_eq(gifs + others, 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
 /* --error-rate 0.5: the counts match the server's own exactly. */
 START_TEST(test_half_errors_match_server) {
   char dir[300];
-  struct run r;
+  struct tu_run r;
   long total, ok, nf, errs;
 
   server_start("--error-rate", "0.5", NULL);
@@ -708,7 +593,7 @@ START_TEST(test_half_errors_match_server) {
   ASSERT_RUN(&r, report_count(r.out, " errors.") == errs);
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == ok);
   ASSERT_RUN(&r, report_count(r.out, " not found.") == nf);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -717,7 +602,7 @@ END_TEST
 START_TEST(test_truncated_body) {
   char dir[300], url[64];
   struct fake fk;
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   fake_start(&fk, FAKE_TRUNCATED);
@@ -732,7 +617,7 @@ START_TEST(test_truncated_body) {
   list_dir(dir, &gifs, &others);
   ck_assert_int_eq(gifs, 0);
   ck_assert_int_eq(others, 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -741,7 +626,7 @@ START_TEST(test_oversize_body) {
   enum fake_kind kinds[] = {FAKE_BIG_LENGTH, FAKE_BIG_STREAM};
   char dir[300], url[64];
   struct fake fk;
-  struct run r;
+  struct tu_run r;
   int gifs, others;
 
   path_in(dir, sizeof dir, "out");
@@ -756,7 +641,7 @@ START_TEST(test_oversize_body) {
     ASSERT_RUN(&r, strstr(r.out, "BR error: response body larger than 1 MiB"));
     list_dir(dir, &gifs, &others);
     ck_assert_int_eq(gifs + others, 0);
-    run_free(&r);
+    tu_run_free(&r);
   }
 }
 END_TEST
@@ -764,8 +649,8 @@ END_TEST
 /* A refused connection is an error for each code; exit 1. */
 START_TEST(test_refused) {
   char dir[300], url[64];
-  struct run r;
-  int port, fd = local_socket(&port, 0);
+  struct tu_run r;
+  int port, fd = tu_listen_local(&port, 0);
 
   snprintf(url, sizeof url, "http://127.0.0.1:%d/flags", port);
   path_in(dir, sizeof dir, "out");
@@ -774,7 +659,7 @@ START_TEST(test_refused) {
   ASSERT_RUN(&r, r.status == 1);
   ASSERT_RUN(&r, report_count(r.out, " errors.") == 26);
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -782,7 +667,7 @@ END_TEST
 START_TEST(test_timeout) {
   char dir[300], url[64];
   struct fake fk;
-  struct run r;
+  struct tu_run r;
 
   fake_start(&fk, FAKE_SILENT);
   snprintf(url, sizeof url, "http://127.0.0.1:%d/flags", fk.port);
@@ -793,7 +678,7 @@ START_TEST(test_timeout) {
   ASSERT_RUN(&r, r.status == 1);
   ASSERT_RUN(&r, report_count(r.out, " errors.") == 4);
   ASSERT_RUN(&r, r.wall < 5.0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -802,7 +687,7 @@ END_TEST
 START_TEST(test_delay_concurrent) {
   static const char *const concurrent[] = {"threads", "processes", "async"};
   char dir[300];
-  struct run r;
+  struct tu_run r;
 
   server_start("--delay", "0.5", NULL);
   path_in(dir, sizeof dir, "out");
@@ -811,39 +696,195 @@ START_TEST(test_delay_concurrent) {
   ASSERT_RUN(&r, r.status == 0);
   ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 20);
   ASSERT_RUN(&r, r.wall >= 0.5 && r.wall < 5.0);
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
-/* Pids of the live children of `pid`; returns how many, up to cap. */
-static int children_of(pid_t pid, pid_t *out, int cap) {
-  DIR *d = opendir("/proc");
-  struct dirent *e;
-  int n = 0;
+/* A 1x1 GIF, and the same gzip-compressed. */
+static const unsigned char tiny_gif[] = {
+    0x47, 0x49, 0x46, 0x38, 0x39, 0x61, 0x01, 0x00, 0x01, 0x00, 0x80,
+    0x00, 0x00, 0xff, 0xff, 0xff, 0x00, 0x00, 0x00, 0x21, 0xf9, 0x04,
+    0x01, 0x00, 0x00, 0x00, 0x00, 0x2c, 0x00, 0x00, 0x00, 0x00, 0x01,
+    0x00, 0x01, 0x00, 0x00, 0x02, 0x02, 0x44, 0x01, 0x00, 0x3b};
+static const unsigned char tiny_gif_gz[] = {
+    0x1f, 0x8b, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02, 0x03, 0x73, 0xf7,
+    0x74, 0xb3, 0xb0, 0x4c, 0x64, 0x64, 0x60, 0x64, 0x68, 0x60, 0x60, 0xf8,
+    0xff, 0xff, 0x3f, 0x03, 0x03, 0x83, 0xe2, 0x4f, 0x16, 0x46, 0x20, 0xc5,
+    0xa0, 0x03, 0x22, 0x40, 0x32, 0x0c, 0x4c, 0x4c, 0x2e, 0x8c, 0x0c, 0xd6,
+    0x00, 0xb1, 0xea, 0xcc, 0x9a, 0x2b, 0x00, 0x00, 0x00};
 
-  while (d && (e = readdir(d)) != NULL && n < cap) {
-    char path[300], buf[512], *p, state;
-    int ppid;
-    FILE *f;
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    if (e->d_name[0] < '1' || e->d_name[0] > '9' || !(f = fopen(path, "r")))
-      continue;
-    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
-        sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == pid &&
-        state != 'Z')
-      out[n++] = atoi(e->d_name);
-    fclose(f);
-  }
-  if (d)
-    closedir(d);
-  return n;
+/* Runs flags -v for BR in mode modes[m] into `dir` against a FAKE_RAW
+ * server that answers with the `len` bytes of `answer`. */
+static void run_against_raw(struct tu_run *r, int m, const char *dir,
+                            const char *answer, size_t len) {
+  struct fake fk;
+  char url[64];
+
+  fake_start_raw(&fk, answer, len);
+  snprintf(url, sizeof url, "http://127.0.0.1:%d/flags", fk.port);
+  run_flags(r, NULL, "--mode", modes[m], "-v", "-s", url, "-o", dir, "BR",
+            NULL);
+  fake_stop(&fk);
 }
 
-/* Ctrl-C stops every mode quickly with status 130, leaves no partial or
- * temporary file and, in processes mode, no worker. */
-START_TEST(test_sigint) {
-  char *argv[MAX_ARGS] = {FLAGS_PATH, "--mode", (char *)modes[_i], "-a", "-m",
-                          "10",       "-s",     srv.url,           "-o", NULL,
+/* A 200 whose body is no flag (an HTML page, nothing, a GIF type over
+ * HTML) is an error that leaves the flag already there alone. */
+START_TEST(test_body_not_gif) {
+  static const char *const answers[] = {
+      "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 28\r\n"
+      "Connection: close\r\n\r\n<html>Captive portal</html>\n",
+      "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: 0\r\n"
+      "Connection: close\r\n\r\n",
+      "HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\n"
+      "<!DOCTYPE html>\n",
+      "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\nContent-Length: 16\r\n"
+      "Connection: close\r\n\r\n<!DOCTYPE html>\n",
+      "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n"
+      "Connection: close\r\n\r\nGIF89a"};
+  static const char old[] = "GIF89a the good flag";
+  char dir[300], path[400], *kept;
+  struct tu_run r;
+  int gifs, others;
+
+  path_in(dir, sizeof dir, "out");
+  ck_assert_int_eq(mkdir(dir, 0700), 0);
+  snprintf(path, sizeof path, "%s/br.gif", dir);
+  for (size_t i = 0; i < sizeof answers / sizeof *answers; i++) {
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(old, f);
+    fclose(f);
+    run_against_raw(&r, _i, dir, answers[i], strlen(answers[i]));
+    ASSERT_RUN(&r, r.status == 1);
+    ASSERT_RUN(&r, report_count(r.out, " error.") == 1);
+    ASSERT_RUN(&r, report_count(r.out, " downloaded.") == 0);
+    ASSERT_RUN(&r, strstr(r.out, "BR error: not a GIF image"));
+    kept = tu_read_file(path, NULL);
+    ck_assert_msg(kept && !strcmp(kept, old), "answer %zu replaced br.gif", i);
+    free(kept);
+    list_dir(dir, &gifs, &others);
+    ck_assert_int_eq(gifs, 1);
+    ck_assert_int_eq(others, 0);
+    tu_run_free(&r);
+  }
+}
+END_TEST
+
+/* A gzip body the client did not ask for is decoded, not saved as is. */
+START_TEST(test_body_gzip_unasked) {
+  static char answer[512];
+  char dir[300], path[400], *got;
+  struct tu_run r;
+  size_t len;
+  int n = snprintf(answer, sizeof answer,
+                   "HTTP/1.1 200 OK\r\nContent-Type: image/gif\r\n"
+                   "Content-Encoding: gzip\r\nContent-Length: %zu\r\n"
+                   "Connection: close\r\n\r\n",
+                   sizeof tiny_gif_gz);
+
+  memcpy(answer + n, tiny_gif_gz, sizeof tiny_gif_gz);
+  path_in(dir, sizeof dir, "out");
+  run_against_raw(&r, _i, dir, answer, (size_t)n + sizeof tiny_gif_gz);
+  ASSERT_RUN(&r, r.status == 0);
+  ASSERT_RUN(&r, strstr(r.out, "BR OK\n"));
+  snprintf(path, sizeof path, "%s/br.gif", dir);
+  got = tu_read_file(path, &len);
+  ck_assert_ptr_nonnull(got);
+  ck_assert_msg(len == sizeof tiny_gif && !memcmp(got, tiny_gif, len),
+                "br.gif holds %zu bytes, not the 43 of the decoded GIF", len);
+  free(got);
+  tu_run_free(&r);
+}
+END_TEST
+
+/* A reason phrase with terminal escapes is shown masked. */
+START_TEST(test_reason_masked) {
+  static const char answer[] =
+      "HTTP/1.1 499 Evil\033[2J\033]0;owned\007\r\nContent-Length: 0\r\n"
+      "Connection: close\r\n\r\n";
+  char dir[300];
+  struct tu_run r;
+
+  path_in(dir, sizeof dir, "out");
+  run_against_raw(&r, _i, dir, answer, sizeof answer - 1);
+  ASSERT_RUN(&r, r.status == 1);
+  ASSERT_RUN(&r, strstr(r.out, "BR error: HTTP error 499 - Evil?[2J"));
+  ASSERT_RUN(&r, !strchr(r.out, '\033') && !strchr(r.out, '\007'));
+  ASSERT_RUN(&r, !strchr(r.err, '\033') && !strchr(r.err, '\007'));
+  tu_run_free(&r);
+}
+END_TEST
+
+/* A redirect to ftp:// is not followed: the ftp port is never dialled. */
+START_TEST(test_redirect_ftp_refused) {
+  static char answer[256];
+  char dir[300];
+  struct tu_run r;
+  struct pollfd p;
+  int ftp_port, ftp = tu_listen_local(&ftp_port, 1);
+
+  snprintf(answer, sizeof answer,
+           "HTTP/1.1 302 Found\r\nLocation: ftp://127.0.0.1:%d/br.gif\r\n"
+           "Content-Length: 0\r\nConnection: close\r\n\r\n",
+           ftp_port);
+  path_in(dir, sizeof dir, "out");
+  run_against_raw(&r, _i, dir, answer, strlen(answer));
+  p = (struct pollfd){ftp, POLLIN, 0};
+  ck_assert_msg(poll(&p, 1, 0) == 0, "flags followed the redirect to ftp://");
+  close(ftp);
+  ASSERT_RUN(&r, r.status == 1);
+  ASSERT_RUN(&r, report_count(r.out, " error.") == 1);
+  tu_run_free(&r);
+}
+END_TEST
+
+/* A 404 into a folder where no file can be made is still a 404. */
+START_TEST(test_not_found_unwritable_dir) {
+  static const char answer[] = "HTTP/1.1 404 Not Found\r\nContent-Length: 0"
+                               "\r\nConnection: close\r\n\r\n";
+  struct tu_run r;
+
+  /* /proc takes no new files, even from root, who ignores chmod. */
+  run_against_raw(&r, _i, "/proc", answer, sizeof answer - 1);
+  ASSERT_RUN(&r, r.status == 0);
+  ASSERT_RUN(&r, report_count(r.out, " not found.") == 1);
+  ASSERT_RUN(&r, strstr(r.out, "BR not found: "));
+  ASSERT_RUN(&r, !strstr(r.out, "temporary"));
+  tu_run_free(&r);
+}
+END_TEST
+
+/* The classic scripts' words: -v names the URL not found; one connection
+ * is "1 connection", and sequential announces the one it uses. */
+START_TEST(test_classic_wording) {
+  char dir[300], want[200];
+  struct tu_run r;
+
+  server_start(NULL);
+  path_in(dir, sizeof dir, "out");
+  run_flags(&r, NULL, "-v", "-s", srv.url, "-o", dir, "AA", "BR", NULL);
+  ASSERT_RUN(&r, r.status == 0);
+  snprintf(want, sizeof want, "\nAA not found: %s/aa/aa.gif\n", srv.url);
+  ASSERT_RUN(&r, strstr(r.out, want));
+  tu_run_free(&r);
+
+  run_flags(&r, NULL, "-s", srv.url, "-o", dir, "BR", NULL);
+  ASSERT_RUN(&r, strstr(r.out, "\n1 connection will be used.\n"));
+  tu_run_free(&r);
+
+  run_flags(&r, NULL, "--mode", "sequential", "-m", "5", "-s", srv.url, "-o",
+            dir, NULL);
+  ASSERT_RUN(&r, r.status == 0);
+  ASSERT_RUN(&r, strstr(r.out, "\n1 connection will be used.\n"));
+  tu_run_free(&r);
+}
+END_TEST
+
+/* `sig` stops mode modes[m] quickly with status 128 + sig, leaves no
+ * partial or temporary file and, in processes mode, no worker. */
+static void expect_stop_by(int m, int sig) {
+  char *argv[MAX_ARGS] = {FLAGS_PATH, "--mode", (char *)modes[m], "-a", "-m",
+                          "10",       "-s",     srv.url,          "-o", NULL,
                           NULL};
   char dir[300], out[300], err[300];
   pid_t pid, kids[64];
@@ -858,13 +899,14 @@ START_TEST(test_sigint) {
   argv[9] = dir;
   pid = spawn(argv, out, err, tmpdir);
   sleep_s(1.5);
-  nkids = children_of(pid, kids, 64);
-  if (_i == 2)
+  nkids = tu_children_of(pid, kids, 64);
+  if (m == 2)
     ck_assert_int_eq(nkids, 10);
   t0 = tu_now();
-  kill(pid, SIGINT);
-  status = wait_for(pid, 10);
-  ck_assert_msg(status == 130, "exit status %d after SIGINT, not 130", status);
+  kill(pid, sig);
+  status = tu_wait(pid, 10);
+  ck_assert_msg(status == 128 + sig, "exit status %d after %s, not %d", status,
+                strsignal(sig), 128 + sig);
   ck_assert_msg(tu_now() - t0 < 3.0, "took %.2f s to stop", tu_now() - t0);
   sleep_s(0.2);
   for (int i = 0; i < nkids; i++)
@@ -873,6 +915,98 @@ START_TEST(test_sigint) {
   list_dir(dir, &gifs, &others);
   ck_assert_msg(others == 0, "%d temporary files left", others);
   ck_assert_int_lt(gifs, 194);
+}
+
+START_TEST(test_sigint) {
+  expect_stop_by(_i, SIGINT);
+}
+END_TEST
+
+START_TEST(test_sigterm_sighup) {
+  expect_stop_by(_i, SIGTERM);
+  teardown_dir();
+  setup_dir();
+  expect_stop_by(_i, SIGHUP);
+}
+END_TEST
+
+/* Sets the size of the terminal whose master side is `master`. */
+static void set_columns(int master, int cols) {
+  struct winsize ws = {.ws_row = 24, .ws_col = (unsigned short)cols};
+  ck_assert_int_eq(ioctl(master, TIOCSWINSZ, &ws), 0);
+}
+
+/* Appends what the pseudo-terminal holds to text (len bytes so far, room
+ * for cap). */
+static void drain_pty(int master, char *text, size_t *len, size_t cap) {
+  struct pollfd p = {master, POLLIN, 0};
+  while (*len < cap - 1 && poll(&p, 1, 0) > 0) {
+    ssize_t n = read(master, text + *len, cap - 1 - *len);
+    if (n <= 0)
+      break;
+    *len += (size_t)n;
+  }
+  text[*len] = '\0';
+}
+
+/* The last of the `\r`-separated bars of text that starts before `end`,
+ * copied into out; its length, or -1 if there is none. */
+static int bar_before(const char *text, const char *end, char *out,
+                      size_t size) {
+  const char *bar = NULL;
+  for (const char *p = text; (p = strchr(p, '\r')) && p < end; p++)
+    if (strstr(p, "%|") || strstr(p, "% "))
+      bar = p + 1;
+  if (!bar)
+    return -1;
+  size_t n = strcspn(bar, "\r\n");
+  snprintf(out, size, "%.*s", (int)n, bar);
+  while (n > 0 && out[n - 1] == ' ') /* blanks over a longer line */
+    out[--n] = '\0';
+  return (int)n;
+}
+
+/* On a terminal the bar fits its width and follows a resize (SIGWINCH),
+ * and shows seconds per item when items are slow, as tqdm does. */
+START_TEST(test_progress_bar_fits) {
+  char *argv[] = {FLAGS_PATH, "--mode", "sequential", "-s", srv.url, "-o",
+                  NULL,       "BR",     "CN",         "US", NULL};
+  static char text[16384];
+  char dir[300], out[300], first[256], last[256], *mark;
+  size_t len = 0;
+  int master, slave, status, wide, narrow;
+  pid_t pid;
+
+  need_binary(FLAGS_PATH, "flags");
+  server_start("--delay", "1.1", NULL);
+  path_in(dir, sizeof dir, "out");
+  path_in(out, sizeof out, "flags.out");
+  argv[6] = dir;
+  master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ck_assert_int_ge(master, 0);
+  ck_assert(grantpt(master) == 0 && unlockpt(master) == 0);
+  slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+  ck_assert_int_ge(slave, 0);
+  set_columns(master, 50);
+  int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  pid = tu_spawn(argv, -1, fo, slave, tmpdir);
+  close(fo);
+  for (double t0 = tu_now(); tu_now() - t0 < 1.6; sleep_s(0.05))
+    drain_pty(master, text, &len, sizeof text);
+  mark = text + len;
+  set_columns(master, 30);
+  kill(pid, SIGWINCH);
+  status = tu_wait(pid, 30);
+  drain_pty(master, text, &len, sizeof text);
+  close(slave);
+  close(master);
+  ck_assert_msg(status == 0, "flags exited %d", status);
+  wide = bar_before(text, mark, first, sizeof first);
+  narrow = bar_before(text, text + len, last, sizeof last);
+  ck_assert_msg(wide > 30 && wide <= 49, "bar at 50 columns: '%s'", first);
+  ck_assert_msg(narrow > 0 && narrow <= 29, "bar at 30 columns: '%s'", last);
+  ck_assert_msg(strstr(last, "s/it"), "no seconds per item: '%s'", last);
+  ck_assert_msg(strstr(last, "3/3"), "last bar not at 3/3: '%s'", last);
 }
 END_TEST
 
@@ -894,9 +1028,13 @@ START_TEST(test_usage_errors) {
       {"../", NULL, "*** Usage error: each CC argument must be A to Z or AA"},
       {"--mode", "fibers", "*** Usage error: Invalid MODE: fibers"},
       {"--timeout", "0", "*** Usage error: Invalid TIMEOUT value: 0"},
+      {"--timeout", "1e9",
+       "*** Usage error: Invalid TIMEOUT value: 1e9 (must be > 0 and <= "
+       "86400 seconds)"},
+      {"-s", "http://", "*** Usage error: Invalid SERVER: http:// (not a URL"},
       {"-x", NULL, "*** Usage error: "},
   };
-  struct run r;
+  struct tu_run r;
 
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     run_flags(&r, NULL, cases[i][0], cases[i][1], NULL);
@@ -907,12 +1045,12 @@ START_TEST(test_usage_errors) {
                            60) == 0);
     ASSERT_RUN(&r, strstr(r.err, cases[i][2]) != NULL);
     ASSERT_RUN(&r, r.out[0] == '\0');
-    run_free(&r);
+    tu_run_free(&r);
   }
   run_flags(&r, NULL, "--help", NULL);
   ASSERT_RUN(&r, r.status == 0 && strstr(r.out, "usage: flags") &&
                      strstr(r.out, "--mode"));
-  run_free(&r);
+  tu_run_free(&r);
 }
 END_TEST
 
@@ -936,6 +1074,14 @@ static Suite *make_flags_suite(void) {
       {"timeout", test_timeout, 0, 4, 60},
       {"delay", test_delay_concurrent, 0, 3, 60},
       {"sigint", test_sigint, 0, 4, 60},
+      {"sigterm_sighup", test_sigterm_sighup, 0, 4, 60},
+      {"body_not_gif", test_body_not_gif, 0, 4, 60},
+      {"body_gzip", test_body_gzip_unasked, 0, 4, 60},
+      {"reason_masked", test_reason_masked, 0, 4, 60},
+      {"redirect_ftp", test_redirect_ftp_refused, 0, 4, 60},
+      {"not_found_unwritable", test_not_found_unwritable_dir, 0, 4, 60},
+      {"classic_wording", test_classic_wording, 0, 1, 60},
+      {"progress_bar", test_progress_bar_fits, 0, 1, 60},
       {"usage", test_usage_errors, 0, 1, 60},
   };
 

@@ -1,12 +1,14 @@
 /*
  * flagserver from the outside: each test starts the built binary with
  * --port 0 in a child, learns the port from its first stdout line, talks
- * HTTP/1.1 over plain sockets (a tiny client below; no libcurl), and kills
+ * HTTP/1.1 over plain sockets (toolutil's small client; no libcurl), and kills
  * and reaps the server in teardown. A server also dies with its test
  * process (PR_SET_PDEATHSIG), so a failed or timed-out test leaves none.
  * Ports 8000-8002 are never used; --labels runs with --port 0.
  */
-#include <check.h>
+#include "testutil.h"
+#include "toolutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -16,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/time.h>
@@ -43,78 +44,58 @@ struct proc {
   int status;  /* wait status once reaped */
 };
 
-/* One response as the client saw it. */
-struct resp {
-  int status;
-  long content_length; /* -1 if absent */
-  char content_type[64];
-  char allow[64];
-  unsigned char *body;
-  size_t body_len;
-};
-
-/* A client connection with its read buffer. */
-struct client {
-  int fd;
-  unsigned char buf[65536];
-  size_t len;
-};
-
 static struct proc procs[MAX_PROCS];
 static int nprocs;
 
-/* Seconds on the monotonic clock. */
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* ---- server processes ---- */
 
-/* Starts flagserver with args (NULL-terminated) without waiting for it. */
-static struct proc *spawn(const char *const *args) {
+/* Starts flagserver with args (NULL-terminated) without waiting for it;
+ * `nofile`, when not 0, is its RLIMIT_NOFILE (soft and hard), set by a
+ * shell that then execs the server. */
+static struct proc *spawn_limited(const char *const *args, int nofile) {
   struct proc *p;
-  char errpath[] = "/tmp/check_flagserver_XXXXXX";
-  const char *argv[MAX_ARGS + 2] = {FLAGSERVER_PATH};
-  int fds[2], n = 1;
-  pid_t parent = getpid();
+  char errpath[] = "/tmp/check_flagserver_XXXXXX", script[64];
+  const char *argv[MAX_ARGS + 6];
+  int fds[2], n = 0;
 
   ck_assert_int_lt(nprocs, MAX_PROCS);
   p = &procs[nprocs++];
   memset(p, 0, sizeof *p);
-  for (; args[n - 1]; n++) {
-    ck_assert_int_le(n, MAX_ARGS);
-    argv[n] = args[n - 1];
+  snprintf(script, sizeof script, "ulimit -n %d && exec \"$0\" \"$@\"", nofile);
+  if (nofile) {
+    argv[n++] = "/bin/sh";
+    argv[n++] = "-c";
+    argv[n++] = script;
   }
+  argv[n++] = FLAGSERVER_PATH;
+  for (int i = 0; args[i]; i++) {
+    ck_assert_int_lt(i, MAX_ARGS);
+    argv[n++] = args[i];
+  }
+  argv[n] = NULL;
   ck_assert_int_eq(pipe2(fds, O_CLOEXEC), 0);
   p->err = mkstemp(errpath);
   ck_assert_int_ge(p->err, 0);
   unlink(errpath);
-  p->pid = fork();
-  ck_assert_int_ge(p->pid, 0);
-  if (p->pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-      _exit(127);
-    dup2(fds[1], 1);
-    dup2(p->err, 2);
-    execv(FLAGSERVER_PATH, (char *const *)argv);
-    _exit(127);
-  }
+  p->pid = tu_spawn((char *const *)argv, -1, fds[1], p->err, NULL);
   close(fds[1]);
   p->out = fds[0];
   return p;
 }
 
+/* spawn_limited() with the inherited file limit. */
+static struct proc *spawn(const char *const *args) {
+  return spawn_limited(args, 0);
+}
+
 /* Reads one line of p's stdout into buf, waiting up to `secs`. Returns 0,
  * or -1 on EOF or timeout. */
 static int read_line(struct proc *p, char *buf, size_t size, double secs) {
-  double deadline = now() + secs;
+  double deadline = tu_now() + secs;
   size_t n = 0;
   while (n + 1 < size) {
     struct pollfd pfd = {p->out, POLLIN, 0};
-    int left = (int)((deadline - now()) * 1000);
+    int left = (int)((deadline - tu_now()) * 1000);
     if (left <= 0 || poll(&pfd, 1, left) <= 0)
       return -1;
     if (read(p->out, buf + n, 1) != 1)
@@ -127,9 +108,18 @@ static int read_line(struct proc *p, char *buf, size_t size, double secs) {
   return 0;
 }
 
+static struct proc *start_limited(const char *const *args, int lines,
+                                  int nofile);
+
 /* Starts flagserver with args and waits for its `lines` port lines. */
 static struct proc *start_n(const char *const *args, int lines) {
-  struct proc *p = spawn(args);
+  return start_limited(args, lines, 0);
+}
+
+/* start_n() with RLIMIT_NOFILE `nofile` (0: inherited). */
+static struct proc *start_limited(const char *const *args, int lines,
+                                  int nofile) {
+  struct proc *p = spawn_limited(args, nofile);
   for (int i = 0; i < lines; i++) {
     char line[256];
     ck_assert_msg(read_line(p, line, sizeof line, 30) == 0,
@@ -151,7 +141,7 @@ static struct proc *start(const char *a1, const char *a2, const char *a3,
 
 /* Waits up to `secs` for p to exit; returns its wait status or -1. */
 static int reap(struct proc *p, double secs) {
-  double deadline = now() + secs;
+  double deadline = tu_now() + secs;
   while (p->pid) {
     pid_t r = waitpid(p->pid, &p->status, WNOHANG);
     if (r == p->pid) {
@@ -160,7 +150,7 @@ static int reap(struct proc *p, double secs) {
     }
     if (r < 0 && errno != EINTR)
       return -1;
-    if (now() > deadline)
+    if (tu_now() > deadline)
       return -1;
     usleep(10000);
   }
@@ -205,141 +195,16 @@ static void setup(void) {
   nprocs = 0;
 }
 
-/* ---- a tiny HTTP/1.1 client ---- */
-
-/* Connects to 127.0.0.1:port with 15 s send and receive timeouts. */
-static void client_open(struct client *c, int port) {
-  struct sockaddr_in sa = {.sin_family = AF_INET,
-                           .sin_port = htons((uint16_t)port),
-                           .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-  struct timeval tv = {15, 0};
-  c->len = 0;
-  c->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ck_assert_int_ge(c->fd, 0);
-  setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  ck_assert_int_eq(connect(c->fd, (struct sockaddr *)&sa, sizeof sa), 0);
-}
-
-static void client_close(struct client *c) {
-  close(c->fd);
-  c->fd = -1;
-}
-
-/* Sends all of text. */
-static void client_send(struct client *c, const char *text, size_t len) {
-  while (len > 0) {
-    ssize_t n = send(c->fd, text, len, MSG_NOSIGNAL);
-    ck_assert_msg(n > 0, "send: %s", strerror(errno));
-    text += n;
-    len -= (size_t)n;
-  }
-}
-
-/* Sends "METHOD path HTTP/1.1" with a Host header, plus `extra` header
- * lines (each ending in \r\n) and a body. */
-static void client_request(struct client *c, const char *method,
-                           const char *path, const char *extra,
-                           const char *body) {
-  size_t cap = strlen(path) + 512 + (body ? strlen(body) : 0);
-  char *req = malloc(cap);
-  int n;
-  ck_assert_ptr_nonnull(req);
-  n = snprintf(req, cap, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%s", method,
-               path, extra ? extra : "");
-  if (body)
-    n += snprintf(req + n, cap - (size_t)n, "Content-Length: %zu\r\n",
-                  strlen(body));
-  n += snprintf(req + n, cap - (size_t)n, "\r\n%s", body ? body : "");
-  client_send(c, req, (size_t)n);
-  free(req);
-}
-
-/* Reads more bytes into the buffer; returns how many (0 at EOF). */
-static size_t client_fill(struct client *c) {
-  ssize_t n;
-  ck_assert_uint_lt(c->len, sizeof c->buf);
-  do
-    n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
-  while (n < 0 && errno == EINTR);
-  ck_assert_msg(n >= 0, "recv: %s", strerror(errno));
-  c->len += (size_t)n;
-  return (size_t)n;
-}
-
-/* Copies the value of header `name` from the header block into out. */
-static void header_value(const char *head, const char *name, char *out,
-                         size_t size) {
-  size_t nl = strlen(name);
-  out[0] = 0;
-  for (const char *l = strstr(head, "\r\n"); l; l = strstr(l, "\r\n")) {
-    l += 2;
-    if (!strncasecmp(l, name, nl) && l[nl] == ':') {
-      const char *v = l + nl + 1, *e = strstr(v, "\r\n");
-      while (*v == ' ')
-        v++;
-      snprintf(out, size, "%.*s", (int)(e ? e - v : (long)strlen(v)), v);
-      return;
-    }
-  }
-}
-
-/* Reads one response; a HEAD response has no body whatever its
- * Content-Length. Without Content-Length the body runs to EOF. */
-static void client_response(struct client *c, int head, struct resp *r) {
-  char *end, cl[32], head_text[8192];
-  size_t hlen, want;
-
-  memset(r, 0, sizeof *r);
-  while (!(end = memmem(c->buf, c->len, "\r\n\r\n", 4)))
-    ck_assert_msg(client_fill(c) > 0, "connection closed before headers");
-  hlen = (size_t)(end - (char *)c->buf) + 4;
-  ck_assert_uint_lt(hlen, sizeof head_text);
-  memcpy(head_text, c->buf, hlen);
-  head_text[hlen] = 0;
-  ck_assert_msg(sscanf(head_text, "HTTP/1.%*d %d", &r->status) == 1,
-                "bad status line: %.80s", head_text);
-  header_value(head_text, "Content-Length", cl, sizeof cl);
-  r->content_length = cl[0] ? atol(cl) : -1;
-  header_value(head_text, "Content-Type", r->content_type,
-               sizeof r->content_type);
-  header_value(head_text, "Allow", r->allow, sizeof r->allow);
-  memmove(c->buf, c->buf + hlen, c->len - hlen);
-  c->len -= hlen;
-  if (head || r->content_length == 0)
-    return;
-  want = r->content_length > 0 ? (size_t)r->content_length : SIZE_MAX;
-  while (c->len < want && client_fill(c) > 0)
-    ;
-  r->body_len = c->len < want ? c->len : want;
-  r->body = malloc(r->body_len + 1);
-  ck_assert_ptr_nonnull(r->body);
-  memcpy(r->body, c->buf, r->body_len);
-  r->body[r->body_len] = 0;
-  memmove(c->buf, c->buf + r->body_len, c->len - r->body_len);
-  c->len -= r->body_len;
-}
-
-/* One request on a fresh connection ("Connection: close"). */
-static void fetch(int port, const char *method, const char *path,
-                  struct resp *r) {
-  struct client c;
-  client_open(&c, port);
-  client_request(&c, method, path, "Connection: close\r\n", NULL);
-  client_response(&c, !strcmp(method, "HEAD"), r);
-  client_close(&c);
-}
-
 /* The status of GET path on a fresh connection. */
 static int get_status(int port, const char *path) {
-  struct resp r;
-  fetch(port, "GET", path, &r);
+  struct tu_resp r;
+  tu_fetch(port, "GET", path, &r);
   free(r.body);
   return r.status;
 }
 
 /* Checks that r is a complete GIF answer. */
-static void assert_gif(const struct resp *r) {
+static void assert_gif(const struct tu_resp *r) {
   ck_assert_int_eq(r->status, 200);
   ck_assert_str_eq(r->content_type, "image/gif");
   ck_assert_int_eq(r->content_length, (long)r->body_len);
@@ -354,16 +219,16 @@ START_TEST(test_get_flags) {
   static const char *const paths[] = {"/flags/br/br.gif", "/flags/us/us.gif",
                                       "/flags/jp/jp.gif", "/flags/zw/zw.gif"};
   struct proc *p = start(NULL, NULL, NULL, NULL);
-  struct client c;
-  client_open(&c, p->port[0]);
+  struct tu_client c;
+  tu_client_open(&c, p->port[0]);
   for (size_t i = 0; i < 4; i++) {
-    struct resp r;
-    client_request(&c, "GET", paths[i], NULL, NULL);
-    client_response(&c, 0, &r);
+    struct tu_resp r;
+    tu_client_request(&c, "GET", paths[i], NULL, NULL);
+    tu_client_response(&c, 0, &r);
     assert_gif(&r);
     free(r.body);
   }
-  client_close(&c);
+  tu_client_close(&c);
 }
 END_TEST
 
@@ -388,20 +253,20 @@ START_TEST(test_generated_sizes_deterministic) {
       "zm", "zw"};
   struct proc *a = start(NULL, NULL, NULL, NULL);
   struct proc *b = start(NULL, NULL, NULL, NULL);
-  struct client ca, cb;
+  struct tu_client ca, cb;
   size_t distinct_sizes = 0, last = 0;
 
   ck_assert_uint_eq(sizeof codes / sizeof codes[0], 194);
-  client_open(&ca, a->port[0]);
-  client_open(&cb, b->port[0]);
+  tu_client_open(&ca, a->port[0]);
+  tu_client_open(&cb, b->port[0]);
   for (size_t i = 0; i < 194; i++) {
     char path[32];
-    struct resp ra, rb;
+    struct tu_resp ra, rb;
     snprintf(path, sizeof path, "/flags/%s/%s.gif", codes[i], codes[i]);
-    client_request(&ca, "GET", path, NULL, NULL);
-    client_request(&cb, "GET", path, NULL, NULL);
-    client_response(&ca, 0, &ra);
-    client_response(&cb, 0, &rb);
+    tu_client_request(&ca, "GET", path, NULL, NULL);
+    tu_client_request(&cb, "GET", path, NULL, NULL);
+    tu_client_response(&ca, 0, &ra);
+    tu_client_response(&cb, 0, &rb);
     assert_gif(&ra);
     ck_assert_msg(ra.body_len >= 1024 && ra.body_len <= 40 * 1024,
                   "%s is %zu bytes, not 1-40 KB", path, ra.body_len);
@@ -414,42 +279,47 @@ START_TEST(test_generated_sizes_deterministic) {
     free(rb.body);
   }
   ck_assert_uint_gt(distinct_sizes, 150);
-  client_close(&ca);
-  client_close(&cb);
+  tu_client_close(&ca);
+  tu_client_close(&cb);
 }
 END_TEST
 
 START_TEST(test_head) {
   struct proc *p = start(NULL, NULL, NULL, NULL);
-  struct client c;
-  struct resp get, head, after;
+  struct tu_client c;
+  struct tu_resp get, head, after;
 
-  client_open(&c, p->port[0]);
-  client_request(&c, "GET", "/flags/fr/fr.gif", NULL, NULL);
-  client_response(&c, 0, &get);
+  tu_client_open(&c, p->port[0]);
+  tu_client_request(&c, "GET", "/flags/fr/fr.gif", NULL, NULL);
+  tu_client_response(&c, 0, &get);
   assert_gif(&get);
-  client_request(&c, "HEAD", "/flags/fr/fr.gif", NULL, NULL);
-  client_response(&c, 1, &head);
+  tu_client_request(&c, "HEAD", "/flags/fr/fr.gif", NULL, NULL);
+  tu_client_response(&c, 1, &head);
   ck_assert_int_eq(head.status, 200);
   ck_assert_str_eq(head.content_type, "image/gif");
   ck_assert_int_eq(head.content_length, (long)get.body_len);
   /* Had HEAD sent a body, it would now be read as the next response. */
-  client_request(&c, "GET", "/flags/de/de.gif", NULL, NULL);
-  client_response(&c, 0, &after);
+  tu_client_request(&c, "GET", "/flags/de/de.gif", NULL, NULL);
+  tu_client_response(&c, 0, &after);
   assert_gif(&after);
   ck_assert_uint_eq(c.len, 0);
   free(get.body);
   free(after.body);
-  client_close(&c);
+  tu_client_close(&c);
 }
 END_TEST
 
 START_TEST(test_not_found) {
-  static const char *const paths[] = {
-      "/flags/xx/xx.gif", "/flags/BR/BR.gif",  "/flags/br/us.gif",
-      "/flags/br/br.png", "/flags/br/br.gif/", "/flags/br/",
-      "/flags",           "/flags/",           "/",
-      "/br/br.gif",       "/flags/bra/bra.gif"};
+  static const char *const paths[] = {"/flags/xx/xx.gif",
+                                      "/flags/BR/BR.gif",
+                                      "/flags/br/us.gif",
+                                      "/flags/br/br.png",
+                                      "/flags/br/br.gif/",
+                                      "/flags/br/",
+                                      "/flags",
+                                      "/",
+                                      "/br/br.gif",
+                                      "/flags/bra/bra.gif"};
   struct proc *p = start(NULL, NULL, NULL, NULL);
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
     int status = get_status(p->port[0], paths[i]);
@@ -462,16 +332,16 @@ START_TEST(test_method_not_allowed) {
   static const char *const methods[] = {"POST", "PUT", "DELETE", "OPTIONS"};
   struct proc *p = start(NULL, NULL, NULL, NULL);
   for (size_t i = 0; i < 4; i++) {
-    struct client c;
-    struct resp r;
-    client_open(&c, p->port[0]);
-    client_request(&c, methods[i], "/flags/br/br.gif", "Connection: close\r\n",
-                   i == 0 ? "cc=br" : NULL);
-    client_response(&c, 0, &r);
+    struct tu_client c;
+    struct tu_resp r;
+    tu_client_open(&c, p->port[0]);
+    tu_client_request(&c, methods[i], "/flags/br/br.gif",
+                      "Connection: close\r\n", i == 0 ? "cc=br" : NULL);
+    tu_client_response(&c, 0, &r);
     ck_assert_msg(r.status == 405, "%s gave %d", methods[i], r.status);
     ck_assert_str_eq(r.allow, "GET, HEAD");
     free(r.body);
-    client_close(&c);
+    tu_client_close(&c);
   }
   ck_assert_int_eq(get_status(p->port[0], "/flags/br/br.gif"), 200);
 }
@@ -504,42 +374,53 @@ START_TEST(test_traversal_refused) {
 }
 END_TEST
 
+/* Every GET is the classic teapot, "418 I'm a Teapot" (not MHD's
+ * "Non-Standard Status"), after which the server closes the connection. */
 START_TEST(test_error_rate_one) {
-  struct proc *p = start("--error-rate", "1", NULL, NULL);
-  struct client c;
-  client_open(&c, p->port[0]);
+  struct proc *p = start("--error-rate", "1", "-v", NULL);
   for (int i = 0; i < 20; i++) {
-    struct resp r;
-    client_request(&c, "GET", "/flags/br/br.gif", NULL, NULL);
-    client_response(&c, 0, &r);
+    struct tu_client c;
+    struct tu_resp r;
+    tu_client_open(&c, p->port[0]);
+    tu_client_request(&c, "GET", "/flags/br/br.gif", NULL, NULL);
+    tu_client_response(&c, 0, &r);
     ck_assert_int_eq(r.status, 418);
+    ck_assert_str_eq(r.reason, "I'm a Teapot");
     ck_assert_str_eq((char *)r.body, "I'm a Teapot\n");
+    ck_assert_uint_eq(tu_client_fill_eof(&c), 1);
     free(r.body);
+    tu_client_close(&c);
   }
-  client_close(&c);
+  ck_assert_int_eq(stop(p, SIGTERM), 0);
+  ck_assert_msg(!strstr(stderr_of(p), "error,"), "-v log: %s", stderr_of(p));
+  ck_assert_ptr_nonnull(strstr(stderr_of(p), "GET /flags/br/br.gif 418"));
 }
 END_TEST
 
 START_TEST(test_error_rate_quarter_and_summary) {
   struct proc *p = start("--error-rate", "0.25", NULL, NULL);
-  struct client c;
+  struct tu_client c;
   int ok = 0, not_found = 0, teapots = 0, refused = 0, total = 0;
   int s_total, s_ok, s_not_found, s_teapots;
   const char *line;
 
-  client_open(&c, p->port[0]);
+  tu_client_open(&c, p->port[0]);
   for (int i = 0; i < 440; i++) {
-    struct resp r;
+    struct tu_resp r;
     const char *path = i % 11 == 10 ? "/flags/xx/xx.gif" : "/flags/ca/ca.gif";
-    client_request(&c, "GET", path, NULL, NULL);
-    client_response(&c, 0, &r);
+    tu_client_request(&c, "GET", path, NULL, NULL);
+    tu_client_response(&c, 0, &r);
     ok += r.status == 200;
     not_found += r.status == 404;
     teapots += r.status == 418;
     total++;
     free(r.body);
+    if (r.status == 418) { /* the teapot closes the connection */
+      tu_client_close(&c);
+      tu_client_open(&c, p->port[0]);
+    }
   }
-  client_close(&c);
+  tu_client_close(&c);
   for (int i = 0; i < 3; i++, total++, refused++)
     ck_assert_int_eq(get_status(p->port[0], "/flags/../x"), 400);
   ck_assert_int_eq(ok + not_found + teapots + refused, total);
@@ -573,7 +454,7 @@ static double concurrent_gets(int port, int n) {
   size_t *sent = calloc((size_t)n, sizeof *sent);
   char(*head)[16] = calloc((size_t)n, sizeof *head);
   size_t *got = calloc((size_t)n, sizeof *got);
-  double t0 = now(), deadline = t0 + 30;
+  double t0 = tu_now(), deadline = t0 + 30;
   int left = n;
 
   ck_assert(pfd && sent && head && got);
@@ -585,7 +466,7 @@ static double concurrent_gets(int port, int n) {
     pfd[i].events = POLLOUT;
   }
   while (left > 0) {
-    ck_assert_msg(now() < deadline, "%d of %d answers missing", left, n);
+    ck_assert_msg(tu_now() < deadline, "%d of %d answers missing", left, n);
     ck_assert_int_ge(poll(pfd, (nfds_t)n, 1000), 0);
     for (int i = 0; i < n; i++) {
       char buf[65536];
@@ -623,7 +504,7 @@ static double concurrent_gets(int port, int n) {
   free(sent);
   free(head);
   free(got);
-  return now() - t0;
+  return tu_now() - t0;
 }
 
 START_TEST(test_delay_does_not_serialise) {
@@ -637,9 +518,9 @@ END_TEST
 START_TEST(test_delay_range) {
   struct proc *p = start("--delay", "0.2:0.4", NULL, NULL);
   for (int i = 0; i < 3; i++) {
-    double t0 = now(), secs;
+    double t0 = tu_now(), secs;
     ck_assert_int_eq(get_status(p->port[0], "/flags/br/br.gif"), 200);
-    secs = now() - t0;
+    secs = tu_now() - t0;
     ck_assert_msg(secs >= 0.19 && secs < 2.0, "answer took %.3f s", secs);
   }
 }
@@ -692,7 +573,7 @@ static void assert_serves_file(int port, const char *dir, const char *cc) {
   FILE *f;
   long len;
   unsigned char *want;
-  struct resp r;
+  struct tu_resp r;
 
   snprintf(path, sizeof path, "%s/%s/%s.gif", dir, cc, cc);
   snprintf(url, sizeof url, "/flags/%s/%s.gif", cc, cc);
@@ -705,7 +586,7 @@ static void assert_serves_file(int port, const char *dir, const char *cc) {
   ck_assert_ptr_nonnull(want);
   ck_assert_uint_eq(fread(want, 1, (size_t)len, f), (size_t)len);
   fclose(f);
-  fetch(port, "GET", url, &r);
+  tu_fetch(port, "GET", url, &r);
   ck_assert_int_eq(r.status, 200);
   ck_assert_str_eq(r.content_type, "image/gif");
   ck_assert_int_eq(r.content_length, len);
@@ -788,6 +669,11 @@ START_TEST(test_bad_options) {
       {{"--labels", "--delay", "1"}, "--labels"},
       {{"--port", "0", "stray"}, "'stray'"},
       {{"--port"}, "needs a value"},
+      {{"--delay", "0x10"}, "got '0x10'"},
+      {{"--delay", "1:0x10"}, "got '1:0x10'"},
+      {{"--error-rate", "0x0.4"}, "got '0x0.4'"},
+      {{"--port", "0", "8002"}, "given twice"},
+      {{"0", "8002"}, "unexpected argument"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     assert_exits(cases[i].args, 2, cases[i].needle);
@@ -824,22 +710,22 @@ END_TEST
 /* Requests parked for their delay are answered at once on SIGTERM. */
 START_TEST(test_stop_with_parked_requests) {
   struct proc *p = start("--delay", "20", NULL, NULL);
-  struct client c[5];
+  struct tu_client c[5];
   double t0;
   for (int i = 0; i < 5; i++) {
-    client_open(&c[i], p->port[0]);
-    client_request(&c[i], "GET", "/flags/br/br.gif", NULL, NULL);
+    tu_client_open(&c[i], p->port[0]);
+    tu_client_request(&c[i], "GET", "/flags/br/br.gif", NULL, NULL);
   }
   usleep(300000);
-  t0 = now();
+  t0 = tu_now();
   ck_assert_int_eq(stop(p, SIGTERM), 0);
-  ck_assert_msg(now() - t0 < 5, "stopping took %.1f s", now() - t0);
+  ck_assert_msg(tu_now() - t0 < 5, "stopping took %.1f s", tu_now() - t0);
   for (int i = 0; i < 5; i++) {
-    struct resp r;
-    client_response(&c[i], 0, &r);
+    struct tu_resp r;
+    tu_client_response(&c[i], 0, &r);
     assert_gif(&r);
     free(r.body);
-    client_close(&c[i]);
+    tu_client_close(&c[i]);
   }
   ck_assert_ptr_nonnull(strstr(stderr_of(p), "served 5 requests: 5 ok"));
 }
@@ -852,12 +738,166 @@ START_TEST(test_labels_on_free_ports) {
   int status;
 
   ck_assert_int_eq(get_status(p->port[0], "/flags/br/br.gif"), 200);
-  t0 = now();
+  t0 = tu_now();
   ck_assert_int_eq(get_status(p->port[1], "/flags/br/br.gif"), 200);
-  ck_assert_msg(now() - t0 >= 0.45, "DELAY answered in %.2f s", now() - t0);
+  ck_assert_msg(tu_now() - t0 >= 0.45, "DELAY answered in %.2f s",
+                tu_now() - t0);
   status = get_status(p->port[2], "/flags/br/br.gif");
   ck_assert(status == 200 || status == 418);
   ck_assert_int_eq(stop(p, SIGTERM), 0);
+}
+END_TEST
+
+/* The classic command line: a lone positional port. */
+START_TEST(test_positional_port) {
+  static const char *const args[] = {"0", "--error-rate", ".25", NULL};
+  struct proc *p = start_n(args, 1);
+  int status = get_status(p->port[0], "/flags/br/br.gif");
+  ck_assert(status == 200 || status == 418);
+}
+END_TEST
+
+/* An absolute-form target (RFC 9112, 3.2.2) is served by its path. */
+START_TEST(test_absolute_form) {
+  struct proc *p = start(NULL, NULL, NULL, NULL);
+  char target[96];
+  struct tu_resp r;
+
+  snprintf(target, sizeof target, "http://127.0.0.1:%d/flags/br/br.gif",
+           p->port[0]);
+  tu_fetch(p->port[0], "GET", target, &r);
+  assert_gif(&r);
+  free(r.body);
+  tu_fetch(p->port[0], "GET", "http://127.0.0.1/flags/../etc/passwd", &r);
+  ck_assert_int_eq(r.status, 400);
+  free(r.body);
+}
+END_TEST
+
+/* /flags/ lists every flag for a browser, at once. */
+START_TEST(test_listing) {
+  struct proc *p = start("--delay", "30", "--error-rate", "1");
+  double t0 = tu_now();
+  struct tu_resp r;
+
+  tu_fetch(p->port[0], "GET", "/flags/", &r);
+  ck_assert_msg(tu_now() - t0 < 5, "listing took %.2f s", tu_now() - t0);
+  ck_assert_int_eq(r.status, 200);
+  ck_assert_str_eq(r.content_type, "text/html; charset=utf-8");
+  ck_assert_ptr_nonnull(strstr((char *)r.body, "href=\"br/br.gif\""));
+  ck_assert_ptr_nonnull(strstr((char *)r.body, "href=\"zw/zw.gif\""));
+  free(r.body);
+}
+END_TEST
+
+/* HEAD is answered at once, never with a teapot, as the classic does. */
+START_TEST(test_head_at_once) {
+  struct proc *p = start("--delay", "30", "--error-rate", "1");
+  for (int i = 0; i < 5; i++) {
+    double t0 = tu_now();
+    struct tu_resp r;
+    tu_fetch(p->port[0], "HEAD", "/flags/br/br.gif", &r);
+    ck_assert_msg(tu_now() - t0 < 5, "HEAD took %.2f s", tu_now() - t0);
+    ck_assert_int_eq(r.status, 200);
+    ck_assert_str_eq(r.content_type, "image/gif");
+  }
+}
+END_TEST
+
+/* -v masks what it logs from the request line: an escape in the method
+ * or target never reaches the terminal. */
+START_TEST(test_verbose_masks_request) {
+  static const char req[] = "\033[2JGET /flags/\033]0;x\007 HTTP/1.1\r\n"
+                            "Host: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  struct proc *p = start("-v", NULL, NULL, NULL);
+  struct tu_client c;
+
+  tu_client_open(&c, p->port[0]);
+  tu_client_send(&c, req, sizeof req - 1);
+  tu_client_fill_eof(&c); /* whatever the answer, until the close */
+  tu_client_close(&c);
+  ck_assert_int_eq(get_status(p->port[0], "/flags/br/br.gif"), 200);
+  ck_assert_int_eq(stop(p, SIGTERM), 0);
+  ck_assert_msg(!strchr(stderr_of(p), '\033') && !strchr(stderr_of(p), '\007'),
+                "escape logged: %s", stderr_of(p));
+  ck_assert_ptr_nonnull(strstr(stderr_of(p), "GET /flags/br/br.gif 200"));
+}
+END_TEST
+
+/* A flag that is a symbolic link out of the folder is not served. */
+START_TEST(test_directory_symlink_escape) {
+  char dir[] = "/tmp/check_flagserver_dir_XXXXXX", path[256], link[256];
+  struct proc *p;
+
+  make_fake_dir(dir);
+  snprintf(path, sizeof path, "%s/zz", dir);
+  ck_assert_int_eq(mkdir(path, 0700), 0);
+  snprintf(link, sizeof link, "%s/zz/zz.gif", dir);
+  ck_assert_int_eq(symlink("/etc/passwd", link), 0);
+  snprintf(path, sizeof path, "%s/country_codes.txt", dir);
+  write_file(path, "BR FR ZZ\n", 9);
+  p = start("--directory", dir, NULL, NULL);
+  ck_assert_int_eq(get_status(p->port[0], "/flags/zz/zz.gif"), 404);
+  assert_serves_file(p->port[0], dir, "br");
+  ck_assert_ptr_nonnull(strstr(stderr_of(p), "resolves outside the folder"));
+  unlink(link);
+  snprintf(path, sizeof path, "%s/zz", dir);
+  rmdir(path);
+  remove_fake_dir(dir);
+}
+END_TEST
+
+/* Opens a connection and sends the first `len` bytes of a request. */
+static int slow_client(int port, const char *start, size_t len) {
+  struct tu_client c;
+  tu_client_open(&c, port);
+  tu_client_send(&c, start, len);
+  return c.fd;
+}
+
+/* A client that sends its request head a byte a second is cut off after
+ * HEADER_TIMEOUT (10 s), not kept as long as it keeps sending. */
+START_TEST(test_slow_header_cut) {
+  static const char start_line[] = "GET /flags/br/br.gif HTTP/1.1\r\n";
+  struct proc *p = start(NULL, NULL, NULL, NULL);
+  int fd = slow_client(p->port[0], start_line, sizeof start_line - 1);
+  double t0 = tu_now();
+  int closed = 0;
+
+  while (!closed && tu_now() - t0 < 16) {
+    struct pollfd pfd = {fd, POLLIN, 0};
+    if (poll(&pfd, 1, 1000) > 0) {
+      char buf[256];
+      closed = recv(fd, buf, sizeof buf, 0) <= 0;
+      ck_assert_msg(closed, "answered an incomplete request");
+    } else {
+      closed = send(fd, "X", 1, MSG_NOSIGNAL) < 0;
+    }
+  }
+  ck_assert_msg(closed, "a slow request head held its connection 16 s");
+  ck_assert_msg(tu_now() - t0 > 5, "cut after %.1f s", tu_now() - t0);
+  close(fd);
+}
+END_TEST
+
+/* With every connection held by slow request heads, a normal GET is still
+ * answered soon: near the cap, slow heads get PRESSED_HEADER_TIMEOUT. */
+START_TEST(test_slow_headers_near_cap) {
+  static const char *const args[] = {"--port", "0", NULL};
+  /* 100 descriptors leave (100 - 64) = 36 connections to the site. */
+  struct proc *p = start_limited(args, 1, 100);
+  int fds[40], status = -1;
+  double t0;
+
+  for (int i = 0; i < 40; i++)
+    fds[i] = slow_client(p->port[0], "GET /fl", 7);
+  t0 = tu_now();
+  while (status != 200 && tu_now() - t0 < 15)
+    status = tu_try_status(p->port[0], "/flags/br/br.gif", 2);
+  ck_assert_msg(status == 200, "no answer within 15 s at the cap (last %d)",
+                status);
+  for (int i = 0; i < 40; i++)
+    close(fds[i]);
 }
 END_TEST
 
@@ -867,6 +907,7 @@ Suite *make_flagserver_suite(void) {
   TCase *faults = tcase_create("faults");
   TCase *delay = tcase_create("delay");
   TCase *cli = tcase_create("cli");
+  TCase *slow = tcase_create("slow_clients");
 
   tcase_add_checked_fixture(serve, setup, teardown);
   tcase_set_timeout(serve, 60);
@@ -878,6 +919,10 @@ Suite *make_flagserver_suite(void) {
   tcase_add_test(serve, test_traversal_refused);
   tcase_add_test(serve, test_directory_fake);
   tcase_add_test(serve, test_directory_shared);
+  tcase_add_test(serve, test_absolute_form);
+  tcase_add_test(serve, test_listing);
+  tcase_add_test(serve, test_head_at_once);
+  tcase_add_test(serve, test_directory_symlink_escape);
   suite_add_tcase(s, serve);
 
   tcase_add_checked_fixture(faults, setup, teardown);
@@ -898,15 +943,16 @@ Suite *make_flagserver_suite(void) {
   tcase_set_timeout(cli, 120);
   tcase_add_test(cli, test_bad_options);
   tcase_add_test(cli, test_signals_stop_cleanly);
+  tcase_add_test(cli, test_positional_port);
+  tcase_add_test(cli, test_verbose_masks_request);
   suite_add_tcase(s, cli);
+
+  tcase_add_checked_fixture(slow, setup, teardown);
+  tcase_set_timeout(slow, 60);
+  tcase_add_test(slow, test_slow_header_cut);
+  tcase_add_test(slow, test_slow_headers_near_cap);
+  suite_add_tcase(s, slow);
   return s;
 }
 
-int main(void) {
-  SRunner *sr = srunner_create(make_flagserver_suite());
-  int failed;
-  srunner_run_all(sr, CK_NORMAL);
-  failed = srunner_ntests_failed(sr);
-  srunner_free(sr);
-  return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+TU_MAIN(make_flagserver_suite)

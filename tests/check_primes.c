@@ -13,6 +13,7 @@
  * 2^64 that make sure its square root bound is exact there.
  */
 #include "primes_core.h"
+#include "toolutil.h"
 
 #include <check.h>
 #include <dirent.h>
@@ -154,12 +155,74 @@ static void expect_bad_line(const char *text, size_t line, const char *what) {
 START_TEST(lines_bad) {
   expect_bad_line("1\n2\n12a\n", 3, "12a");
   expect_bad_line("1\n\n3\n", 2, "");
-  expect_bad_line("1\n2\n\n", 3, "");
-  expect_bad_line("\n", 1, "");
+  expect_bad_line("1\n2\n\n\n", 3, "");
   expect_bad_line("5\n-3\n", 2, "-3");
-  expect_bad_line("5\r\n6\r\n", 1, "5\r");
+  expect_bad_line("5\r\r\n6\r\n", 1, "5\r\r");
   expect_bad_line(" 5\n", 1, " 5");
   expect_bad_line("1\n18446744073709551616\n", 2, "18446744073709551616");
+}
+END_TEST
+
+/* Lines fed as they stream: the same numbers whatever the cuts, CRLF and
+ * one blank line at the end accepted, a long line refused at once. */
+START_TEST(lines_stream) {
+  static const char text[] = "11\r\n4\n18446744073709551557\r\n\r\n";
+  pc_numbers nums;
+  pc_bad_line bad;
+  pc_lines p;
+  char longline[PC_LINE_MAX + 10];
+
+  for (size_t cut = 1; cut <= sizeof text - 1; cut++) {
+    memset(&nums, 0, sizeof nums);
+    pc_lines_init(&p);
+    for (size_t at = 0; at < sizeof text - 1; at += cut) {
+      size_t n = sizeof text - 1 - at < cut ? sizeof text - 1 - at : cut;
+      ck_assert_int_eq(pc_lines_feed(&p, text + at, n, &nums, &bad), PC_OK);
+    }
+    ck_assert_int_eq(pc_lines_end(&p, &nums, &bad), PC_OK);
+    ck_assert_uint_eq(nums.n, 3);
+    ck_assert(nums.v[0] == 11 && nums.v[1] == 4 &&
+              nums.v[2] == 18446744073709551557u);
+    pc_numbers_free(&nums);
+  }
+  ck_assert_int_eq(parse_text("1\n2\n\n", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 2);
+  pc_numbers_free(&nums);
+  ck_assert_int_eq(parse_text("5\r\n6\r\n", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 2);
+  pc_numbers_free(&nums);
+  ck_assert_int_eq(parse_text("\n", &nums, &bad), PC_OK);
+  ck_assert_uint_eq(nums.n, 0);
+  pc_numbers_free(&nums);
+  expect_bad_line("1\r\n\r\n\r\n", 2, "");
+  expect_bad_line("1\n\r\n5", 2, "");
+
+  /* A line without end is refused after PC_LINE_MAX bytes. */
+  memset(longline, '0', sizeof longline);
+  memset(&nums, 0, sizeof nums);
+  pc_lines_init(&p);
+  ck_assert_int_eq(pc_lines_feed(&p, longline, sizeof longline, &nums, &bad),
+                   PC_EBAD);
+  ck_assert_uint_eq(bad.line, 1);
+  ck_assert_uint_eq(bad.len, PC_LINE_MAX);
+  pc_numbers_free(&nums);
+}
+END_TEST
+
+/* The array stops at its limit, and never holds more room than that. */
+START_TEST(numbers_limit) {
+  pc_numbers nums = {.limit = 100};
+  pc_bad_line bad;
+
+  for (uint64_t i = 0; i < 100; i++)
+    ck_assert_int_eq(pc_numbers_push(&nums, i), PC_OK);
+  ck_assert_int_eq(pc_numbers_push(&nums, 100), PC_ETOOMANY);
+  ck_assert_uint_eq(nums.cap, 100);
+  pc_numbers_free(&nums);
+  nums.limit = 2;
+  ck_assert_int_eq(pc_parse_lines("1\n2\n3\n", 6, &nums, &bad), PC_ETOOMANY);
+  ck_assert_uint_eq(nums.n, 2);
+  pc_numbers_free(&nums);
 }
 END_TEST
 
@@ -329,6 +392,103 @@ START_TEST(agree_100000_near_1e12) {
 }
 END_TEST
 
+/* --------------------------------------------- Miller-Rabin at 64 bits */
+
+/* Strong pseudoprimes to the first few prime bases, and Carmichael
+ * numbers: composites that fool the weaker tests (the last: the largest
+ * base-2 strong pseudoprime below 2^64). */
+static const uint64_t pseudoprimes[] = {2047u,
+                                        3277u,
+                                        4033u,
+                                        4681u,
+                                        8321u,
+                                        1373653u,
+                                        25326001u,
+                                        3215031751u,
+                                        2152302898747u,
+                                        3474749660383u,
+                                        341550071728321u,
+                                        3825123056546413051u,
+                                        561u,
+                                        41041u,
+                                        825265u,
+                                        321197185u,
+                                        5394826801u,
+                                        232250619601u,
+                                        9746347772161u,
+                                        1436697831295441u,
+                                        60977817398996785u,
+                                        7156857700403137441u,
+                                        18446744066047760377u};
+
+/* xorshift64*: the same numbers on every run. */
+static uint64_t next_random(uint64_t *x) {
+  *x ^= *x >> 12;
+  *x ^= *x << 25;
+  *x ^= *x >> 27;
+  return *x * 2685821657736338717u;
+}
+
+/* Every number of `v` against GNU coreutils' factor: prime when factor
+ * prints the number alone. */
+static void expect_factor_agrees(const uint64_t *v, size_t n) {
+  char path[] = "/tmp/check_primes_XXXXXX", cmd[64], *line = NULL;
+  int fd = mkstemp(path);
+  size_t cap = 0, checked = 0;
+  FILE *f, *out;
+
+  ck_assert_msg(system("command -v factor >/dev/null 2>&1") == 0,
+                "GNU factor is missing: install coreutils");
+  ck_assert_int_ge(fd, 0);
+  ck_assert_ptr_nonnull(f = fdopen(fd, "w"));
+  for (size_t i = 0; i < n; i++)
+    fprintf(f, "%" PRIu64 "\n", v[i]);
+  fclose(f);
+  snprintf(cmd, sizeof cmd, "factor < %s", path);
+  ck_assert_ptr_nonnull(out = popen(cmd, "r"));
+  while (getline(&line, &cap, out) > 0 && checked < n) {
+    uint64_t x = strtoull(line, NULL, 10), first;
+    char *colon = strchr(line, ':'), *end;
+    int prime;
+    ck_assert(colon && x == v[checked]);
+    first = strtoull(colon + 1, &end, 10);
+    prime = x >= 2 && first == x && (*end == '\n' || *end == '\0');
+    ck_assert_msg(pc_miller_rabin(x) == prime, "mr(%" PRIu64 ") != factor", x);
+    checked++;
+  }
+  free(line);
+  ck_assert_int_eq(pclose(out), 0);
+  unlink(path);
+  ck_assert_uint_eq(checked, n);
+}
+
+START_TEST(mr_agrees_with_factor) {
+  enum { RANDOM = 20000, NEAR = 3000, SEMI = 2000 };
+  size_t n = 0, total = RANDOM + 2 * NEAR + SEMI + 64;
+  uint64_t *v = malloc(total * sizeof *v), x = 88172645463325252u;
+
+  ck_assert_ptr_nonnull(v);
+  for (size_t i = 0; i < RANDOM; i++)
+    v[n++] = next_random(&x);
+  for (uint64_t i = 1; i <= NEAR; i++) {
+    v[n++] = UINT64_MAX - i + 1; /* the top of 64 bits */
+    v[n++] = ((uint64_t)1 << 63) + i;
+  }
+  /* Products of two primes just below 2^32, which only the last bases and
+   * the exact arithmetic near 2^64 can tell apart. */
+  for (uint64_t p = 4294967291u, q = p; n < RANDOM + 2 * NEAR + SEMI; q -= 2)
+    if (pc_miller_rabin(q) == PC_PRIME)
+      v[n++] = p * q;
+  for (size_t i = 0; i < sizeof pseudoprimes / sizeof pseudoprimes[0]; i++)
+    v[n++] = pseudoprimes[i];
+  expect_factor_agrees(v, n);
+  for (size_t i = 0; i < sizeof pseudoprimes / sizeof pseudoprimes[0]; i++)
+    ck_assert_msg(pc_miller_rabin(pseudoprimes[i]) == PC_COMPOSITE, "%" PRIu64,
+                  pseudoprimes[i]);
+  free(v);
+}
+END_TEST
+
 START_TEST(trial_stops_when_asked) {
   atomic_int stop;
 
@@ -349,48 +509,14 @@ struct run {
   char *out, *err;
 };
 
-static char *slurp(FILE *f) {
-  size_t cap = 4096, n = 0, got;
-  char *b = malloc(cap);
-
-  ck_assert_ptr_nonnull(b);
-  rewind(f);
-  while ((got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-    n += got;
-    if (n + 1 == cap)
-      ck_assert_ptr_nonnull(b = realloc(b, cap *= 2));
-  }
-  b[n] = '\0';
-  return b;
-}
-
 /* Runs primes with argv (NULL-terminated) and `input` on standard input. */
 static void run_argv(struct run *r, const char *input, const char **argv) {
-  FILE *in = tmpfile(), *out = tmpfile(), *err = tmpfile();
-  pid_t pid;
-  int st;
+  struct tu_run t;
 
-  ck_assert(in && out && err);
-  if (input)
-    fputs(input, in);
-  fflush(in);
-  rewind(in);
-  pid = fork();
-  ck_assert_int_ge(pid, 0);
-  if (pid == 0) {
-    dup2(fileno(in), 0);
-    dup2(fileno(out), 1);
-    dup2(fileno(err), 2);
-    execv(PRIMES_PATH, (char *const *)argv);
-    _exit(127);
-  }
-  ck_assert_int_eq(waitpid(pid, &st, 0), pid);
-  r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  r->out = slurp(out);
-  r->err = slurp(err);
-  fclose(in);
-  fclose(out);
-  fclose(err);
+  tu_run(&t, (char *const *)argv, input, NULL, 300);
+  r->status = t.status;
+  r->out = t.out;
+  r->err = t.err;
 }
 
 /* run_argv() with the arguments listed after `input`, up to a NULL. */
@@ -581,14 +707,14 @@ START_TEST(cli_bad_files) {
   expect_refused(&r, want);
   run_primes(&r, "5\n\n6\n", "-f", "-", NULL);
   expect_refused(&r, "primes: <stdin>:2: ''" NOT_INTEGER);
-  run_primes(&r, "5\n6\n\n", "-f", "-", NULL);
+  run_primes(&r, "5\n6\n\n\n", "-f", "-", NULL);
   expect_refused(&r, "primes: <stdin>:3: ''" NOT_INTEGER);
   run_primes(&r, "5\n-6\n", "-f", "-", NULL);
   expect_refused(&r, "primes: <stdin>:2: '-6'" NOT_INTEGER);
   run_primes(&r, "1\n99999999999999999999\n", "-f", "-", NULL);
   expect_refused(&r, "<stdin>:2: '99999999999999999999'" NOT_INTEGER);
-  run_primes(&r, "7\r\n", "-f", "-", NULL);
-  expect_refused(&r, "<stdin>:1: '7\\x0d'" NOT_INTEGER);
+  run_primes(&r, "7\r\r\n", "-f", "-", NULL);
+  expect_refused(&r, "<stdin>:1: '7\\x0d\\x0d'" NOT_INTEGER);
   run_primes(&r, "", "-f", "-", NULL);
   expect_refused(&r, "<stdin>: no numbers");
   unlink(path);
@@ -789,32 +915,6 @@ START_TEST(cli_json_and_csv) {
 }
 END_TEST
 
-/* Live children of `parent`, from /proc. */
-static int children_of(pid_t parent, pid_t *pids, int cap) {
-  DIR *d = opendir("/proc");
-  struct dirent *e;
-  int n = 0;
-
-  ck_assert_ptr_nonnull(d);
-  while ((e = readdir(d)) != NULL && n < cap) {
-    char path[300], buf[512], state, *p;
-    int ppid;
-    FILE *f;
-    if (e->d_name[0] < '0' || e->d_name[0] > '9')
-      continue;
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    if (!(f = fopen(path, "r")))
-      continue;
-    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
-        sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == parent &&
-        state != 'Z')
-      pids[n++] = atoi(e->d_name);
-    fclose(f);
-  }
-  closedir(d);
-  return n;
-}
-
 static int alive(pid_t pid) {
   return kill(pid, 0) == 0 || errno != ESRCH;
 }
@@ -837,7 +937,7 @@ static void expect_interrupt(const char *mode) {
     _exit(127);
   }
   for (t0 = now(); now() - t0 < 10 && n < 2; sleep_s(0.01))
-    n = children_of(pid, workers, 8);
+    n = tu_children_of(pid, workers, 8);
   ck_assert_int_ge(n, 2);
   sleep_s(0.3);
   ck_assert_int_eq(kill(pid, SIGINT), 0);
@@ -862,6 +962,311 @@ START_TEST(cli_interrupt_completed) {
 }
 END_TEST
 
+/* Files made on Windows: CRLF endings and a blank last line. */
+START_TEST(cli_files_crlf) {
+  struct run r;
+
+  run_primes(&r, "5\r\n8\r\n\r\n", "--algo", "mr", "--format", "csv", "-f", "-",
+             NULL);
+  ck_assert_int_eq(r.status, 0);
+  strip_csv(r.out);
+  ck_assert_str_eq(r.out, "n,prime\n5,1\n8,0\n");
+  run_free(&r);
+  run_primes(&r, "5\n6\n\n", "--algo", "mr", "-f", "-", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strstr(r.out, "Checking 2 numbers"));
+  run_free(&r);
+}
+END_TEST
+
+/* A bad first line is refused at once, without waiting for the rest:
+ * here the rest never comes (the pipe stays open). */
+START_TEST(cli_file_stops_at_bad_line) {
+  int fds[2];
+  char path[64];
+  struct run r;
+
+  ck_assert_int_eq(pipe(fds), 0);
+  ck_assert_int_eq(write(fds[1], "7\nseven\n8\n", 11), 11);
+  snprintf(path, sizeof path, "/dev/fd/%d", fds[0]);
+  run_primes(&r, NULL, "-f", path, NULL);
+  close(fds[0]);
+  close(fds[1]);
+  ck_assert(strstr(r.err, ":2: 'seven'" NOT_INTEGER));
+  expect_refused(&r, "primes: /dev/fd/");
+}
+END_TEST
+
+/* Endless inputs are refused with bounded memory: a line without end,
+ * and more numbers than MAX_LISTED. */
+START_TEST(cli_file_bounded) {
+  enum { LINES = 10000001 };
+  char *lots = malloc(2 * LINES + 1);
+  struct run r;
+
+  run_primes(&r, NULL, "-f", "/dev/zero", NULL);
+  expect_refused(&r, "primes: /dev/zero:1: '\\x00\\x00");
+  ck_assert_ptr_nonnull(lots);
+  for (size_t i = 0; i < LINES; i++)
+    memcpy(lots + 2 * i, "7\n", 2);
+  lots[2 * LINES] = '\0';
+  run_primes(&r, lots, "--algo", "mr", "-f", "-", NULL);
+  expect_refused(&r, "primes: <stdin>:10000001: more than 10000000 numbers");
+  free(lots);
+}
+END_TEST
+
+START_TEST(cli_task_timeout_limit) {
+  struct run r;
+
+  run_primes(&r, NULL, "--task-timeout", "1e10", NULL);
+  expect_refused(&r, "--task-timeout '1e10': expected a positive number of "
+                     "seconds, at most 1000000000\n");
+  run_primes(&r, NULL, "--task-timeout", "inf", NULL);
+  expect_refused(&r, "at most 1000000000");
+}
+END_TEST
+
+/* Runs primes with argv, its stdout on `out`, sends `sig` once its two
+ * workers run, and returns its wait status; every worker must be gone. */
+static int signal_run(const char *const *argv, int sig, FILE *out) {
+  pid_t pid, workers[8];
+  int n = 0, st;
+  double t0;
+
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    int null = open("/dev/null", O_WRONLY);
+    dup2(out ? fileno(out) : null, 1);
+    dup2(null, 2);
+    execv(PRIMES_PATH, (char *const *)argv);
+    _exit(127);
+  }
+  for (t0 = now(); now() - t0 < 10 && n < 2; sleep_s(0.01))
+    n = tu_children_of(pid, workers, 8);
+  ck_assert_int_ge(n, 2);
+  sleep_s(0.3);
+  ck_assert_int_eq(kill(pid, sig), 0);
+  for (t0 = now(); waitpid(pid, &st, WNOHANG) == 0; sleep_s(0.01))
+    if (now() - t0 > 20) {
+      kill(pid, SIGKILL);
+      ck_abort_msg("primes ignored signal %d", sig);
+    }
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(!alive(workers[i]), "worker %d left behind", workers[i]);
+  return st;
+}
+
+static const int stop_signals[] = {SIGINT, SIGTERM, SIGHUP};
+
+/* SIGTERM and SIGHUP stop a run as Ctrl-C does: exit 128 + the signal,
+ * every worker gone, and the output ends with a whole line. */
+START_TEST(cli_stop_signals) {
+  static const char *argv[] = {
+      PRIMES_PATH, "-w",      "2",
+      "--algo",    "mr",      "--format",
+      "csv",       "--range", "1000000000000:2000000000000",
+      NULL};
+  int sig = stop_signals[_i], st;
+  FILE *out = tmpfile();
+  char *text;
+  size_t len;
+
+  ck_assert_ptr_nonnull(out);
+  st = signal_run(argv, sig, out);
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 128 + sig,
+                "signal %d: status %#x", sig, st);
+  fflush(out);
+  text = tu_read_fd(fileno(out), NULL);
+  len = strlen(text);
+  ck_assert_uint_gt(len, 1000);
+  ck_assert_msg(text[len - 1] == '\n', "last line cut: '%s'",
+                text + (len > 40 ? len - 40 : 0));
+  free(text);
+  fclose(out);
+}
+END_TEST
+
+/* ------------------------------------------- --count and --primes-only */
+
+/* The primes that --algo mr marks in csv output, one per line. */
+static char *primes_of_csv(const char *csv) {
+  char *list = calloc(strlen(csv) + 1, 1), *w = list;
+  const char *line = strchr(csv, '\n') + 1;
+
+  ck_assert_ptr_nonnull(list);
+  for (; *line; line = strchr(line, '\n') + 1) {
+    const char *comma = strchr(line, ',');
+    if (comma[1] == '1') {
+      memcpy(w, line, (size_t)(comma - line));
+      w += comma - line;
+      *w++ = '\n';
+    }
+  }
+  return list;
+}
+
+/* Lines as a JSON array of numbers, the way --format json prints them
+ * (in a static buffer). */
+static const char *json_of_lines(const char *lines) {
+  static char json[1 << 20];
+  char *w = json;
+
+  w += sprintf(w, "[");
+  for (const char *l = lines; *l; l = strchr(l, '\n') + 1)
+    w += sprintf(w, "%s\n  %.*s", l == lines ? "" : ",",
+                 (int)(strchr(l, '\n') - l), l);
+  sprintf(w, "%s]\n", w == json + 1 ? "" : "\n");
+  return json;
+}
+
+/* The sieve lists the same primes as Miller-Rabin finds, in order, in all
+ * three formats, across segment and range boundaries. */
+START_TEST(cli_primes_only) {
+  const char *range = "1000000000000:1000000030000";
+  struct run mr, text, csv, json;
+  char *want;
+
+  run_primes(&mr, NULL, "--range", range, "--algo", "mr", "--format", "csv",
+             NULL);
+  run_primes(&text, NULL, "--range", range, "--primes-only", NULL);
+  run_primes(&csv, NULL, "--range", range, "--primes-only", "--format", "csv",
+             NULL);
+  run_primes(&json, NULL, "--range", range, "--primes-only", "--format", "json",
+             NULL);
+  ck_assert(mr.status == 0 && text.status == 0 && csv.status == 0 &&
+            json.status == 0);
+  want = primes_of_csv(mr.out);
+  ck_assert_uint_gt(strlen(want), 1000);
+  ck_assert_str_eq(text.out, want);
+  ck_assert(strncmp(csv.out, "n\n", 2) == 0);
+  ck_assert_str_eq(csv.out + 2, want);
+  ck_assert_str_eq(json.out, json_of_lines(want));
+  free(want);
+  run_free(&mr);
+  run_free(&text);
+  run_free(&csv);
+  run_free(&json);
+
+  run_primes(&text, NULL, "--range", "100:130", "--range", "0:12", "--range",
+             "18446744073709551500:" MAX_U64_TEXT, "--primes-only", "-w", "2",
+             NULL);
+  ck_assert_int_eq(text.status, 0);
+  ck_assert_str_eq(text.out, "101\n103\n107\n109\n113\n127\n2\n3\n5\n7\n11\n"
+                             "18446744073709551521\n18446744073709551533\n"
+                             "18446744073709551557\n");
+  run_free(&text);
+  run_primes(&json, NULL, "--range", "24:29", "--primes-only", "--format",
+             "json", NULL);
+  ck_assert_str_eq(json.out, "[]\n");
+  run_free(&json);
+}
+END_TEST
+
+/* Ten million numbers cut into several list segments: pi(10^7) primes,
+ * the last one right, and the same count from --count. */
+START_TEST(cli_primes_only_segments) {
+  struct run r;
+  size_t lines = 0;
+  char *last;
+
+  run_primes(&r, NULL, "--range", "0:10000000", "--primes-only", "-w", "2",
+             NULL);
+  ck_assert_int_eq(r.status, 0);
+  for (char *p = r.out; (p = strchr(p, '\n')) != NULL; p++)
+    lines++;
+  ck_assert_uint_eq(lines, 664579);
+  r.out[strlen(r.out) - 1] = '\0';
+  last = strrchr(r.out, '\n') + 1;
+  ck_assert_str_eq(last, "9999991");
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(cli_count) {
+  struct run r;
+  double elapsed;
+  unsigned long long count;
+
+  run_primes(&r, NULL, "--range", "1000000000000:1000010000000", "--count",
+             NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_str_eq(r.out, "361726\n");
+  run_free(&r);
+  run_primes(&r, NULL, "--range", "0:1000000000", "--count", "--format", "json",
+             "-w", "2", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert_msg(sscanf(r.out, "{\"count\": %llu, \"elapsed\": %lf}\n", &count,
+                       &elapsed) == 2,
+                "'%s'", r.out);
+  ck_assert_uint_eq(count, 50847534);
+  ck_assert(elapsed > 0);
+  run_free(&r);
+  run_primes(&r, NULL, "--range", "0:1000000000", "--count", "--format", "csv",
+             "--sequential", NULL);
+  ck_assert_int_eq(r.status, 0);
+  ck_assert(strncmp(r.out, "count,elapsed\n50847534,", 23) == 0);
+  run_free(&r);
+  run_primes(&r, NULL, "--range", "0:2", "--range", "2:3", "--range",
+             "18446744073709551558:" MAX_U64_TEXT, "--count", NULL);
+  ck_assert_str_eq(r.out, "1\n");
+  run_free(&r);
+}
+END_TEST
+
+/* A segment that fails (here: each runs 50 times past --task-timeout) is
+ * named, and no count is printed. */
+START_TEST(cli_count_failed_segment) {
+  struct run r;
+
+  run_primes(&r, NULL, "--range", "1000000000000:1020000000000", "--count",
+             "--task-timeout", "0.005", "--retries", "0", NULL);
+  ck_assert_int_eq(r.status, 1);
+  ck_assert_str_eq(r.out, "");
+  ck_assert(strstr(r.err, "primes: segment 1000000000000:"));
+  ck_assert(strstr(r.err, "(PP_EDEADLINE)"));
+  ck_assert(strstr(r.err, "primes: a segment failed: no count\n"));
+  run_free(&r);
+}
+END_TEST
+
+START_TEST(cli_sieve_refusals) {
+  struct run r;
+
+  run_primes(&r, NULL, "--count", "7", "--range", "1:9", NULL);
+  expect_refused(&r, "--count sieves ranges only: give --range A:B, without "
+                     "numbers or files");
+  run_primes(&r, "7\n", "--primes-only", "-f", "-", "--range", "1:9", NULL);
+  expect_refused(&r, "--primes-only sieves ranges only");
+  run_primes(&r, NULL, "--count", NULL);
+  expect_refused(&r, "--count needs --range A:B");
+  run_primes(&r, NULL, "--count", "--primes-only", "--range", "1:9", NULL);
+  expect_refused(&r, "--count and --primes-only exclude each other");
+  run_primes(&r, NULL, "--count", "--algo", "mr", "--range", "1:9", NULL);
+  expect_refused(&r, "--count sieves with libprimesieve: drop --algo");
+  run_primes(&r, NULL, "--primes-only", "--mode", "completed", "--range", "1:9",
+             NULL);
+  expect_refused(&r, "--primes-only merges the segments in order: drop --mode");
+  run_primes(&r, NULL, "--count", "--range", "9:1", NULL);
+  expect_refused(&r, "the range is empty");
+}
+END_TEST
+
+/* Ctrl-C stops a long count soon: the running segments are short. */
+START_TEST(cli_count_interrupt) {
+  static const char *argv[] = {PRIMES_PATH, "-w",
+                               "2",         "--count",
+                               "--range",   "1000000000000:1000000000000000",
+                               NULL};
+  double t0 = now();
+  int st = signal_run(argv, SIGINT, NULL);
+
+  ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 130, "status %#x", st);
+  ck_assert_msg(now() - t0 < 10, "took %.1fs", now() - t0);
+}
+END_TEST
+
 #endif /* PRIMES_PATH */
 
 static Suite *primes_suite(void) {
@@ -873,6 +1278,8 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, parse_refuses_the_rest);
   tcase_add_test(tc, lines_good);
   tcase_add_test(tc, lines_bad);
+  tcase_add_test(tc, lines_stream);
+  tcase_add_test(tc, numbers_limit);
   tcase_add_test(tc, range_parsing);
   tcase_add_test(tc, isqrt_exact);
   tcase_add_test(tc, edges_small);
@@ -880,6 +1287,7 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, agree_with_sieve);
   tcase_add_test(tc, agree_100000_near_1e12);
   tcase_add_test(tc, trial_stops_when_asked);
+  tcase_add_test(tc, mr_agrees_with_factor);
   suite_add_tcase(s, tc);
   tc = tcase_create("slow");
   tcase_set_timeout(tc, 120);
@@ -902,6 +1310,21 @@ static Suite *primes_suite(void) {
   tcase_add_test(tc, cli_json_and_csv);
   tcase_add_test(tc, cli_interrupt_map);
   tcase_add_test(tc, cli_interrupt_completed);
+  tcase_add_test(tc, cli_files_crlf);
+  tcase_add_test(tc, cli_file_bounded);
+  tcase_add_test(tc, cli_task_timeout_limit);
+  tcase_add_loop_test(tc, cli_stop_signals, 0, 3);
+  tcase_add_test(tc, cli_primes_only);
+  tcase_add_test(tc, cli_primes_only_segments);
+  tcase_add_test(tc, cli_count);
+  tcase_add_test(tc, cli_count_failed_segment);
+  tcase_add_test(tc, cli_sieve_refusals);
+  tcase_add_test(tc, cli_count_interrupt);
+  suite_add_tcase(s, tc);
+  /* Before the fix, this one waited for ever: bound it tightly. */
+  tc = tcase_create("cli_stream");
+  tcase_set_timeout(tc, 20);
+  tcase_add_test(tc, cli_file_stops_at_bad_line);
   suite_add_tcase(s, tc);
 #endif
   return s;

@@ -16,7 +16,9 @@ endfunction()
 
 run(${CMAKE_COMMAND} --install ${BINARY_DIR} --prefix ${prefix})
 
-file(GLOB pc_dir LIST_DIRECTORIES true ${prefix}/lib*/pkgconfig)
+# lib*/, or lib/<multiarch>/ when configured with the prefix /usr.
+file(GLOB pc_dir LIST_DIRECTORIES true ${prefix}/lib*/pkgconfig
+  ${prefix}/lib/*/pkgconfig)
 set(ENV{PKG_CONFIG_PATH} ${pc_dir})
 execute_process(COMMAND pkg-config --cflags --libs procpool
                 OUTPUT_VARIABLE flags RESULT_VARIABLE rc
@@ -70,10 +72,11 @@ int main(void) {
   return ring_init() + worker_main() + shared_create() + collector_main() - 10;
 }
 ]])
-file(GLOB static_lib ${prefix}/lib*/libprocpool.a)
+file(GLOB static_lib ${prefix}/lib*/libprocpool.a
+  ${prefix}/lib/*/libprocpool.a)
 # What the static library needs besides itself (Open MPI, when the
 # library was built with the MPI engine), from its .pc file.
-execute_process(COMMAND pkg-config --static --libs-only-L --libs-only-l
+execute_process(COMMAND pkg-config --static --libs
                 procpool OUTPUT_VARIABLE static_deps
                 OUTPUT_STRIP_TRAILING_WHITESPACE)
 separate_arguments(static_deps UNIX_COMMAND "${static_deps}")

@@ -435,6 +435,43 @@ START_TEST(test_py_executor_map_buffersize) {
   pp_pool_destroy(p);
 }
 END_TEST
+/* Not Python's: a worker that exits right after each task (max 1 task a
+ * worker) while the caller itself takes results off the ring. A result in
+ * the caller's hands when the collector reaps its worker must still count:
+ * it once made the task PP_ECRASHED ("exited with status 0 while running
+ * it"), as flags --mode processes showed now and then. */
+START_TEST(test_results_survive_worker_exit) {
+  enum { N = 600 };
+  static pp_future *fs[N];
+  pp_completed *it;
+  pp_future *f;
+  pp_options o;
+  pp_pool *p;
+  int n = 0;
+
+  pp_options_init(&o);
+  o.engine = engine;
+  o.workers = 4;
+  o.max_tasks_per_worker = 1;
+  ck_assert_int_eq(pp_pool_create(&p, &o), 0);
+  for (int64_t i = 0; i < N; i++)
+    fs[i] = submit_i64(p, task_echo, i);
+  pp_pool_shutdown(p, 0, 0); /* workers leave as the queue empties */
+  ck_assert_int_eq(pp_as_completed(fs, N, 60, &it), 0);
+  while (pp_completed_next(it, &f) == 0) {
+    int rc = pp_future_result(f, 0, NULL, NULL);
+    ck_assert_msg(rc == 0, "a task: %s: %s", pp_errname(rc),
+                  pp_future_message(f));
+    n++;
+  }
+  ck_assert_int_eq(n, N);
+  pp_completed_destroy(it);
+  for (int i = 0; i < N; i++)
+    pp_future_release(fs[i]);
+  pp_pool_destroy(p);
+}
+END_TEST
+
 void sem_add_python_executor_tests(Suite *s) {
   int procs = engine == PP_ENGINE_PROCESSES;
   TCase *tc;
@@ -460,4 +497,5 @@ void sem_add_python_executor_tests(Suite *s) {
   tcase_add_test(tc, test_py_executor_map_timeout);
   tcase_add_test(tc, test_py_executor_max_workers);
   tcase_add_test(tc, test_py_executor_map_buffersize);
+  tcase_add_test(tc, test_results_survive_worker_exit);
 }

@@ -89,6 +89,7 @@ static const char usage_text[] =
     "                    " LOCAL_URL "\n"
     "  -o, --output DIR  where the GIFs go (default: downloaded)\n"
     "  -r, --runs N      runs per measurement (default: 20)\n"
+    "      --version     the version\n"
     "  -h, --help        this text\n";
 
 static mode_t file_mode = 0644; /* for downloaded flags; set by futures */
@@ -656,6 +657,10 @@ static const struct command *parse_command_line(int argc, char **argv,
     usage_error("missing subcommand (map, futures or overhead)");
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
     fputs(usage_text, stdout);
+    exit(0);
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    printf(PROG " (procpool) %s\n", pp_version());
     exit(0);
   }
   if (argv[1][0] == '-')

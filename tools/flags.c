@@ -13,10 +13,15 @@
  *   flags_async.c, flags_procs.c), which hands each result to fl_report()
  *   (flags_report.c).
  *   Exit status: 0 when every flag was downloaded or not found, 1 on
- *   errors, 2 on usage errors, 130 on Ctrl-C.
+ *   errors, 2 on usage errors, 128 + the signal when stopped by SIGINT
+ *   (130), SIGTERM (143) or SIGHUP (129), which are handled alike: what
+ *   `timeout`, `kill`, systemd or a closed terminal send leaves no
+ *   temporary file behind, as Ctrl-C does not.
  */
 #include "country_codes.h"
 #include "flags.h"
+
+#include <procpool.h>
 
 #include <errno.h>
 #include <getopt.h>
@@ -47,6 +52,7 @@ static const char help_text[] =
     "\n"
     "options:\n"
     "  -h, --help            show this help message and exit\n"
+    "  --version             show the version and exit\n"
     "  -a, --all             get all available flags (AD to ZW)\n"
     "  -e, --every           get flags for every possible code (AA...ZZ)\n"
     "  -l N, --limit N       limit to N first codes\n"
@@ -149,8 +155,9 @@ static void parse_mode(const char *s, struct args *a) {
 static void parse_timeout(const char *s, struct args *a) {
   char *end;
   a->timeout = strtod(s, &end);
-  if (end == s || *end || !(a->timeout > 0) || a->timeout > 86400)
-    usage_error("Invalid TIMEOUT value: %s (must be > 0)", s);
+  if (end == s || *end || !(a->timeout > 0) || a->timeout > FL_MAX_TIMEOUT)
+    usage_error("Invalid TIMEOUT value: %s (must be > 0 and <= %g seconds)", s,
+                FL_MAX_TIMEOUT);
 }
 
 /* Parses the options into `a`; returns the index of the first CC. */
@@ -158,6 +165,7 @@ static int parse_options(int argc, char **argv, struct args *a) {
   enum { OPT_MODE = 256, OPT_TIMEOUT, OPT_SIMPLE };
   static const struct option longopts[] = {
       {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
       {"all", no_argument, NULL, 'a'},
       {"every", no_argument, NULL, 'e'},
       {"limit", required_argument, NULL, 'l'},
@@ -178,6 +186,9 @@ static int parse_options(int argc, char **argv, struct args *a) {
     case 'h':
       fputs(usage_line, stdout);
       fputs(help_text, stdout);
+      exit(0);
+    case 'V':
+      printf("flags (procpool) %s\n", pp_version());
       exit(0);
     case 'a':
       a->all = 1;
@@ -222,6 +233,18 @@ static int parse_options(int argc, char **argv, struct args *a) {
   return optind;
 }
 
+/* Non-zero if libcurl's URL parser reads `s` as a URL naming a host. */
+static int url_has_host(const char *s) {
+  CURLU *u = curl_url();
+  char *host = NULL;
+  int ok = u && curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK &&
+           curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK && host &&
+           host[0];
+  curl_free(host);
+  curl_url_cleanup(u);
+  return ok;
+}
+
 /* Resolves -s into a label and a base URL without a trailing slash (a new
  * string, owned by the caller). */
 static char *resolve_server(const char *s, const char **label) {
@@ -236,6 +259,10 @@ static char *resolve_server(const char *s, const char **label) {
   if (strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0)
     usage_error("Invalid SERVER: %s (must be one of DELAY, ERROR, LOCAL, "
                 "REMOTE, or a URL starting with http:// or https://)",
+                s);
+  if (!url_has_host(s))
+    usage_error("Invalid SERVER: %s (not a URL with a host, such as "
+                "http://localhost:8000/flags)",
                 s);
   len = strlen(s);
   if (len > FL_MAX_URL)
@@ -325,7 +352,8 @@ static void parse_command_line(int argc, char **argv, struct fl_job *job) {
   if (strlen(a.dir) > FL_MAX_DIR || !*a.dir)
     usage_error("Invalid DIR: %s (must be 1 to %d bytes)", a.dir, FL_MAX_DIR);
   expand_codes(&a, argv + first, argc - first, job);
-  m = a.concur > 0 ? a.concur : default_concur[a.mode];
+  m = a.concur > 0 && a.mode != FL_SEQUENTIAL ? a.concur
+                                              : default_concur[a.mode];
   job->concurrency = (int)(m < (long)job->n ? m : (long)job->n);
   if (job->concurrency < 1)
     job->concurrency = 1;
@@ -361,22 +389,29 @@ static int make_dirs(const char *dir) {
   return 0;
 }
 
-/* SIGINT: asks every download to stop; a second Ctrl-C kills at once
- * (SA_RESETHAND). */
-static void on_sigint(int sig) {
-  (void)sig;
+static volatile sig_atomic_t stop_signal; /* the first stop signal */
+
+/* SIGINT, SIGTERM, SIGHUP: asks every download to stop; a second one
+ * kills at once (SA_RESETHAND). */
+static void on_stop_signal(int sig) {
+  if (!stop_signal)
+    stop_signal = sig;
   fl_stop();
 }
 
-/* Installs on_sigint() without SA_RESTART, so that a blocking call in the
- * main thread returns early. */
-static int install_sigint(void) {
+/* Installs on_stop_signal() without SA_RESTART, so that a blocking call in
+ * the main thread returns early. */
+static int install_stop_signals(void) {
+  static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
-  sa.sa_handler = on_sigint;
+  sa.sa_handler = on_stop_signal;
   sa.sa_flags = SA_RESETHAND;
   sigemptyset(&sa.sa_mask);
-  return sigaction(SIGINT, &sa, NULL);
+  for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++)
+    if (sigaction(sigs[i], &sa, NULL) < 0)
+      return -1;
+  return 0;
 }
 
 /* Runs the job in its mode; returns the mode's answer. */
@@ -403,7 +438,7 @@ int main(int argc, char **argv) {
   mask = umask(0);
   umask(mask);
   fl_fetch_set_mode(0666 & ~mask);
-  if (fl_stop_init() < 0 || install_sigint() < 0) {
+  if (fl_stop_init() < 0 || install_stop_signals() < 0) {
     fprintf(stderr, "flags: cannot set up Ctrl-C: %s\n", strerror(errno));
     goto out_free;
   }
@@ -419,6 +454,8 @@ int main(int argc, char **argv) {
   if (!job.simple)
     fl_initial_report(&job);
   job.t0 = fl_now();
+  if (job.progress && fl_watch_terminal() < 0)
+    job.progress = 0;
   if (job.progress)
     fl_draw_bar(&job, job.t0);
   if (run(&job) == 0) {
@@ -429,7 +466,7 @@ int main(int argc, char **argv) {
   }
   if (fl_stopping()) {
     fprintf(stderr, "flags: interrupted\n");
-    rc = 130;
+    rc = 128 + (stop_signal ? stop_signal : SIGINT);
   }
   curl_global_cleanup();
 out_free:

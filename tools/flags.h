@@ -29,6 +29,7 @@
 #define FL_MAX_BODY (1024L * 1024) /* larger bodies are an error */
 #define FL_MAX_URL 2048            /* longest base URL accepted */
 #define FL_MAX_DIR 1024            /* longest output directory accepted */
+#define FL_MAX_TIMEOUT 86400.0     /* longest --timeout, seconds */
 
 enum fl_status { FL_OK, FL_NOT_FOUND, FL_ERROR, FL_INTERRUPTED };
 
@@ -55,6 +56,10 @@ struct fl_fetch {
   long http;                    /* response code, kept by fl_fetch_detach() */
   int oversize;                 /* the body passed FL_MAX_BODY */
   int write_errno;              /* a write to the temporary file failed */
+  int not_gif;                  /* the 200's body is no GIF image */
+  unsigned char head[6];        /* first bytes of the 200's body */
+  size_t head_len;              /* how many of them arrived */
+  char type[64];                /* Content-Type of the answer, "" if none */
   long long bytes;              /* body bytes written so far */
   char cc[3];                   /* upper case */
   char tmp[FL_MAX_DIR + 32];    /* temporary name (mkstemp template) */
@@ -139,6 +144,10 @@ void fl_initial_report(const struct fl_job *job);
 /* Prints the classic report after: counts (lines for zero not-found or
  * errors left out) and time, or with --simple the first script's line. */
 void fl_final_report(const struct fl_job *job, double elapsed);
+
+/* Follows the size of the terminal the bar is drawn on (SIGWINCH).
+ * Returns 0, or -1 with errno set. */
+int fl_watch_terminal(void);
 
 /* Redraws the progress bar on stderr, in place, ending the line at 100%;
  * the caller holds the job's lock or runs alone. */

@@ -10,7 +10,15 @@
  *   or the caller's loop), so that making it, slow on some file systems,
  *   overlaps the wait for the server rather than delaying the request; a
  *   200 whose body comes at once makes it from the write callback. Bodies of
- * other statuses are never written. The size limit is held twice, by
+ * other statuses are never written. Network input is hostile: a 200 is
+ * kept only if its body starts with a GIF signature and its Content-Type,
+ * when given, is image/gif (an HTML error page or a captive portal served
+ * with 200 is an error, and the flag already on disk stays); libcurl
+ * decodes any Content-Encoding, asked for or not; redirects go to http
+ * and https only; text from the server is masked before it is shown. A
+ * failure to make the temporary file matters only for a 200: a 404 into
+ * a read-only folder is still reported as a 404. The size limit is held
+ * twice, by
  * CURLOPT_MAXFILESIZE (announced lengths) and in the write callback (bodies
  * that run on). The handle is reused from one download to the next, so that its
  * connection cache keeps connections open; each download sets every option it
@@ -20,6 +28,7 @@
  *   master reaches transfers running in forked workers too.
  */
 #include "flags.h"
+#include "masking.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -88,6 +98,43 @@ static int body_is_flag(struct fl_fetch *f) {
   return code == 200;
 }
 
+/* Notes the answer's Content-Type, masked, while the handle is ours. */
+static void note_type(struct fl_fetch *f) {
+  char *type = NULL;
+  if (f->easy &&
+      curl_easy_getinfo(f->easy, CURLINFO_CONTENT_TYPE, &type) == CURLE_OK)
+    mask_copy(f->type, sizeof f->type, type ? type : "");
+}
+
+/* Non-zero if the Content-Type, when there is one, says GIF: image/gif,
+ * in any case, with or without parameters. */
+static int type_is_gif(const char *type) {
+  size_t n = strlen("image/gif");
+  return !type[0] || (strncasecmp(type, "image/gif", n) == 0 &&
+                      (type[n] == '\0' || type[n] == ';' || type[n] == ' '));
+}
+
+/* Non-zero if the first bytes of the body (all of them if fewer than 6)
+ * can start a GIF: "GIF87a" or "GIF89a". */
+static int head_is_gif(const struct fl_fetch *f) {
+  return memcmp(f->head, "GIF87a", f->head_len) == 0 ||
+         memcmp(f->head, "GIF89a", f->head_len) == 0;
+}
+
+/* Keeps the first bytes of a 200's body and checks them and the
+ * Content-Type as soon as they are known; 0 if the body is no flag. */
+static int check_body(struct fl_fetch *f, const char *data, size_t len) {
+  size_t n = sizeof f->head - f->head_len;
+  if (f->head_len == 0)
+    note_type(f);
+  n = n < len ? n : len;
+  memcpy(f->head + f->head_len, data, n);
+  f->head_len += n;
+  if (!type_is_gif(f->type) || !head_is_gif(f))
+    f->not_gif = 1;
+  return !f->not_gif;
+}
+
 /* Appends a piece of body to the temporary file, refusing to go past
  * FL_MAX_BODY: returning short makes curl fail with CURLE_WRITE_ERROR. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg) {
@@ -101,6 +148,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *arg) {
   f->bytes += (long long)len;
   if (!body_is_flag(f))
     return len;
+  if (!check_body(f, data, len))
+    return 0;
   if (open_tmp(f) < 0)
     return 0;
   while (off < len) {
@@ -139,6 +188,7 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg) {
     n++;
   memcpy(f->reason, line + i, n);
   f->reason[n] = '\0';
+  mask_copy(f->reason, sizeof f->reason, f->reason);
   return len;
 }
 
@@ -228,7 +278,8 @@ static const char *reason_of(const struct fl_fetch *f, long code) {
   return std ? std : f->reason[0] ? f->reason : "Unknown";
 }
 
-/* Marks `out` as an error with a printf-style message. */
+/* Marks `out` as an error with a printf-style message, masked: it may
+ * quote the server (a reason phrase, curl's account of a bad answer). */
 static void set_error(struct fl_result *out, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void set_error(struct fl_result *out, const char *fmt, ...) {
@@ -237,6 +288,24 @@ static void set_error(struct fl_result *out, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(out->error, sizeof out->error, fmt, ap);
   va_end(ap);
+  mask_copy(out->error, sizeof out->error, out->error);
+}
+
+/* Describes a 200 whose body is no flag. */
+static void set_not_gif(const struct fl_fetch *f, struct fl_result *out) {
+  char start[7] = "";
+  if (!type_is_gif(f->type)) {
+    set_error(out, "not a GIF image: Content-Type is %s", f->type);
+    return;
+  }
+  if (f->head_len == 0) {
+    set_error(out, "not a GIF image: the body is empty");
+    return;
+  }
+  memcpy(start, f->head, f->head_len);
+  start[f->head_len] = '\0';
+  set_error(out, "not a GIF image: the body starts with '%s', not 'GIF8'",
+            start);
 }
 
 /* Sets every option a download relies on; the handle may carry options of
@@ -256,6 +325,13 @@ static void set_options(struct fl_fetch *f, double timeout) {
   curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)FL_MAX_BODY);
   curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 1L);
   curl_easy_setopt(h, CURLOPT_MAXREDIRS, 5L);
+#if LIBCURL_VERSION_NUM >= 0x075500 /* 7.85.0 */
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+  curl_easy_setopt(h, CURLOPT_REDIR_PROTOCOLS,
+                   (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+  curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "");
   curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(h, CURLOPT_USERAGENT, "procpool-flags/0.1");
   curl_easy_setopt(h, CURLOPT_PRIVATE, f);
@@ -306,15 +382,19 @@ static int keep_file(struct fl_fetch *f) {
 /* Sorts out how a finished transfer went. Returns non-zero if the body is
  * a flag to keep. */
 static int classify(struct fl_fetch *f, CURLcode rc, struct fl_result *out) {
-  if (f->easy)
+  if (f->easy) {
     curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->http);
+    note_type(f);
+  }
   out->http = f->http;
   out->bytes = f->bytes;
   if (rc == CURLE_ABORTED_BY_CALLBACK && fl_stopping()) {
     out->status = FL_INTERRUPTED;
   } else if (f->oversize || rc == CURLE_FILESIZE_EXCEEDED) {
     set_error(out, "response body larger than 1 MiB");
-  } else if (f->create_errno) {
+  } else if (f->not_gif) {
+    set_not_gif(f, out);
+  } else if (f->create_errno && f->http == 200) {
     set_error(out, "cannot create a temporary file for %s: %s", f->dest,
               strerror(f->create_errno));
   } else if (f->write_errno) {
@@ -325,6 +405,8 @@ static int classify(struct fl_fetch *f, CURLcode rc, struct fl_result *out) {
     out->status = FL_NOT_FOUND;
   } else if (out->http != 200) {
     set_error(out, "HTTP error %ld - %s", out->http, reason_of(f, out->http));
+  } else if (!type_is_gif(f->type) || f->head_len < sizeof f->head) {
+    set_not_gif(f, out);
   } else {
     out->status = FL_OK;
     return 1;
@@ -334,6 +416,7 @@ static int classify(struct fl_fetch *f, CURLcode rc, struct fl_result *out) {
 
 void fl_fetch_detach(struct fl_fetch *f) {
   curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &f->http);
+  note_type(f);
   curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, NULL);
   curl_easy_setopt(f->easy, CURLOPT_PRIVATE, NULL);
   f->easy = NULL;

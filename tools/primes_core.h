@@ -28,36 +28,63 @@ extern const uint64_t pc_fixture[PC_FIXTURE_COUNT];
 
 /* Errors of the parsers. */
 #define PC_OK 0
-#define PC_EBAD (-1)    /* not an integer from 0 to 2^64-1 */
-#define PC_ENOMEM (-2)  /* out of memory */
-#define PC_ESYNTAX (-3) /* a range without its ':' */
-#define PC_EEMPTY (-4)  /* a range with A >= B */
+#define PC_EBAD (-1)     /* not an integer from 0 to 2^64-1 */
+#define PC_ENOMEM (-2)   /* out of memory */
+#define PC_ESYNTAX (-3)  /* a range without its ':' */
+#define PC_EEMPTY (-4)   /* a range with A >= B */
+#define PC_ETOOMANY (-5) /* more numbers than the array's limit */
 
 /* Parses the `len` bytes at `s` as a number into *out. Returns PC_OK or
  * PC_EBAD. */
 int pc_parse_u64(const char *s, size_t len, uint64_t *out);
 
-/* A growing array of numbers. */
+/* A growing array of numbers, of at most `limit` when that is set. */
 typedef struct pc_numbers {
   uint64_t *v;
   size_t n, cap;
+  size_t limit; /* 0: none */
 } pc_numbers;
 
-/* Appends `x`; PC_OK or PC_ENOMEM. */
+/* Appends `x`; PC_OK, PC_ETOOMANY (already `limit` numbers) or PC_ENOMEM.
+ * The array never grows past `limit`. */
 int pc_numbers_push(pc_numbers *nums, uint64_t x);
 
 void pc_numbers_free(pc_numbers *nums);
 
-/* Where pc_parse_lines() stopped: the 1-based line and its bytes. */
+/* The longest line of a file, its line ending included: a number has at
+ * most 20 digits, the rest is room for leading zeros. */
+#define PC_LINE_MAX 64
+
+/* Where the line parser stopped: the 1-based line and its first bytes. */
 typedef struct pc_bad_line {
   size_t line;
-  const char *text; /* points into the buffer */
+  char text[PC_LINE_MAX];
   size_t len;
 } pc_bad_line;
 
-/* Appends the numbers of `buf`, one per line, to `nums`. Every line must be
- * a number, empty ones included, except that the buffer may end with one
- * newline. Returns PC_OK, PC_ENOMEM, or PC_EBAD with *bad (OUT) set. */
+/* A parser of lines fed as they stream in, holding at most one line: one
+ * number per line, LF or CRLF endings, and one blank line allowed at the
+ * end (as editors on Windows leave). A blank line followed by anything,
+ * and a line longer than PC_LINE_MAX, are bad. */
+typedef struct pc_lines {
+  char line[PC_LINE_MAX]; /* the line read so far */
+  size_t len;
+  size_t lineno; /* 1-based number of the line being read */
+  size_t blank;  /* a blank line that must be the last: its number, or 0 */
+} pc_lines;
+
+void pc_lines_init(pc_lines *p);
+
+/* Parses the `len` bytes at `buf`, appending the numbers of the lines they
+ * complete to `nums`. Returns PC_OK, PC_ENOMEM, PC_ETOOMANY, or PC_EBAD
+ * with *bad (OUT) set; after an error the parser must not be fed again. */
+int pc_lines_feed(pc_lines *p, const char *buf, size_t len, pc_numbers *nums,
+                  pc_bad_line *bad);
+
+/* Ends the input: a last line without a newline counts. Same returns. */
+int pc_lines_end(pc_lines *p, pc_numbers *nums, pc_bad_line *bad);
+
+/* The two together over a whole buffer. */
 int pc_parse_lines(const char *buf, size_t len, pc_numbers *nums,
                    pc_bad_line *bad);
 

@@ -11,6 +11,17 @@
  * with the same number of workers, timed the same way, with the classic
  * is_prime() from Fluent Python; the script is inline, passed with -c.
  * Targets: wall <= 1.05 * ideal, and Python at least 10 times slower.
+ *
+ * Then, in the same run, the two fast paths:
+ * - Counting the primes of [10^12, 10^12 + 10^10) with `primes --count`
+ *   on 1 and 2 workers against the `primesieve` command (Debian's
+ *   primesieve package) on as many threads, each timed from the outside
+ *   (process start to exit) and run three times, alternating, the median
+ *   compared. Targets: primes at most 1.00x primesieve's time at each
+ *   thread count, and 1 to 2 workers a speed-up of at least 1.85x.
+ * - Miller-Rabin over a million random odd 64-bit numbers, in batches of
+ *   MR_BATCH numbers per task, on 1 and 2 workers. Target: at least 3M
+ *   numbers a second per worker.
  */
 #include "primes_core.h"
 
@@ -24,6 +35,18 @@
 
 #define IDEAL_TARGET 1.05
 #define PYTHON_TARGET 10.0
+#define COUNT_TARGET 1.00   /* primes --count / primesieve, at most */
+#define SPEEDUP_TARGET 1.85 /* 1 to 2 workers, at least */
+#define MR_TARGET 3e6       /* numbers a second per worker, at least */
+#define COUNT_START "1e12"
+#define COUNT_RANGE "1000000000000:1010000000000"
+#define COUNT_RUNS 3
+#define MR_NUMBERS 1000000
+#define MR_BATCH 16384
+
+#ifndef PRIMES_PATH
+#define PRIMES_PATH "primes"
+#endif
 
 /* No single quotes: it goes inside '...' on a shell command line. */
 static const char python_script[] =
@@ -151,6 +174,189 @@ static int run_python(int workers, double *wall, int *primes) {
   return pclose(p) == 0 && ok ? 0 : -1;
 }
 
+/* ------------------------------------------------ counting a range */
+
+/* Runs a shell command that prints a count; 0 with the wall time and the
+ * count, or -1. */
+static int time_count(const char *cmd, double *wall, uint64_t *count) {
+  double t0 = now();
+  FILE *p = popen(cmd, "r");
+  int ok;
+
+  if (!p)
+    return -1;
+  ok = fscanf(p, "%" SCNu64, count) == 1;
+  ok = pclose(p) == 0 && ok;
+  *wall = now() - t0;
+  return ok ? 0 : -1;
+}
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
+/* Three alternating runs of primes and primesieve on `workers` threads;
+ * the medians in pp[] and ps[] (ps < 0: no primesieve). 0 or -1. */
+static int bench_count(int workers, int have_primesieve, double *pp,
+                       double *ps) {
+  double a[COUNT_RUNS], b[COUNT_RUNS];
+  char cmd_pp[256], cmd_ps[128];
+  uint64_t n_pp = 0, n_ps = 0;
+
+  snprintf(cmd_pp, sizeof cmd_pp, "'%s' --range %s --count -w %d", PRIMES_PATH,
+           COUNT_RANGE, workers);
+  snprintf(cmd_ps, sizeof cmd_ps, "primesieve %s --dist=1e10 -t %d -q",
+           COUNT_START, workers);
+  for (int i = 0; i < COUNT_RUNS; i++) {
+    if (time_count(cmd_pp, &a[i], &n_pp) != 0)
+      return -1;
+    if (have_primesieve && time_count(cmd_ps, &b[i], &n_ps) != 0)
+      return -1;
+    printf("  %d worker%s, run %d: primes %.3f s", workers,
+           workers == 1 ? "" : "s", i + 1, a[i]);
+    if (have_primesieve)
+      printf(", primesieve %.3f s", b[i]);
+    printf(" (%" PRIu64 " primes)\n", n_pp);
+    fflush(stdout);
+  }
+  if (have_primesieve && n_pp != n_ps) {
+    fprintf(stderr,
+            "bench_primes: primes counted %" PRIu64 ", primesieve %" PRIu64
+            "\n",
+            n_pp, n_ps);
+    return -1;
+  }
+  qsort(a, COUNT_RUNS, sizeof a[0], cmp_double);
+  qsort(b, COUNT_RUNS, sizeof b[0], cmp_double);
+  *pp = a[COUNT_RUNS / 2];
+  *ps = have_primesieve ? b[COUNT_RUNS / 2] : -1;
+  return 0;
+}
+
+static const char *verdict(int met) {
+  return met ? "met" : "MISSED";
+}
+
+/* The count on 1 and 2 workers against primesieve; 0 or -1. */
+static int report_count(void) {
+  int have = system("command -v primesieve >/dev/null 2>&1") == 0;
+  double pp[3], ps[3];
+
+  printf("\ncounting the primes of [10^12, 10^12 + 10^10), median of %d "
+         "alternating runs:\n",
+         COUNT_RUNS);
+  if (!have)
+    printf("  primesieve command: not installed (apt-get install "
+           "primesieve); no comparison\n");
+  for (int w = 1; w <= 2; w++)
+    if (bench_count(w, have, &pp[w], &ps[w]) != 0) {
+      fprintf(stderr, "bench_primes: the count failed\n");
+      return -1;
+    }
+  for (int w = 1; w <= 2 && have; w++)
+    printf("primes / primesieve, %d thread%s: %6.3f   (target <= %.2f: %s)\n",
+           w, w == 1 ? " " : "s", pp[w] / ps[w], COUNT_TARGET,
+           verdict(pp[w] / ps[w] <= COUNT_TARGET));
+  printf("speed-up 1 -> 2 workers:        %6.3f   (target >= %.2f: %s)\n",
+         pp[1] / pp[2], SPEEDUP_TARGET,
+         verdict(pp[1] / pp[2] >= SPEEDUP_TARGET));
+  return 0;
+}
+
+/* ----------------------------------------------------- Miller-Rabin */
+
+/* A batch of numbers in, how many of them are prime out. */
+static int mr_task(pp_task *task, const void *arg, size_t len) {
+  uint64_t n, primes = 0;
+
+  for (size_t off = 0; off + sizeof n <= len; off += sizeof n) {
+    memcpy(&n, (const char *)arg + off, sizeof n);
+    primes += pc_miller_rabin(n) == PC_PRIME;
+  }
+  return pp_task_return(task, &primes, sizeof primes);
+}
+
+/* The numbers in batches through pp_map on `workers` workers; 0 with the
+ * wall time and the primes found, or a PP_E* code. */
+static int run_mr(const uint64_t *v, int workers, double *wall,
+                  uint64_t *primes) {
+  enum { BATCHES = (MR_NUMBERS + MR_BATCH - 1) / MR_BATCH };
+  const void *args[BATCHES];
+  size_t lens[BATCHES];
+  pp_options opts;
+  const void *data;
+  pp_pool *pool;
+  pp_map *map;
+  size_t len;
+  int rc;
+
+  for (size_t i = 0; i < BATCHES; i++) {
+    size_t left = MR_NUMBERS - i * MR_BATCH;
+    args[i] = v + i * MR_BATCH;
+    lens[i] = (left < MR_BATCH ? left : MR_BATCH) * sizeof *v;
+  }
+  pp_options_init(&opts);
+  opts.workers = workers;
+  if ((rc = pp_pool_create(&pool, &opts)) != 0)
+    return rc;
+  *primes = 0;
+  *wall = now();
+  if ((rc = pp_map_array(pool, mr_task, args, lens, BATCHES, NULL, &map)) != 0)
+    goto out_destroy_pool;
+  while ((rc = pp_map_next(map, &data, &len)) == 0) {
+    uint64_t p;
+    memcpy(&p, data, sizeof p);
+    *primes += p;
+  }
+  *wall = now() - *wall;
+  rc = rc == PP_EOF ? 0 : rc;
+  pp_map_destroy(map);
+out_destroy_pool:
+  pp_pool_destroy(pool);
+  return rc;
+}
+
+/* A million random odd 64-bit numbers (xorshift64*, fixed seed) on 1 and
+ * 2 workers, and once in this process for reference; 0 or -1. */
+static int report_mr(void) {
+  uint64_t *v = malloc(MR_NUMBERS * sizeof *v), x = 88172645463325252u;
+  uint64_t primes = 0;
+  double t0, wall;
+  int rc = 0;
+
+  if (!v)
+    return -1;
+  for (size_t i = 0; i < MR_NUMBERS; i++) {
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    v[i] = (x * 2685821657736338717u) | 1;
+  }
+  printf("\nMiller-Rabin, %d random odd 64-bit numbers, %d per task:\n",
+         MR_NUMBERS, MR_BATCH);
+  t0 = now();
+  for (size_t i = 0; i < MR_NUMBERS; i++)
+    primes += pc_miller_rabin(v[i]) == PC_PRIME;
+  printf("  in this process:  %6.2fM numbers/s (%" PRIu64 " primes)\n",
+         MR_NUMBERS / (now() - t0) / 1e6, primes);
+  for (int w = 1; w <= 2 && rc == 0; w++) {
+    double per_worker;
+    if ((rc = run_mr(v, w, &wall, &primes)) != 0) {
+      fprintf(stderr, "bench_primes: Miller-Rabin failed: %s\n",
+              pp_strerror(rc));
+      break;
+    }
+    per_worker = MR_NUMBERS / wall / w;
+    printf("  %d worker%s:        %6.2fM numbers/s per worker (%.3f s)   "
+           "(target >= %.0fM: %s)\n",
+           w, w == 1 ? " " : "s", per_worker / 1e6, wall, MR_TARGET / 1e6,
+           verdict(per_worker >= MR_TARGET));
+  }
+  free(v);
+  return rc == 0 ? 0 : -1;
+}
+
 int main(void) {
   struct timings t;
   double ideal, python;
@@ -169,17 +375,19 @@ int main(void) {
   printf("ideal makespan:                 %8.3f s\n", ideal);
   printf("procpool wall time:             %8.3f s\n", t.wall);
   printf("procpool / ideal:               %8.3f   (target <= %.2f: %s)\n",
-         t.wall / ideal, IDEAL_TARGET,
-         t.wall / ideal <= IDEAL_TARGET ? "met" : "MISSED");
+         t.wall / ideal, IDEAL_TARGET, verdict(t.wall / ideal <= IDEAL_TARGET));
   fflush(stdout);
   if (run_python(t.workers, &python, &python_primes) != 0) {
     printf("python ProcessPoolExecutor:     skipped (no working python3)\n");
-    return 0;
+  } else {
+    printf("python ProcessPoolExecutor:     %8.3f s (%d primes)\n", python,
+           python_primes);
+    printf("python / procpool:              %8.1f   (target >= %.0f: %s)\n",
+           python / t.wall, PYTHON_TARGET,
+           verdict(python / t.wall >= PYTHON_TARGET));
   }
-  printf("python ProcessPoolExecutor:     %8.3f s (%d primes)\n", python,
-         python_primes);
-  printf("python / procpool:              %8.1f   (target >= %.0f: %s)\n",
-         python / t.wall, PYTHON_TARGET,
-         python / t.wall >= PYTHON_TARGET ? "met" : "MISSED");
+  fflush(stdout);
+  if (report_count() != 0 || report_mr() != 0)
+    return 1;
   return 0;
 }

@@ -182,7 +182,7 @@ void tiny_parse_args(int argc, char **argv, struct tiny_config *cfg,
       exit(2);
     }
   }
-  if (optind < argc || cfg->n < 1 || cfg->workers < 1 || cfg->chunk < 1 ||
+  if (optind < argc || cfg->n < 2 || cfg->workers < 1 || cfg->chunk < 1 ||
       cfg->py_n < 1) {
     usage(stderr);
     exit(2);

@@ -31,10 +31,16 @@ void tiny_die(const char *what, int rc) __attribute__((noreturn));
 const char *tiny_commas(double v, char *buf, size_t size);
 
 /* Tasks per second squaring 0 .. n-1 through a map with `chunk` arguments a
- * task, and through n futures taken with as_completed. Both check every
+ * task (0: the automatic chunksize), and through n futures taken with
+ * as_completed. Both check every
  * result and exit on a wrong one. */
 double tiny_bench_map(pp_pool *pool, long n, long chunk);
 double tiny_bench_submit(pp_pool *pool, long n);
+
+/* Items per second that two processes move through a busy-polled
+ * single-producer, single-consumer ring in shared memory, published per
+ * item: the ceiling procpool is measured against (ceiling.c). */
+double tiny_bench_ceiling(long n);
 
 /* The task: squares the int64 argument. */
 int tiny_square(pp_task *t, const void *arg, size_t len);

@@ -1,0 +1,111 @@
+cmake_minimum_required(VERSION 3.25)
+# Fails when the manual pages and the library disagree:
+#  - a function the shared library exports (nm -D) or the header declares
+#    (PP_EXPORT) that no section-3 page names with .Nm;
+#  - a pp_ name a page gives in .Nm, .Fn or .Fo that is neither;
+#  - a section-3 .Nm without its .Fn or .Fo synopsis on that page;
+#  - an .Xr to a pp_ page or procpool(7) that no page provides;
+#  - a page whose file name is not its first .Nm, or whose .Dt disagrees.
+# Each message names the function and the page, to say what to add or fix.
+find_program(NM nm)
+if(NOT NM)
+  message(FATAL_ERROR "nm not found: install it with 'apt-get install binutils'")
+endif()
+execute_process(COMMAND ${NM} -D --defined-only ${LIBRARY}
+  OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "nm -D ${LIBRARY} failed")
+endif()
+string(REGEX MATCHALL " T pp_[A-Za-z0-9_]+" exported "${symbols}")
+string(REPLACE " T " "" exported "${exported}")
+file(READ ${HEADER} header)
+string(REGEX MATCHALL "PP_EXPORT[^;(]*[ *\n](pp_[A-Za-z0-9_]+)[ \n]*\\(" decls
+  "${header}")
+set(declared "")
+foreach(decl IN LISTS decls)
+  string(REGEX REPLACE ".*[ *\n](pp_[A-Za-z0-9_]+)[ \n]*\\($" "\\1" name
+    "${decl}")
+  list(APPEND declared ${name})
+endforeach()
+set(functions ${exported} ${declared})
+list(REMOVE_DUPLICATES functions)
+if(NOT exported OR NOT declared)
+  message(FATAL_ERROR "read no functions from ${LIBRARY} (nm -D) or "
+    "${HEADER} (PP_EXPORT): the test itself is broken")
+endif()
+
+set(errors "")
+set(documented "")
+set(pages_known "")
+file(GLOB pages ${MAN_DIR}/*.[137])
+foreach(page IN LISTS pages)
+  get_filename_component(file ${page} NAME)
+  get_filename_component(base ${page} NAME_WE)
+  string(REGEX REPLACE ".*\\." "" section ${file})
+  file(STRINGS ${page} lines REGEX "^\\.(Nm|Fn|Fo|Dt|Xr) ")
+  set(nms "")
+  set(fns "")
+  set(dt "")
+  set(xrs "")
+  foreach(line IN LISTS lines)
+    if(line MATCHES "^\\.Nm ([A-Za-z0-9_-]+)")
+      list(APPEND nms ${CMAKE_MATCH_1})
+    elseif(line MATCHES "^\\.F[no] ([A-Za-z0-9_]+)")
+      list(APPEND fns ${CMAKE_MATCH_1})
+    elseif(line MATCHES "^\\.Dt ([^ ]+) ([0-9])")
+      set(dt "${CMAKE_MATCH_1} ${CMAKE_MATCH_2}")
+    endif()
+    string(REGEX MATCHALL "Xr [A-Za-z0-9_-]+ [0-9]" found "${line}")
+    list(APPEND xrs ${found})
+  endforeach()
+  list(GET nms 0 first)
+  string(TOUPPER "${base} ${section}" want_dt)
+  if(NOT first STREQUAL base)
+    string(APPEND errors "man/${file}: its first .Nm is '${first}'; a page "
+      "is named after its first .Nm\n")
+  endif()
+  if(NOT dt STREQUAL want_dt)
+    string(APPEND errors "man/${file}: .Dt is '${dt}', expected '${want_dt}'\n")
+  endif()
+  foreach(name IN LISTS nms)
+    list(APPEND pages_known "${name} ${section}")
+  endforeach()
+  foreach(name IN LISTS nms fns)
+    if(name MATCHES "^pp_" AND NOT name IN_LIST functions)
+      string(APPEND errors "man/${file} names ${name}, which libprocpool "
+        "neither exports nor declares: renamed or removed? Fix the page\n")
+    endif()
+  endforeach()
+  if(section STREQUAL "3")
+    list(APPEND documented ${nms})
+    foreach(name IN LISTS nms)
+      if(NOT name IN_LIST fns)
+        string(APPEND errors "man/${file} names ${name} with .Nm but gives "
+          "no .Fn or .Fo ${name} in its SYNOPSIS\n")
+      endif()
+    endforeach()
+  endif()
+  list(APPEND references ${xrs})
+endforeach()
+
+foreach(name IN LISTS functions)
+  if(NOT name IN_LIST documented)
+    string(APPEND errors "${name} is exported by libprocpool but no page "
+      "names it: add '.Nm ${name}' and its '.Fn ${name}' synopsis to its "
+      "group's page in man/\n")
+  endif()
+endforeach()
+list(REMOVE_DUPLICATES references)
+foreach(ref IN LISTS references)
+  string(REGEX REPLACE "^Xr " "" ref "${ref}")
+  if(ref MATCHES "^(pp_|procpool )" AND NOT ref IN_LIST pages_known)
+    string(APPEND errors "a page refers to ${ref} (.Xr), which no page in "
+      "man/ provides\n")
+  endif()
+endforeach()
+
+if(errors)
+  message(FATAL_ERROR "manual pages and library disagree:\n${errors}")
+endif()
+list(LENGTH functions n)
+message(STATUS "${n} functions, each on its page")
