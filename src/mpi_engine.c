@@ -176,6 +176,8 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
     ((struct pp__mpi_batch *)rk->out.data)->ntasks++;
     rk->in_flight++;
     rk->idle_ns = 0;
+    if (rk->since_ns == 0) /* the rate is measured from the first send */
+      rk->since_ns = pp__now_ns();
     m->sent_to[index] = r;
     return 1;
   }
@@ -341,8 +343,6 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
     off += size;
   }
   adapt_window_locked(rk, pp__now_ns());
-  if (rk->since_ns == 0 && rk->in_flight)
-    rk->since_ns = pp__now_ns();
   if (rk->in_flight == 0 && rk->idle_ns == 0)
     rk->idle_ns = pp__now_ns();
   pthread_cond_signal(&m->wake); /* credits came back */
