@@ -203,10 +203,23 @@ static void forget_rate(struct rank *rk, uint64_t now) {
   rk->idle_ns = 0;
 }
 
+/* Tasks in rank r's batch being packed. */
+static uint32_t batch_tasks(const struct rank *rk) {
+  struct pp__mpi_batch hdr;
+
+  memcpy(&hdr, rk->out.data, sizeof hdr);
+  return hdr.ntasks;
+}
+
 /* With mu held: packs every rank's batch, one task a rank in turn.
  * Returns whether any batch has something to send. */
 static int pack_all_locked(pp_pool *p, struct master *m,
                            struct pp__deferred **later) {
+  /* No rank takes more than its share of what waits: one still sending
+   * its last batch gets its share in the next round, instead of another
+   * rank taking every task (a few long ones would then run on one rank). */
+  size_t share =
+      (m->fifo_len + (size_t)m->nranks - 2) / (size_t)(m->nranks - 1);
   int any = 0, more = 1;
 
   for (int r = 1; r < m->nranks; r++) {
@@ -219,7 +232,8 @@ static int pack_all_locked(pp_pool *p, struct master *m,
     more = 0;
     for (int i = 0; i < m->nranks - 1 && m->fifo_len; i++) {
       int r = 1 + (m->next_rank + i) % (m->nranks - 1);
-      if (m->ranks[r].out.len && has_credit(&m->ranks[r]))
+      if (m->ranks[r].out.len && has_credit(&m->ranks[r]) &&
+          batch_tasks(&m->ranks[r]) < share)
         more |= pack_one_locked(p, m, r, later);
     }
     m->next_rank = (m->next_rank + 1) % (m->nranks - 1);
