@@ -217,7 +217,11 @@ static int pack_all_locked(pp_pool *p, struct master *m,
                            struct pp__deferred **later) {
   /* No rank takes more than its share of what waits: one still sending
    * its last batch gets its share in the next round, instead of another
-   * rank taking every task (a few long ones would then run on one rank). */
+   * rank taking every task (a few long ones would then run on one rank).
+   * The share is a block of the queue, so with windows left wide by tiny
+   * tasks a few long tasks can still split unevenly (the largest first
+   * to one rank); making it one task a round costs the tiny-task paths
+   * 5-10x. */
   size_t share =
       (m->fifo_len + (size_t)m->nranks - 2) / (size_t)(m->nranks - 1);
   int any = 0, more = 1;
