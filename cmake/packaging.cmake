@@ -53,6 +53,9 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME libprocpool-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_COMPONENT_DEV_DEPENDS lib)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS "libc6-dev")
+if(PP_HAVE_MPI) # a static link needs Open MPI's library (procpool.pc)
+  string(APPEND CPACK_DEBIAN_DEV_PACKAGE_DEPENDS ", libopenmpi-dev")
+endif()
 set(CPACK_COMPONENT_DEV_DESCRIPTION "process pool for C - development files
 The header procpool.h, the static library, pkg-config and CMake files, and
 the manual pages of the calls (section 3) and of the model, procpool(7).")

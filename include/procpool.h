@@ -25,11 +25,12 @@
  *   at the same time. Done-callbacks run in the master, in the thread that
  *   resolves the future: the pool's collector thread or a thread waiting in
  *   pp_future_result() (processes), the worker thread that ran the task
- *   (threads), the thread that cancels it, or the thread that adds them
- *   when the future is already done. They must not block for long and must
- *   not destroy the pool. A thread waiting for a future (pp_future_result(),
- *   pp_wait(), pp_completed_next(), pp_map_next()) wakes as soon as the
- *   future is done, whichever thread cancels or resolves it.
+ *   (threads), the engine's communication thread (MPI), the thread that
+ *   cancels it, or the thread that adds them when the future is already
+ *   done. They must not block for long and must not destroy the pool. A
+ *   thread waiting for a future (pp_future_result(), pp_wait(),
+ *   pp_completed_next(), pp_map_next()) wakes as soon as the future is
+ *   done, whichever thread cancels or resolves it.
  *
  * Processes
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
@@ -96,7 +97,8 @@ PP_EXPORT unsigned pp_version_number(void);
   XX(EBUSY, -13, "task is already running")                                    \
   XX(ENOTSUP, -14, "not supported by this engine")                             \
   XX(EOF, -15, "no more results")                                              \
-  XX(ESYS, -16, "system call failed")
+  XX(ESYS, -16, "system call failed")                                          \
+  XX(EUNREGISTERED, -17, "task function is not registered with PP_TASK")
 
 typedef enum pp_error {
 #define PP_ERROR_ENUM(name, value, text) PP_##name = (value),
@@ -133,16 +135,85 @@ typedef int (*pp_task_fn)(pp_task *task, const void *arg, size_t arg_len);
  * every task in flight and every later one fails with PP_EINIT. */
 typedef int (*pp_init_fn)(void *arg);
 
-/* What runs the tasks. Both engines offer the same calls, futures and
+/* What runs the tasks. The engines offer the same calls, futures and
  * iterators, so switching is a one-line change, as in Python. */
 typedef enum pp_engine {
   PP_ENGINE_PROCESSES, /* forked workers, shared-memory rings (default) */
-  PP_ENGINE_THREADS    /* POSIX threads of the master; arguments and results
+  PP_ENGINE_THREADS,   /* POSIX threads of the master; arguments and results
                           are copied once each, as the calls promise. A
                           running task cannot be killed: pp_future_cancel_
                           running(), pp_submit_timeout() with a timeout and
                           pp_map_options.task_timeout answer PP_ENOTSUP */
+  PP_ENGINE_MPI        /* ranks of an MPI job, possibly on many machines;
+                          see "MPI" below. PP_ENOTSUP from pp_pool_create()
+                          in a build without Open MPI */
 } pp_engine;
+
+/* ------------------------------------------------------------------ MPI
+ *
+ * With PP_ENGINE_MPI the program runs under `mpirun -np N ./prog` (N >= 2;
+ * or Slurm's srun). Every rank calls pp_pool_create() with the same
+ * options. Rank 0 is the master: the call returns there, and the pool's
+ * futures, maps, windows and retries live in it. Every other rank is a
+ * supervisor: its call never returns. It runs a pool of processes of its
+ * own (opts.workers workers, 0: its machine's CPUs; its own initializer
+ * and max_tasks_per_worker) fed with the tasks rank 0 sends, until rank 0
+ * destroys the pool; then it calls MPI_Finalize() and exit(0). So one
+ * program serves both roles; code after pp_pool_create() runs on rank 0
+ * only. A task that crashes, times out or is cancelled while running fails
+ * only its own future (retried on any rank when `retries` says so).
+ * Cancelling a task a rank already holds fails its future at once and
+ * tells the rank, which drops the task unless it started meanwhile (then
+ * it runs, and its answer is ignored).
+ * pp_pool_workers() is the sum of the ranks' workers; pp_pool_worker_pids()
+ * gives none. pp_pool_create() returns once every rank is ready
+ * (start_in_background is ignored); max_payload is rank 0's everywhere, at
+ * most 1 GiB (an MPI message counts bytes in an int). A program makes one
+ * MPI pool in its life (a second one gets PP_ESHUTDOWN). The library calls
+ * MPI_Init_thread() (MPI_THREAD_FUNNELED, from a thread of its own) unless the
+ * program did (then it needs MPI_THREAD_MULTIPLE) and finalizes what it
+ * initialized.
+ *
+ * Limit: Open MPI 4.1 has no fault-tolerant MPI (ULFM). A rank that dies
+ * whole (SIGKILL of the supervisor, a lost machine) aborts the whole job:
+ * mpirun ends every rank within seconds, naming the rank that died.
+ *
+ * Tasks are named, not pointed to, since a function's address means nothing
+ * in another program's address space. PP_TASK(name, fn) registers fn under
+ * `name` (an identifier, unique in the program) at file scope; an MPI pool
+ * refuses an unregistered function at submit with PP_EUNREGISTERED (a map:
+ * each of its items). At start rank 0 sends the names it has; a rank whose
+ * names differ refuses, naming the missing tasks, and pp_pool_create()
+ * returns PP_EUNREGISTERED. A registered task runs unchanged on every
+ * engine. */
+
+/* A registered task; made by PP_TASK() only. */
+typedef struct pp_task_entry {
+  const char *name;
+  pp_task_fn fn;
+} pp_task_entry;
+
+/* For PP_TASK(): records a program's or a shared object's entries
+ * [begin, end) (once per object, at load). Not for direct use. */
+PP_EXPORT void pp__tasks_add(const pp_task_entry *begin,
+                             const pp_task_entry *end);
+
+/* Registers `fn` as the task `name`: an entry in the object's "pp_tasks"
+ * section, which a constructor hands to the library at load time. */
+#define PP_TASK(name, fn)                                                      \
+  extern const pp_task_entry __start_pp_tasks[]                                \
+      __attribute__((weak, visibility("hidden")));                             \
+  extern const pp_task_entry __stop_pp_tasks[]                                 \
+      __attribute__((weak, visibility("hidden")));                             \
+  static const pp_task_entry pp__task_##name                                   \
+      __attribute__((section("pp_tasks"), used)) = {#name, (fn)};              \
+  __attribute__((constructor)) static void pp__task_add_##name(void) {         \
+    pp__tasks_add(__start_pp_tasks, __stop_pp_tasks);                          \
+  }                                                                            \
+  extern int pp__task_semicolon_##name
+
+/* The name `fn` was registered under, or NULL. The string is static. */
+PP_EXPORT const char *pp_task_name(pp_task_fn fn);
 
 typedef struct pp_options {
   pp_engine engine;              /* default: PP_ENGINE_PROCESSES */

@@ -15,6 +15,8 @@
 #ifndef PP_ENGINE_H
 #define PP_ENGINE_H
 
+#include "procpool.h"
+
 #include <stdint.h>
 
 struct pp_pool;
@@ -56,11 +58,17 @@ struct pp__engine {
   /* With mu held: pids of live worker processes into pids[0..cap).
    * NULL: the workers are not processes (the count is 0). */
   int (*worker_pids_locked)(struct pp_pool *p, int *pids, int cap);
+  /* Whether the engine can run `fn`: 0, or the PP_E* that pp_submit()
+   * answers (PP_EUNREGISTERED). NULL: any function runs. */
+  int (*check_task)(pp_task_fn fn);
 };
 
 /* The engines. */
 extern const struct pp__engine pp__engine_processes;
 extern const struct pp__engine pp__engine_threads;
+#ifdef PP_HAVE_MPI
+extern const struct pp__engine pp__engine_mpi;
+#endif
 
 /* Whether the engine can stop a running task (timeouts, cancel_running). */
 static inline int pp__engine_can_kill(const struct pp__engine *e) {

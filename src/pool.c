@@ -23,6 +23,12 @@ static const struct pp__engine *engine_for(pp_engine e) {
     return &pp__engine_processes;
   case PP_ENGINE_THREADS:
     return &pp__engine_threads;
+  case PP_ENGINE_MPI:
+#ifdef PP_HAVE_MPI
+    return &pp__engine_mpi;
+#else
+    return NULL;
+#endif
   }
   return NULL;
 }
@@ -41,6 +47,8 @@ static int resolve_options(const pp_options *in, pp_options *out) {
     *out = *in;
   else
     pp_options_init(out);
+  if (out->engine == PP_ENGINE_MPI && !engine_for(out->engine))
+    return PP_ENOTSUP; /* a build without Open MPI */
   if (out->workers < 0 || out->workers > PP__MAX_WORKERS ||
       !engine_for(out->engine) || out->retries > 100)
     return PP_EINVAL;
@@ -218,6 +226,8 @@ int pp_submit_timeout(pp_pool *p, pp_task_fn fn, const void *arg,
     return PP_ETOOBIG;
   if (timeout > 0 && !pp__engine_can_kill(p->engine))
     return PP_ENOTSUP;
+  if (p->engine->check_task && (rc = p->engine->check_task(fn)) != 0)
+    return rc;
   if (!(f = pp__future_new(p)))
     return PP_ENOMEM;
   pp__pool_lock(p);

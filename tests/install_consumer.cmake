@@ -74,6 +74,13 @@ int main(void) {
 ]])
 file(GLOB static_lib ${prefix}/lib*/libprocpool.a
   ${prefix}/lib/*/libprocpool.a)
-run(cc ${consumer}/clash.c -I${prefix}/include ${static_lib} -lpthread
+# What the static library needs besides itself (Open MPI, when the
+# library was built with the MPI engine), from its .pc file.
+execute_process(COMMAND pkg-config --static --libs
+                procpool OUTPUT_VARIABLE static_deps
+                OUTPUT_STRIP_TRAILING_WHITESPACE)
+separate_arguments(static_deps UNIX_COMMAND "${static_deps}")
+list(REMOVE_ITEM static_deps -lprocpool)
+run(cc ${consumer}/clash.c -I${prefix}/include ${static_lib} ${static_deps}
     -o ${consumer}/clash)
 run(${consumer}/clash)
