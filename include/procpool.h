@@ -181,8 +181,9 @@ typedef enum pp_engine {
  * Tasks are named, not pointed to, since a function's address means nothing
  * in another program's address space. PP_TASK(name, fn) registers fn under
  * `name` (an identifier, unique in the program) at file scope; an MPI pool
- * refuses an unregistered function at submit with PP_EUNREGISTERED (a map:
- * each of its items). At start rank 0 sends the names it has; a rank whose
+ * refuses an unregistered function at submit with PP_EUNREGISTERED (and
+ * pp_map_array()/pp_map_gen() likewise). At start rank 0 sends the names it
+ * has; a rank whose
  * names differ refuses, naming the missing tasks, and pp_pool_create()
  * returns PP_EUNREGISTERED. A registered task runs unchanged on every
  * engine. */

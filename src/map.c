@@ -395,6 +395,7 @@ static size_t choose_window(const pp_map *m, const pp_map_options *opts) {
 static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
                    pp_map **out) {
   pp_map *m;
+  int rc;
 
   if (out)
     *out = NULL;
@@ -404,6 +405,8 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
     return PP_EINVAL;
   if (opts && opts->task_timeout > 0 && !pp__engine_can_kill(p->engine))
     return PP_ENOTSUP;
+  if (p->engine->check_task && (rc = p->engine->check_task(fn)) != 0)
+    return rc; /* an unregistered task, said at the call as pp_submit does */
   if (!(m = calloc(1, sizeof *m)))
     return PP_ENOMEM;
   m->pool = p;
