@@ -183,9 +183,8 @@ typedef enum pp_engine {
  * `name` (an identifier, unique in the program) at file scope; an MPI pool
  * refuses an unregistered function at submit with PP_EUNREGISTERED (and
  * pp_map_array()/pp_map_gen() likewise). At start rank 0 sends the names it
- * has; a rank whose
- * names differ refuses, naming the missing tasks, and pp_pool_create()
- * returns PP_EUNREGISTERED. A registered task runs unchanged on every
+ * has; a rank whose names differ refuses, naming the missing tasks, and
+ * pp_pool_create() returns PP_EUNREGISTERED. A registered task runs unchanged on every
  * engine. */
 
 /* A registered task; made by PP_TASK() only. */
