@@ -5,14 +5,25 @@
  *
  * This file reads the command line; primes.h lists the others. Every
  * input is validated before any work starts (exit 2, nothing printed).
+ *
+ * With --engine mpi every rank of the job runs this program on the same
+ * command line, and ranks other than 0 never come back from
+ * pp_pool_create(): they serve there, then exit. Nothing may stop them
+ * before it (a rank that exits aborts the job), and only rank 0 has the
+ * standard input (and perhaps the files). So the options are read first
+ * with standard output and error silenced, the pool is started, and only
+ * then does rank 0 say what was wrong with them, or read the files; on a
+ * refusal it destroys the pool, which lets the other ranks exit cleanly.
  */
 #include "primes.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_RETRIES 100
 #define MAX_SECONDS 1e9 /* --task-timeout: about 31 years */
@@ -26,7 +37,8 @@ enum {
   OPT_RETRIES,
   OPT_TASK_TIMEOUT,
   OPT_COUNT,
-  OPT_PRIMES_ONLY
+  OPT_PRIMES_ONLY,
+  OPT_ENGINE
 };
 
 static const struct option long_options[] = {
@@ -41,6 +53,7 @@ static const struct option long_options[] = {
     {"task-timeout", required_argument, NULL, OPT_TASK_TIMEOUT},
     {"count", no_argument, NULL, OPT_COUNT},
     {"primes-only", no_argument, NULL, OPT_PRIMES_ONLY},
+    {"engine", required_argument, NULL, OPT_ENGINE},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
     {NULL, 0, NULL, 0}};
@@ -63,7 +76,11 @@ static void usage(FILE *f) {
       "      --count            how many primes the ranges hold (with\n"
       "                         --format csv or json, and the seconds)\n"
       "      --primes-only      only the primes of the ranges, in order\n"
-      "  -w, --workers N        worker processes (default: online CPUs)\n"
+      "  -w, --workers N        worker processes (default: online CPUs);\n"
+      "                         with --engine mpi, on each rank but 0\n"
+      "      --engine ENGINE    processes (default), threads, or mpi: the\n"
+      "                         ranks of 'mpirun -np N primes --engine mpi'\n"
+      "                         (N >= 2; rank 0 only hands out the work)\n"
       "      --mode MODE        map: results in input order (default);\n"
       "                         completed: each result as soon as known\n"
       "      --sequential       check in this process alone (a baseline)\n"
@@ -172,6 +189,16 @@ static int set_option(int code, const char *val, struct config *cfg) {
     cfg->use_mr = strcmp(val, "mr") == 0;
     cfg->algo_given = 1;
     return CONTINUE;
+  case OPT_ENGINE:
+    if (!strcmp(val, "processes"))
+      cfg->engine = PP_ENGINE_PROCESSES;
+    else if (!strcmp(val, "threads"))
+      cfg->engine = PP_ENGINE_THREADS;
+    else if (!strcmp(val, "mpi"))
+      cfg->engine = PP_ENGINE_MPI;
+    else
+      goto bad_value;
+    return CONTINUE;
   case OPT_FORMAT:
     if (!strcmp(val, "text"))
       cfg->format = FORMAT_TEXT;
@@ -209,6 +236,12 @@ bad_value:
     break;
   case OPT_ALGO:
     fprintf(stderr, "primes: --algo '%s': expected 'trial' or 'mr'\n", val);
+    break;
+  case OPT_ENGINE:
+    fprintf(stderr,
+            "primes: --engine '%s': expected 'processes', 'threads' or "
+            "'mpi'\n",
+            val);
     break;
   default:
     fprintf(stderr,
@@ -253,20 +286,51 @@ static int check_sieve(const struct config *cfg, const struct inputs *in,
   return EXIT_USAGE;
 }
 
-/* Reads the command line into cfg and in. Returns CONTINUE, or the exit
- * status when the program must stop here (--help, bad usage or input). */
-static int parse_args(int argc, char **argv, struct config *cfg,
-                      struct inputs *in) {
-  const char **files = calloc((size_t)argc, sizeof *files);
-  size_t nfiles = 0;
+/* What the engine cannot do with the other options; CONTINUE or
+ * EXIT_USAGE. */
+static int check_engine(const struct config *cfg) {
+  if (cfg->sequential && cfg->engine != PP_ENGINE_PROCESSES)
+    fputs("primes: --sequential checks in this process alone: drop "
+          "--engine\n",
+          stderr);
+  else if (cfg->task_timeout > 0 && cfg->sequential)
+    fputs("primes: --task-timeout needs worker processes: drop --sequential\n",
+          stderr);
+  else if (cfg->task_timeout > 0 && cfg->engine == PP_ENGINE_THREADS)
+    fputs("primes: --task-timeout kills a worker process, which threads "
+          "are not: drop --engine threads\n",
+          stderr);
+  else
+    return CONTINUE;
+  return EXIT_USAGE;
+}
+
+/* The defaults of every option. */
+static void config_init(struct config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->engine = PP_ENGINE_PROCESSES;
+  cfg->mode = MODE_MAP;
+  cfg->format = FORMAT_TEXT;
+  cfg->retries = 2;
+}
+
+/* Reads the options and the numbers of the command line into cfg (from
+ * its defaults, with the files to read) and in. Touches no file, so that
+ * every MPI rank can do it. Returns CONTINUE, or the exit status when the
+ * program must stop here (--help, bad usage or input). */
+static int parse_options(int argc, char **argv, struct config *cfg,
+                         struct inputs *in) {
   int code, status = CONTINUE;
 
+  config_init(cfg);
+  memset(in, 0, sizeof *in);
+  cfg->files = calloc((size_t)argc, sizeof *cfg->files);
   in->ranges = calloc((size_t)argc, sizeof *in->ranges);
-  if (!files || !in->ranges) {
+  if (!cfg->files || !in->ranges) {
     fputs("primes: out of memory\n", stderr);
-    status = EXIT_FAILED;
-    goto out_free_files;
+    return EXIT_FAILED;
   }
+  optind = 0; /* glibc: start afresh (the command line may be read twice) */
   opterr = 0;
   while (status == CONTINUE &&
          (code = getopt_long(argc, argv, ":f:w:h", long_options, NULL)) != -1) {
@@ -279,7 +343,7 @@ static int parse_args(int argc, char **argv, struct config *cfg,
     } else if (code == '?' || code == ':') {
       status = bad_option(code, argc, argv);
     } else if (code == 'f') {
-      files[nfiles++] = optarg;
+      cfg->files[cfg->nfiles++] = optarg;
     } else if (code == OPT_RANGE) {
       status = add_range(optarg, in);
     } else if (code == OPT_SEQUENTIAL) {
@@ -290,33 +354,117 @@ static int parse_args(int argc, char **argv, struct config *cfg,
       status = set_option(code, optarg, cfg);
     }
   }
-  if (status == CONTINUE && cfg->task_timeout > 0 && cfg->sequential) {
-    fputs("primes: --task-timeout needs worker processes: drop --sequential\n",
-          stderr);
-    status = EXIT_USAGE;
-  }
+  cfg->given = optind < argc || cfg->nfiles || in->nranges;
+  if (status == CONTINUE)
+    status = check_engine(cfg);
   if (status == CONTINUE && cfg->sieve)
-    status = check_sieve(cfg, in, optind < argc || nfiles);
+    status = check_sieve(cfg, in, optind < argc || cfg->nfiles);
   if (status == CONTINUE)
     status = add_arguments(argv + optind, argc - optind, in);
-  for (size_t i = 0; status == CONTINUE && i < nfiles; i++)
-    status = add_file(files[i], in);
-  if (status == CONTINUE)
-    status = finish_inputs(in, optind < argc || nfiles || in->nranges);
-out_free_files:
-  free(files);
   return status;
 }
 
-int main(int argc, char **argv) {
-  struct config cfg = {.mode = MODE_MAP, .format = FORMAT_TEXT, .retries = 2};
-  struct inputs in;
+/* Reads the files into in, then adds the fixture if nothing was given. */
+static int read_inputs(const struct config *cfg, struct inputs *in) {
+  int status = CONTINUE;
+
+  for (size_t i = 0; status == CONTINUE && i < cfg->nfiles; i++)
+    status = add_file(cfg->files[i], in);
+  if (status == CONTINUE)
+    status = finish_inputs(in, cfg->given);
+  return status;
+}
+
+/* Frees what parse_options() and read_inputs() allocated. */
+static void free_parse(struct config *cfg, struct inputs *in) {
+  free(cfg->files);
+  cfg->files = NULL;
+  free_inputs(in);
+}
+
+/* Whether the command line asks for --engine mpi (the last --engine wins),
+ * read without a word, before anything else. */
+static int wants_mpi(int argc, char **argv) {
+  int code, mpi = 0;
+
+  opterr = 0;
+  while ((code = getopt_long(argc, argv, ":f:w:h", long_options, NULL)) != -1)
+    if (code == OPT_ENGINE)
+      mpi = !strcmp(optarg, "mpi");
+  return mpi;
+}
+
+/* parse_options() with standard output and error on /dev/null, so that
+ * every MPI rank can read the options without a word; rank 0 reads them
+ * again to say what was wrong. */
+static int parse_silently(int argc, char **argv, struct config *cfg,
+                          struct inputs *in) {
+  int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+  int out = dup(STDOUT_FILENO), err = dup(STDERR_FILENO);
   int status;
 
-  memset(&in, 0, sizeof in);
-  status = parse_args(argc, argv, &cfg, &in);
+  fflush(stdout);
+  if (null >= 0 && out >= 0 && err >= 0) {
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+  }
+  status = parse_options(argc, argv, cfg, in);
+  fflush(stdout);
+  if (null >= 0 && out >= 0 && err >= 0) {
+    dup2(out, STDOUT_FILENO);
+    dup2(err, STDERR_FILENO);
+  }
+  if (null >= 0)
+    close(null);
+  if (out >= 0)
+    close(out);
+  if (err >= 0)
+    close(err);
+  return status;
+}
+
+/* --engine mpi: the options read silently, then the pool started on every
+ * rank (only rank 0 goes on), then, on rank 0, the options read again
+ * aloud if they were refused. Returns CONTINUE with *pool started, or the
+ * exit status. */
+static int start_mpi(int argc, char **argv, struct config *cfg,
+                     struct inputs *in, pp_pool **pool) {
+  int status = parse_silently(argc, argv, cfg, in), started;
+
+  /* A refused command line may have stopped before --engine, or asked for
+   * --sequential: every rank starts the MPI pool all the same. */
+  cfg->engine = PP_ENGINE_MPI;
+  cfg->sequential = 0;
+  started = start_pool(cfg, pool);
+
   if (status == CONTINUE)
-    status = cfg.sieve ? run_sieve(&cfg, &in) : run(&cfg, &in);
-  free_inputs(&in);
+    return started;
+  pp_pool_destroy(*pool);
+  *pool = NULL;
+  free_parse(cfg, in);
+  return parse_options(argc, argv, cfg, in);
+}
+
+int main(int argc, char **argv) {
+  struct config cfg;
+  struct inputs in;
+  pp_pool *pool = NULL;
+  double t0 = now();
+  int status, mpi = wants_mpi(argc, argv);
+
+  if (mpi)
+    status = start_mpi(argc, argv, &cfg, &in, &pool);
+  else
+    status = parse_options(argc, argv, &cfg, &in);
+  if (status == CONTINUE)
+    status = read_inputs(&cfg, &in);
+  if (status == CONTINUE && !mpi)
+    status = start_pool(&cfg, &pool);
+  if (status == CONTINUE)
+    status =
+        cfg.sieve ? run_sieve(&cfg, &in, pool, t0) : run(&cfg, &in, pool, t0);
+  else
+    pp_pool_destroy(pool);
+  free_parse(&cfg, &in);
   return status;
 }

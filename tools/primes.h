@@ -40,7 +40,8 @@ enum sieve {
 }; /* --count, --primes-only */
 
 struct config {
-  int workers; /* 0: online CPUs */
+  pp_engine engine; /* --engine; -w counts per rank with MPI */
+  int workers;      /* 0: online CPUs */
   int sequential;
   int use_mr;
   enum mode mode;
@@ -49,6 +50,10 @@ struct config {
   double task_timeout; /* 0: none */
   enum sieve sieve;    /* ranges sieved with libprimesieve */
   int algo_given, mode_given;
+  const char **files; /* -f, read after the options (and, with MPI, once
+                         the pool has started) */
+  size_t nfiles;
+  int given; /* numbers, files or ranges: no fixture */
 };
 
 struct range {
@@ -114,11 +119,14 @@ void output_primes_end(enum format format, int any);
 void output_count(enum format format, uint64_t count, double seconds);
 
 /* primes_run.c */
-int start_pool(const struct config *cfg, pp_options *opts, pp_pool **pool);
+int start_pool(const struct config *cfg, pp_pool **pool);
 int stopped_by_signal(int progress);
-int run(const struct config *cfg, const struct inputs *in);
+int run(const struct config *cfg, const struct inputs *in, pp_pool *pool,
+        double t0);
 
 /* primes_sieve.c */
-int run_sieve(const struct config *cfg, const struct inputs *in);
+void sieve_options(const struct config *cfg, pp_options *opts);
+int run_sieve(const struct config *cfg, const struct inputs *in, pp_pool *pool,
+              double t0);
 
 #endif

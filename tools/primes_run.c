@@ -58,10 +58,11 @@ struct batch {
 volatile sig_atomic_t interrupted;
 static atomic_int *stop_word; /* shared with the workers */
 
-/* The format the tasks write their rows in. Set by run() before the pool
- * starts: the workers are forked after the options are parsed and this is
- * set, so each inherits its value, as the tasks already rely on for the
- * stop word's mapping. */
+/* The format the tasks write their rows in. Set by start_pool() before the
+ * pool starts: the workers are forked after the options are parsed and this
+ * is set, so each inherits its value, as the tasks already rely on for the
+ * stop word's mapping; MPI ranks parse the same command line and set it in
+ * their own start_pool() before forking theirs. */
 static enum format task_format;
 
 double now(void) {
@@ -73,11 +74,11 @@ double now(void) {
 /* ------------------------------------------------------------ tasks */
 
 /* A batch's rows as one record (see ROWS_HEADER), made in a worker or, with
- * --sequential, in the master: one process each, one batch at a time, so
- * the buffers can be static. */
-static char record[RECORD_MAX];
-static double elapsed[MAX_BATCH];
-static uint8_t prime[MAX_BATCH];
+ * --sequential, in the master: one batch at a time in each worker process
+ * or thread (--engine threads), so the buffers are per thread. */
+static _Thread_local char record[RECORD_MAX];
+static _Thread_local double elapsed[MAX_BATCH];
+static _Thread_local uint8_t prime[MAX_BATCH];
 
 /* Checks the `count` numbers at `numbers` (8 bytes each, in any alignment)
  * and writes the record of those done: all of them, or those before a
@@ -139,6 +140,10 @@ static int trial_task(pp_task *task, const void *arg, size_t len) {
 static int mr_task(pp_task *task, const void *arg, size_t len) {
   return check_task(task, arg, len, 1);
 }
+
+/* Named, so that MPI ranks find them (harmless on the other engines). */
+PP_TASK(trial, trial_task);
+PP_TASK(mr, mr_task);
 
 /* ---------------------------------------------------------- signals */
 
@@ -381,39 +386,64 @@ static int run_completed(pp_pool *pool, pp_task_fn fn, double timeout,
   return status;
 }
 
-/* Catches the signals, then starts the pool with `opts` and the workers
- * and retries of cfg; with --sequential, *pool stays NULL. Returns 0, or
- * -1 after saying why. */
-int start_pool(const struct config *cfg, pp_options *opts, pp_pool **pool) {
+/* What pp_pool_create() answers with --engine mpi that needs saying how. */
+static void explain_mpi(int rc) {
+  if (rc == PP_ENOTSUP)
+    fputs("primes: --engine mpi: this procpool was built without the MPI "
+          "engine: install openmpi-bin libopenmpi-dev, then configure and "
+          "build again\n",
+          stderr);
+  else if (rc == PP_EINVAL)
+    fputs("primes: --engine mpi: run it under mpirun with at least two "
+          "ranks, e.g. 'mpirun -np 3 primes --engine mpi'\n",
+          stderr);
+  else
+    fprintf(stderr, "primes: --engine mpi: cannot start the ranks: %s\n",
+            pp_strerror(rc));
+}
+
+/* Catches the signals, then starts the pool for cfg: its engine, workers
+ * and retries, and the sieve's options when it sieves. With --sequential
+ * *pool stays NULL. The tasks' format is set first, so that forked workers
+ * inherit it and MPI ranks, which parse the same command line, set it too.
+ * Returns CONTINUE, or the exit status after saying why. With --engine mpi
+ * only rank 0 returns. */
+int start_pool(const struct config *cfg, pp_pool **pool) {
+  pp_options opts;
   int rc;
 
   *pool = NULL;
+  task_format = cfg->format;
   if (catch_signals() != 0) {
     fprintf(stderr, "primes: cannot catch Ctrl-C: %s\n", strerror(errno));
-    return -1;
+    return EXIT_FAILED;
   }
-  opts->workers = cfg->workers;
-  opts->retries = cfg->retries;
-  if (!cfg->sequential && (rc = pp_pool_create(pool, opts)) != 0) {
+  if (cfg->sequential)
+    return CONTINUE;
+  pp_options_init(&opts);
+  opts.engine = cfg->engine;
+  opts.workers = cfg->workers;
+  opts.retries = cfg->retries;
+  if (cfg->sieve)
+    sieve_options(cfg, &opts);
+  if ((rc = pp_pool_create(pool, &opts)) == 0)
+    return CONTINUE;
+  if (cfg->engine != PP_ENGINE_MPI) {
     fprintf(stderr, "primes: cannot start the workers: %s\n", pp_strerror(rc));
-    return -1;
+    return EXIT_FAILED;
   }
-  return 0;
+  explain_mpi(rc);
+  return rc == PP_ENOTSUP || rc == PP_EINVAL ? EXIT_USAGE : EXIT_FAILED;
 }
 
-/* Starts the pool (unless sequential), runs the chosen mode, prints. */
-int run(const struct config *cfg, const struct inputs *in) {
+/* Runs the chosen mode on `pool` (NULL: sequential), prints, and destroys
+ * the pool. t0: when the run started, for the total time. */
+int run(const struct config *cfg, const struct inputs *in, pp_pool *pool,
+        double t0) {
   pp_task_fn fn = cfg->use_mr ? mr_task : trial_task;
-  pp_pool *pool;
-  pp_options opts;
   struct output o;
-  double t0 = now();
   int status;
 
-  pp_options_init(&opts);
-  task_format = cfg->format;
-  if (start_pool(cfg, &opts, &pool) != 0)
-    return EXIT_FAILED;
   output_init(&o, cfg, in->count);
   output_begin(&o, pool ? pp_pool_workers(pool) : 0);
   if (cfg->sequential)

@@ -129,6 +129,10 @@ static int list_task(pp_task *task, const void *arg, size_t len) {
   return rc;
 }
 
+/* Named, so that MPI ranks find them (harmless on the other engines). */
+PP_TASK(count, count_task);
+PP_TASK(list, list_task);
+
 /* --------------------------------------------------------- segments */
 
 /* Numbers per segment for this run. */
@@ -294,24 +298,25 @@ static int sieve_map(const struct config *cfg, pp_pool *pool,
   return interrupted ? EXIT_INTERRUPTED : status;
 }
 
-/* Starts the pool (unless sequential), sieves, prints the count or the
- * end of the list. */
-int run_sieve(const struct config *cfg, const struct inputs *in) {
+/* The pool's options for a sieve: one thread in each worker (also in the
+ * workers of MPI ranks, each of which passes its own one_thread), and room
+ * for a segment's list of primes. */
+void sieve_options(const struct config *cfg, pp_options *opts) {
+  opts->initializer = one_thread;
+  if (cfg->sieve == SIEVE_PRIMES) {
+    opts->max_payload = LIST_PAYLOAD;
+    opts->ring_capacity = 2 * LIST_PAYLOAD;
+  }
+}
+
+/* Sieves on `pool` (NULL: sequential), prints the count or the end of the
+ * list, and destroys the pool. t0: when the run started. */
+int run_sieve(const struct config *cfg, const struct inputs *in, pp_pool *pool,
+              double t0) {
   struct segments g = {.in = in};
   struct merge m = {.format = cfg->format};
-  pp_pool *pool;
-  pp_options opts;
-  double t0 = now();
   int status;
 
-  pp_options_init(&opts);
-  opts.initializer = one_thread;
-  if (cfg->sieve == SIEVE_PRIMES) {
-    opts.max_payload = LIST_PAYLOAD;
-    opts.ring_capacity = 2 * LIST_PAYLOAD;
-  }
-  if (start_pool(cfg, &opts, &pool) != 0)
-    return EXIT_FAILED;
   g.size = segment_size(cfg, in->count, pool ? pp_pool_workers(pool) : 1);
   if (cfg->sieve == SIEVE_PRIMES)
     output_primes_begin(cfg->format);
