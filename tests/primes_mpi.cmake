@@ -1,8 +1,9 @@
 # `primes --engine mpi` under `mpirun --oversubscribe -np 3` (one master,
 # two supervisor ranks of one worker each) prints what the processes
 # engine prints with two workers, the elapsed column masked: Miller-Rabin
-# over a range, the default fixture under trial division, numbers read
-# from standard input (which only rank 0 has), and a sieved count. A file
+# over a range (also with TCP forced, the path between machines), the
+# default fixture under trial division, numbers read from standard input
+# (which only rank 0 has), and a sieved count. A file
 # that does not exist is refused by rank 0 alone, with exit status 2 and
 # nothing on stdout, and the other ranks exit (no hang).
 #
@@ -10,6 +11,8 @@
 # the environment of the MPI tests (tests/CMakeLists.txt, PP_MPI_ENV).
 
 set(mpi ${MPIRUN} --oversubscribe -np 3 ${PRIMES} --engine mpi -w 1)
+set(mpi_tcp ${MPIRUN} --oversubscribe --mca btl self,tcp -np 3 ${PRIMES}
+  --engine mpi -w 1)
 set(local ${PRIMES} -w 2)
 file(MAKE_DIRECTORY ${WORK})
 set(numbers ${WORK}/primes_mpi_numbers.txt)
@@ -32,10 +35,11 @@ function(run_masked out_var input)
   set(${out_var} "${out}" PARENT_SCOPE)
 endfunction()
 
-# Both engines on the same arguments; `rows` lines of output expected.
-function(expect_same what rows input)
+# The processes engine and `${job}` (an mpirun command line) on the same
+# arguments; `rows` lines of output expected.
+function(expect_same what job rows input)
   run_masked(want "${input}" ${local} ${ARGN})
-  run_masked(got "${input}" ${mpi} ${ARGN})
+  run_masked(got "${input}" ${${job}} ${ARGN})
   string(REGEX MATCHALL "\n" lines "${want}")
   list(LENGTH lines n)
   if(NOT n EQUAL rows)
@@ -51,11 +55,13 @@ function(expect_same what rows input)
   message(STATUS "${what}: ${n} lines, the same on both engines")
 endfunction()
 
-expect_same("mr over a range" 10001 ""
+expect_same("mr over a range" mpi 10001 ""
   --algo mr --range 1000000:1010000 --format csv)
-expect_same("the fixture" 21 "" --format csv)
-expect_same("standard input" 8 "${numbers}" --algo mr --format csv -f -)
-expect_same("a count" 2 "" --count --range 0:100000000 --format csv)
+expect_same("mr over a range, TCP" mpi_tcp 10001 ""
+  --algo mr --range 1000000:1010000 --format csv)
+expect_same("the fixture" mpi 21 "" --format csv)
+expect_same("standard input" mpi 8 "${numbers}" --algo mr --format csv -f -)
+expect_same("a count" mpi 2 "" --count --range 0:100000000 --format csv)
 run_masked(count "" ${mpi} --count --range 0:100000000 --format csv)
 if(NOT count MATCHES "\n5761455,")
   message(FATAL_ERROR "the count below 10^8 is not 5761455:\n${count}")
