@@ -11,11 +11,10 @@
  * whose owner callbacks (run by the local collector, local mu held)
  * append each run of outcomes as the collector hands it over (slots.h:
  * one record for a chunk's items, copied once), and DONE when the slot is
- * freed, to an outbox. Timeouts and kills are the local pool's: a task is queued with
- * its timeout, and a kill is pp__slot_cancel_running_locked() on the
- * local slot, so a crash, a timeout or a cancel fails exactly that task,
- * as on one machine. The local pool does not retry: the master does, on
- * any rank.
+ * freed, to an outbox. Timeouts and kills are the local pool's: a task is
+ * queued with its timeout, and a kill is pp__slot_cancel_running_locked() on
+ * the local slot, so a crash, a timeout or a cancel fails exactly that task, as
+ * on one machine. The local pool does not retry: the master does, on any rank.
  *
  * One thread (the communication thread, the one that called
  * MPI_Init_thread) makes every MPI call: it probes for batches from rank
@@ -468,7 +467,6 @@ void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
   struct sup s = {.comm = comm, .rank = rank, .reg = reg};
   struct pp__mpi_hello h = {0};
   struct pp__mpi_buf b = {0};
-  int status = 0;
 
   pthread_mutex_init(&s.mu, NULL);
   pp__cond_init(&s.changed);
@@ -478,8 +476,10 @@ void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
     h.workers = pp_pool_workers(s.local);
     h.capacity = s.local->st.n;
   } else {
+    /* Rank 0 reports it: its pp_pool_create() returns the failure. This
+     * rank then exits 0, since a non-zero exit makes mpirun abort rank 0
+     * before that can happen. */
     fprintf(stderr, "procpool: rank %d refuses the pool: %s\n", rank, h.msg);
-    status = 1;
   }
   MPI_Send(&h, sizeof h, MPI_BYTE, 0, PP__MPI_HELLO, comm);
   if (h.status == 0)
@@ -492,5 +492,5 @@ void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
   MPI_Comm_free(&comm);
   if (finalize)
     MPI_Finalize();
-  exit(status);
+  exit(0);
 }
