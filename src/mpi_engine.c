@@ -491,7 +491,6 @@ static void *comm_main(void *arg) {
 static int mpi_start(pp_pool *p) {
   struct master *m;
   char msg[PP__MESSAGE_MAX];
-  sigset_t all, old;
   int rc;
 
   if (p->opts.max_payload > MAX_PAYLOAD)
@@ -513,12 +512,8 @@ static int mpi_start(pp_pool *p) {
     return PP_ENOMEM;
   if ((rc = pp__cond_init(&m->wake)) != 0)
     return rc;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = pthread_create(&m->thread, NULL, comm_main, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0)
-    return PP_ENOMEM;
+  if ((rc = pp__thread_start(&m->thread, comm_main, p)) != 0)
+    return rc;
   m->running = 1;
   pp__pool_lock(p);
   while (!m->started) /* for ever on a supervisor rank */

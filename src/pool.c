@@ -5,6 +5,7 @@
  */
 #include "future.h"
 
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -72,6 +73,19 @@ int pp__cond_init(pthread_cond_t *cond) {
   rc = pthread_cond_init(cond, &ca);
   pthread_condattr_destroy(&ca);
   return rc == 0 ? 0 : PP_ENOMEM;
+}
+
+int pp__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
+  sigset_t all, old;
+  int rc;
+
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = pthread_create(thread, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (rc != 0)
+    return rc == EAGAIN ? PP_ENOMEM : PP_ESYS;
+  return 0;
 }
 
 /* Frees a pool whose engine has stopped (or never started). */

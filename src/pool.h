@@ -86,4 +86,10 @@ static inline int pp__pool_wait(struct pp_pool *p, pthread_cond_t *cond,
 /* Makes a condition variable on CLOCK_MONOTONIC. 0 or PP_ENOMEM. */
 int pp__cond_init(pthread_cond_t *cond);
 
+/* Starts a thread of the library (collector, worker thread, MPI
+ * communication) with every signal blocked: signals are the program's to
+ * handle in its own threads, and processes forked from it start blocked
+ * until they have set themselves up. 0, PP_ENOMEM or PP_ESYS. */
+int pp__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg);
+
 #endif

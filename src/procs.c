@@ -7,7 +7,6 @@
  */
 #include "proc.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -19,21 +18,13 @@ static void poke_collector(struct pp__shared *sh) {
   (void)n;
 }
 
-/* Starts the collector with every signal blocked, so that the program's
- * signal handlers run in its own threads and forked workers start with
- * signals blocked until they have set themselves up. */
+/* Starts the collector, with every signal blocked (pp__thread_start()):
+ * workers forked from it start blocked until they have set themselves up. */
 static int start_collector(pp_pool *p, struct pp__procs *e) {
-  sigset_t all, old;
-  int rc;
+  int rc = pp__thread_start(&e->collector, pp__collector_main, p);
 
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = pthread_create(&e->collector, NULL, pp__collector_main, p);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0)
-    return rc == EAGAIN ? PP_ENOMEM : PP_ESYS;
-  e->running = 1;
-  return 0;
+  e->running = rc == 0;
+  return rc;
 }
 
 /* The collector forks the workers (so that they live as long as it does:

@@ -19,7 +19,6 @@
  */
 #include "pool.h"
 
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -219,7 +218,6 @@ static void *thread_main(void *arg) {
 static int start_thread(pp_pool *p, int index) {
   struct threads *te = threads_of(p);
   struct thread_arg *ta = malloc(sizeof *ta);
-  sigset_t all, old;
   int rc;
 
   if (!ta)
@@ -227,13 +225,9 @@ static int start_thread(pp_pool *p, int index) {
   ta->p = p;
   ta->index = index;
   te->init[index] = PP__INIT_RUNNING;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  rc = pthread_create(&te->threads[index], NULL, thread_main, ta);
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  if (rc != 0) {
+  if ((rc = pp__thread_start(&te->threads[index], thread_main, ta)) != 0) {
     free(ta);
-    return PP_ENOMEM;
+    return rc;
   }
   te->joinable[index] = 1;
   p->live++;
