@@ -17,6 +17,7 @@
 #include "proc.h"
 #include "testhook.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,7 +244,10 @@ static void spin_for_tasks(struct worker *w) {
       w->spin_ns = w->spin_ns / 2 > SPIN_MIN_NS ? w->spin_ns / 2 : SPIN_MIN_NS;
       return;
     }
-    pp__cpu_relax();
+    if (i % 256 == 0)
+      sched_yield();
+    else
+      pp__cpu_relax();
   }
   w->spin_ns = w->spin_ns * 2 < PP__SPIN_NS ? w->spin_ns * 2 : PP__SPIN_NS;
 }
