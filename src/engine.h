@@ -55,6 +55,11 @@ struct pp__engine {
    * moment, to spare a wake-up. No lock held. May be NULL. */
   void (*help_wait)(struct pp_pool *p, int (*done)(const void *),
                     const void *arg);
+  /* Applies the results that are ready, on the caller's thread and
+   * without waiting: a caller about to sleep for one is then spared two
+   * wake-ups (the collector's and its own). Returns how many frames it
+   * applied. No lock held. May be NULL. */
+  size_t (*take_results)(struct pp_pool *p);
   /* With mu held: pids of live worker processes into pids[0..cap).
    * NULL: the workers are not processes (the count is 0). */
   int (*worker_pids_locked)(struct pp_pool *p, int *pids, int cap);

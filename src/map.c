@@ -493,6 +493,8 @@ static void release_handed_locked(pp_map *m) {
  * times out; then notes how many consecutive results are ready. Returns 0
  * or PP_EOF, the source's error, PP_ETIMEDOUT. */
 static int wait_ready_locked(pp_map *m) {
+  int took_nothing = 0;
+
   for (;;) {
     if (m->cursor == m->submitted) {
       refill_or_stop_locked(m);
@@ -509,7 +511,19 @@ static int wait_ready_locked(pp_map *m) {
       refill_or_stop_locked(m);
       continue;
     }
+    if (!took_nothing && m->pool->engine->take_results) {
+      /* Results waiting on the ring are taken here, sparing the
+       * collector's wake-up and this thread's; then everything is looked
+       * at again, since results may have landed meanwhile. */
+      pp__pool_unlock(m->pool);
+      took_nothing = m->pool->engine->take_results(m->pool) == 0;
+      pp__pool_lock(m->pool);
+      if (!took_nothing)
+        m->refilled = 0;
+      continue;
+    }
     m->refilled = 0;
+    took_nothing = 0;
     /* Asleep, not taking results itself as pp_future_result() does: a map
      * wants throughput, and with as many workers as cores a spinning
      * consumer takes a core from them (chunksize 1 ran a third slower). */

@@ -88,6 +88,8 @@ struct pp__procs {
   pthread_mutex_t drain_mu; /* held while results are taken and applied:
                                see pp__collector_drain() */
   int drain_mu_made;
+  unsigned char *help_buf; /* under drain_mu: for procs_take_results() */
+  size_t help_cap;
   int *pids;           /* [nworkers], under mu: 0 no process in this place */
   int *deathfds;       /* [nworkers]: read ends of the death pipes */
   int collector_ready; /* under mu: it has its buffers and forks workers */

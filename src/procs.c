@@ -43,6 +43,10 @@ static int procs_start(pp_pool *p) {
   e->drain_mu_made = 1;
   if ((rc = pp__shared_create(&e->sh, p)) != 0)
     return rc;
+  e->help_cap =
+      e->sh->max_frame + 8 > 256 * 1024 ? e->sh->max_frame + 8 : 256 * 1024;
+  if (!(e->help_buf = malloc(e->help_cap)))
+    return PP_ENOMEM;
   e->pids = calloc((size_t)p->nworkers, sizeof *e->pids);
   e->deathfds = malloc((size_t)p->nworkers * sizeof *e->deathfds);
   if (!e->pids || !e->deathfds)
@@ -86,6 +90,7 @@ static void procs_stop(pp_pool *p) {
     pp__pool_unlock(p);
     pthread_join(e->collector, NULL);
   }
+  free(e->help_buf);
   free(e->pids);
   free(e->deathfds);
   pp__shared_destroy(e->sh);
@@ -195,6 +200,11 @@ static void procs_help_wait(pp_pool *p, int (*done)(const void *),
     poke_collector(sh);
 }
 
+static size_t procs_take_results(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+  return pp__collector_drain(p, e->help_buf, e->help_cap, 0);
+}
+
 static int procs_worker_pids_locked(pp_pool *p, int *pids, int cap) {
   struct pp__procs *e = pp__procs_of(p);
   int n = 0;
@@ -221,5 +231,6 @@ const struct pp__engine pp__engine_processes = {
     .kill_locked = procs_kill_locked,
     .timers_changed_locked = procs_timers_changed_locked,
     .help_wait = procs_help_wait,
+    .take_results = procs_take_results,
     .worker_pids_locked = procs_worker_pids_locked,
 };
