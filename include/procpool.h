@@ -427,7 +427,10 @@ typedef struct pp_map_options {
                           tasks of a millisecond or more one per task.
                           With a task_timeout, 0 means 1 */
   size_t window;       /* most arguments in flight; 0: 4 * workers *
-                          max(64, largest chunk), at least two chunks */
+                          max(64, largest chunk), at least two chunks,
+                          topped up once an eighth of it (or a chunk, if
+                          larger) has room; an explicit window is topped
+                          up as soon as a chunk has room */
   double timeout;      /* seconds from pp_map_*() to each result; <= 0: none
                           (so that a zeroed struct means no timeout) */
   double task_timeout; /* seconds a task (a whole chunk) may run before its

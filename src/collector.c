@@ -425,6 +425,12 @@ static void sleep_once(struct collector *c, int timeout_ms) {
   pp__ring_lock(sh->results);
   pending = pp__ring_count_locked(sh->results) > 0;
   pp__ring_unlock(sh->results);
+  if (atomic_load(&sh->helpers) > 0) {
+    /* A master thread takes results itself and nobody wakes this one for
+     * them: it looks every millisecond, for the pool's other waiters. */
+    pending = 0;
+    timeout_ms = 1;
+  }
   if (!pending && poll(c->fds, (nfds_t)n, timeout_ms) > 0 &&
       (c->fds[0].revents & POLLIN)) {
     uint64_t v;

@@ -60,6 +60,11 @@ struct pp__engine {
    * wake-ups (the collector's and its own). Returns how many frames it
    * applied. No lock held. May be NULL. */
   size_t (*take_results)(struct pp_pool *p);
+  /* A thread says it takes results itself (on = 1) until it says it no
+   * longer does (on = 0), the calls paired: meanwhile the engine need not
+   * wake its collector for each result, and serves other waiters within
+   * a millisecond instead. No lock held. NULL when take_results is. */
+  void (*taking_results)(struct pp_pool *p, int on);
   /* With mu held: pids of live worker processes into pids[0..cap).
    * NULL: the workers are not processes (the count is 0). */
   int (*worker_pids_locked)(struct pp_pool *p, int *pids, int cap);

@@ -46,13 +46,16 @@ struct map_chunk {
 #define SPARE_MAX 64          /* chunks kept for reuse, at most */
 #define SPARE_KEEP (8u << 20) /* and their bytes, at most */
 
+#define INLINE_RUN 32 /* a run of one item this small is kept in the item */
+
 /* One argument's result. `done` is written under pool->mu; a done item is
  * never written again until it is released. */
 struct map_item {
   struct map_chunk *chunk;       /* its run, or NULL */
-  const struct pp__item_hdr *ih; /* its header in chunk->bytes */
+  const struct pp__item_hdr *ih; /* its header in chunk->bytes or inline */
   struct pp__outcome *single;    /* or an outcome of its own (failures) */
   int done;
+  _Alignas(8) unsigned char inline_run[INLINE_RUN]; /* a small lone run */
 };
 
 struct pp_map {
@@ -69,6 +72,7 @@ struct pp_map {
   double item_ns;    /* measured time of one item (auto), 0: none yet */
   size_t max_chunk;  /* largest chunksize (the stage's size) */
   size_t window;
+  size_t refill_step; /* top the window up once this much room opens */
   uint64_t deadline_ns;
   uint64_t task_timeout_ns; /* 0: none */
   size_t submitted;         /* arguments turned into tasks (under mu) */
@@ -79,6 +83,7 @@ struct pp_map {
   size_t ready_end;         /* results [cursor, ready_end) are done */
   size_t tasks;             /* tasks in flight */
   int refilled;             /* topped the window up before this sleep */
+  int taking;               /* said taking_results(1) (the consumer's) */
   int source_done;
   int source_err;
   struct map_item *items;  /* [window + 1] */
@@ -143,7 +148,10 @@ static void item_release(pp_map *m, struct map_item *it) {
     pp__outcome_clear(it->single);
     free(it->single);
   }
-  memset(it, 0, sizeof *it);
+  it->chunk = NULL;
+  it->ih = NULL;
+  it->single = NULL;
+  it->done = 0;
 }
 
 /* Pulls the next argument from the source: 1 with it, 0 at the end, or a
@@ -234,12 +242,19 @@ static int submit_stage_locked(pp_map *m, int wait) {
   return 0;
 }
 
-/* Whether the window has room for the next chunk: a whole one, unless
- * nothing is in flight (then any room must do, to make progress). */
-static int window_has_room(const pp_map *m) {
+/* Whether the window has `need` arguments' room, unless nothing is in
+ * flight (then any room must do, to make progress). */
+static int window_has_room(const pp_map *m, size_t need) {
   size_t in_flight = m->submitted - m->yielded;
-  return in_flight + m->chunksize <= m->window ||
+  return in_flight + need <= m->window ||
          (m->tasks == 0 && in_flight < m->window);
+}
+
+/* How much room opens before the window is topped up: a whole chunk, and
+ * with the window the map chose, an eighth of it, so that tiny tasks are
+ * submitted in batches under one lock rather than one at a time. */
+static size_t refill_need(const pp_map *m) {
+  return m->chunksize > m->refill_step ? m->chunksize : m->refill_step;
 }
 
 /* Submits as much as the window allows. Called and returns with mu held;
@@ -249,10 +264,12 @@ static int refill_locked(pp_map *m) {
 
   PP__ASSERT_LOCKED(m->pool);
   m->chunksize = m->chunk_next; /* the consumer's copy changes only here */
+  if (m->staged == 0 && !window_has_room(m, refill_need(m)))
+    return 0;
   while (!m->source_err) {
     int idle = m->tasks == 0;
     if (m->staged == 0) {
-      if (m->source_done || !window_has_room(m))
+      if (m->source_done || !window_has_room(m, m->chunksize))
         return 0;
       pp__pool_unlock(m->pool);
       rc = fill_stage(m);
@@ -313,18 +330,40 @@ static void adapt_chunk_locked(pp_map *m, uint32_t count, uint64_t run_ns) {
                                        : (size_t)want;
 }
 
+/* With mu held: result `index`, a run of one item of `len` bytes (at
+ * most INLINE_RUN), copied into the item itself. */
+static void resolve_inline_locked(pp_map *m, size_t index, const void *run,
+                                  size_t len) {
+  struct map_item *it;
+
+  if (index < m->yielded || index >= m->submitted)
+    return;
+  it = item_at(m, index);
+  if (it->done)
+    return;
+  memcpy(it->inline_run, run, len);
+  it->ih = (const struct pp__item_hdr *)it->inline_run;
+  it->done = 1;
+}
+
 /* The slot owner callback: results index .. index + count - 1 arrived as
  * one packed run, kept whole. */
 static void resolve_run_locked(void *owner, size_t index, uint32_t count,
                                const void *run, size_t len, uint64_t run_ns,
                                struct pp__deferred **later) {
   pp_map *m = owner;
-  struct map_chunk *c = chunk_new(m, len);
+  struct map_chunk *c;
   const unsigned char *p;
 
   (void)later;
   if (m->auto_chunk && run_ns)
     adapt_chunk_locked(m, count, run_ns);
+  if (count == 1 && len <= INLINE_RUN) {
+    /* A tiny task's result (chunksize 1): no allocation. */
+    resolve_inline_locked(m, index, run, len);
+    return;
+  }
+  c = chunk_new(m, len);
   if (!c)
     return; /* they stay pending: the map then times out, or waits */
   memcpy(c->bytes, run, len);
@@ -418,6 +457,7 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
                            : 0;
   choose_chunking(m, opts);
   m->window = choose_window(m, opts);
+  m->refill_step = opts && opts->window ? 1 : m->window / 8;
   m->items = calloc(m->window + 1, sizeof *m->items);
   m->stage_args = malloc(m->max_chunk * sizeof *m->stage_args);
   m->stage_lens = malloc(m->max_chunk * sizeof *m->stage_lens);
@@ -489,6 +529,17 @@ static void release_handed_locked(pp_map *m) {
     m->yielded = m->cursor;
 }
 
+/* Says whether the consumer takes the map's results itself (between
+ * its first pp_map_next() and the end, but not while it sleeps): the
+ * engine then leaves them on the ring for it instead of waking its
+ * collector for each. Called without mu. */
+static void set_taking(pp_map *m, int on) {
+  if (m->taking == on || !m->pool->engine->taking_results)
+    return;
+  m->taking = on;
+  m->pool->engine->taking_results(m->pool, on);
+}
+
 /* With mu held: waits until result `cursor` is done, or the map ends or
  * times out; then notes how many consecutive results are ready. Returns 0
  * or PP_EOF, the source's error, PP_ETIMEDOUT. */
@@ -524,9 +575,15 @@ static int wait_ready_locked(pp_map *m) {
     }
     m->refilled = 0;
     took_nothing = 0;
-    /* Asleep, not taking results itself as pp_future_result() does: a map
-     * wants throughput, and with as many workers as cores a spinning
-     * consumer takes a core from them (chunksize 1 ran a third slower). */
+    /* Asleep, not spinning as pp_future_result() does: a map wants
+     * throughput, and with as many workers as cores a spinning consumer
+     * takes a core from them (chunksize 1 ran a third slower). The
+     * collector wakes it, so it is told to look. */
+    pp__pool_unlock(m->pool);
+    set_taking(m, 0);
+    pp__pool_lock(m->pool);
+    if (item_at(m, m->cursor)->done)
+      continue;
     pp__pool_wait(m->pool, &m->pool->changed, m->deadline_ns);
   }
   m->refilled = 0;
@@ -575,11 +632,12 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
 
   if (!m)
     return PP_EINVAL;
-  /* Fast path: a ready result, while the window has not opened a chunk's
-   * room (then the next chunk is submitted first, under the lock). */
-  if (m->cursor < m->ready_end && m->cursor + 1 - m->yielded < m->chunksize) {
+  /* Fast path: a ready result, while the window has not opened the room
+   * it is topped up at (then that is submitted first, under the lock). */
+  if (m->cursor < m->ready_end && m->cursor + 1 - m->yielded < refill_need(m)) {
     rc = hand_back(m, &d, &l);
   } else {
+    set_taking(m, 1);
     pp__pool_lock(m->pool);
     release_handed_locked(m);
     rc = wait_ready_locked(m);
@@ -590,10 +648,12 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
       refill_or_stop_locked(m);
     }
     pp__pool_unlock(m->pool);
-    if (rc == 0)
+    if (rc == 0) {
       rc = hand_back(m, &d, &l);
-    else
+    } else {
+      set_taking(m, 0);
       m->current_code = 0, m->current_msg[0] = '\0';
+    }
   }
   if (data)
     *data = rc == 0 ? d : NULL;
@@ -621,6 +681,7 @@ void pp_map_destroy(pp_map *m) {
   if (!m)
     return;
   p = m->pool;
+  set_taking(m, 0);
   pp__pool_lock(p);
   for (uint32_t i = 0; i < p->st.n && m->tasks; i++)
     if (p->st.slots[i].used && p->st.slots[i].owner == m)

@@ -178,26 +178,35 @@ static void procs_timers_changed_locked(pp_pool *p) {
 /* Takes results off the ring itself for a moment before the caller
  * sleeps: a small result then reaches it without waking the collector,
  * and workers skip waking the collector meanwhile (shared.c). */
-static void procs_help_wait(pp_pool *p, int (*done)(const void *),
-                            const void *arg) {
+static void procs_taking_results(pp_pool *p, int on) {
   struct pp__shared *sh = pp__procs_of(p)->sh;
-  unsigned char buf[4096];
-  uint64_t until = pp__now_ns() + PP__SPIN_NS;
   int waiting;
 
-  atomic_fetch_add(&sh->helpers, 1);
+  if (on) {
+    atomic_fetch_add(&sh->helpers, 1);
+    return;
+  }
+  atomic_fetch_sub(&sh->helpers, 1); /* added above, in the paired call */
+  pp__ring_lock(sh->results);
+  waiting = pp__ring_count_locked(sh->results) > 0;
+  pp__ring_unlock(sh->results);
+  if (waiting) /* put while the workers thought this thread would take it */
+    poke_collector(sh);
+}
+
+static void procs_help_wait(pp_pool *p, int (*done)(const void *),
+                            const void *arg) {
+  unsigned char buf[4096];
+  uint64_t until = pp__now_ns() + PP__SPIN_NS;
+
+  procs_taking_results(p, 1);
   for (unsigned i = 1; !done(arg); i++) {
     if (i % 16 == 0 && pp__now_ns() >= until) /* the clock costs 20 ns */
       break;
     if (pp__collector_drain(p, buf, sizeof buf, 0) == 0)
       pp__cpu_relax();
   }
-  atomic_fetch_sub(&sh->helpers, 1);
-  pp__ring_lock(sh->results);
-  waiting = pp__ring_count_locked(sh->results) > 0;
-  pp__ring_unlock(sh->results);
-  if (waiting) /* put while the workers thought this thread would take it */
-    poke_collector(sh);
+  procs_taking_results(p, 0);
 }
 
 static size_t procs_take_results(pp_pool *p) {
@@ -232,5 +241,6 @@ const struct pp__engine pp__engine_processes = {
     .timers_changed_locked = procs_timers_changed_locked,
     .help_wait = procs_help_wait,
     .take_results = procs_take_results,
+    .taking_results = procs_taking_results,
     .worker_pids_locked = procs_worker_pids_locked,
 };
