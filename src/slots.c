@@ -98,10 +98,22 @@ int pp__slot_alloc_locked(pp_pool *p, int wait, uint64_t deadline_ns,
                           uint32_t *index) {
   struct pp__slots *t = &p->st;
   struct pp__slot *s;
+  int took_nothing = 0;
 
   PP__ASSERT_LOCKED(p);
   while (t->free_head == PP__NO_SLOT && !p->broken) {
-    if (!wait || pp__pool_wait(p, &p->changed, deadline_ns) == ETIMEDOUT)
+    if (!wait)
+      return PP_ETIMEDOUT;
+    if (!took_nothing && p->engine->take_results) {
+      /* Results waiting on the ring free their slots here, sparing the
+       * collector's wake-up and this thread's. */
+      pp__pool_unlock(p);
+      took_nothing = p->engine->take_results(p) == 0;
+      pp__pool_lock(p);
+      continue;
+    }
+    took_nothing = 0;
+    if (pp__pool_wait(p, &p->changed, deadline_ns) == ETIMEDOUT)
       return PP_ETIMEDOUT;
   }
   if (p->broken)

@@ -206,6 +206,9 @@ void pp__slots_destroy(struct pp__slots *t);
 struct pp_pool;
 
 /* The table's calls, all with pool->mu held (asserted in debug builds). */
+/* A free slot into *index: 0, PP_ETIMEDOUT (none free without `wait`, or
+ * by `deadline_ns`) or the pool's failure. Waiting drops mu, and may apply
+ * waiting results on this thread (the engine's take_results). */
 int pp__slot_alloc_locked(struct pp_pool *p, int wait, uint64_t deadline_ns,
                           uint32_t *index);
 void pp__slot_free_locked(struct pp_pool *p, uint32_t index);
