@@ -41,6 +41,12 @@ struct pp__engine {
    * `deadline_ns`). */
   int (*queue_locked)(struct pp_pool *p, uint32_t index, int wait,
                       uint64_t deadline_ns);
+  /* With mu held: hands slots index[0..n), their words QUEUED, to the
+   * workers in that order, as queue_locked() without waiting, under one
+   * lock of the engine's queue. Returns how many it took (the first ones):
+   * the rest did not fit. NULL: they are queued one by one. */
+  size_t (*queue_batch_locked)(struct pp_pool *p, const uint32_t *index,
+                               size_t n);
   /* With mu held: queued slot `index` was cancelled; give its room back.
    * NULL: the engine drops cancelled slots as it meets them. */
   void (*unqueue_locked)(struct pp_pool *p, uint32_t index);

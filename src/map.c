@@ -8,10 +8,11 @@
  *
  * Arguments are gathered into a stage (copied, for a generator, since its
  * bytes live only until its next call) outside pool->mu, so that a
- * generator never runs under the pool's lock; the stage then becomes one
- * task (a chunk of up to `chunksize` arguments) under the lock. A new chunk
- * is submitted only when a whole chunk's room has opened in the window, so
- * chunks stay whole.
+ * generator never runs under the pool's lock; the stage then becomes tasks
+ * (chunks of up to `chunksize` arguments) under the lock, queued as one
+ * batch. The window is topped up only when a whole chunk's room has opened
+ * in it, so chunks stay whole, and, with the window the map chose, only
+ * when an eighth of it has, so that tiny tasks travel in batches.
  *
  * DESIGN (speed)
  * A chunk's results arrive as one packed run (slots.h), copied once into a
@@ -31,6 +32,7 @@
 #include <string.h>
 
 #define AUTO_MAX 1024           /* largest automatic chunk */
+#define QUEUE_BATCH 64          /* tasks queued under one lock, at most */
 #define AUTO_TARGET_NS 200000.0 /* time an automatic chunk aims to take */
 
 /* One run of results, copied whole; freed with its last item (small
@@ -70,7 +72,8 @@ struct pp_map {
   size_t chunk_next; /* what the measurements ask for next (under mu) */
   int auto_chunk;    /* chunksize follows the measured task time */
   double item_ns;    /* measured time of one item (auto), 0: none yet */
-  size_t max_chunk;  /* largest chunksize (the stage's size) */
+  size_t max_chunk;  /* largest chunksize */
+  size_t stage_cap;  /* arguments the stage holds */
   size_t window;
   size_t refill_step; /* top the window up once this much room opens */
   uint64_t deadline_ns;
@@ -175,15 +178,15 @@ static int next_arg(pp_map *m, const void **arg, size_t *len) {
   return rc > 0 ? 1 : (rc < 0 ? rc : 0);
 }
 
-/* Fills the stage, outside the lock, up to chunksize arguments, what one
+/* Fills the stage, outside the lock, up to `want` arguments, what one
  * frame holds, and the window. Returns 0 or a PP_E* that ends the map. */
-static int fill_stage(pp_map *m) {
+static int fill_stage(pp_map *m, size_t want) {
   size_t max_frame = m->pool->st.max_frame - sizeof(struct pp__task_hdr);
   const void *arg;
   size_t len;
   int rc;
 
-  while (!m->source_done && m->staged < m->chunksize &&
+  while (!m->source_done && m->staged < want &&
          m->submitted + m->staged - m->yielded < m->window) {
     if ((rc = next_arg(m, &arg, &len)) <= 0) {
       m->source_done = 1;
@@ -210,36 +213,76 @@ static int fill_stage(pp_map *m) {
 
 static const struct pp__owner_ops map_ops;
 
-/* With mu held: turns the stage into a task. With `wait` it may wait for a
- * slot or ring room (only when nothing of this map is in flight, so a full
- * ring never keeps finished results from being handed back). Returns 0 when
- * queued, PP_ETIMEDOUT when it must wait, or the pool's failure. */
+/* With mu held: turns `n` staged arguments from `off` on into a task in a
+ * fresh slot, its word not yet QUEUED, into *index. With `wait` it may
+ * wait for a slot. Returns 0, PP_ETIMEDOUT or the pool's failure. */
+static int make_task_locked(pp_map *m, size_t off, size_t n, int wait,
+                            uint32_t *index) {
+  pp_pool *p = m->pool;
+  int rc;
+
+  if ((rc = pp__slot_alloc_locked(p, wait, m->deadline_ns, index)) != 0)
+    return rc;
+  pp__slot_own_locked(p, *index, &map_ops, m, m->submitted, m->task_timeout_ns);
+  m->tasks++; /* until the slot is gone */
+  rc = pp__slot_frame_locked(p, *index, m->fn, m->stage_args + off,
+                             m->stage_lens + off, n);
+  if (rc != 0) {
+    pp__slot_free_locked(p, *index);
+    return rc;
+  }
+  m->submitted += n;
+  return 0;
+}
+
+/* Forgets the first `n` staged arguments, now tasks. */
+static void unstage(pp_map *m, size_t n) {
+  m->staged -= n;
+  memmove(m->stage_args, m->stage_args + n, m->staged * sizeof *m->stage_args);
+  memmove(m->stage_lens, m->stage_lens + n, m->staged * sizeof *m->stage_lens);
+  if (m->staged == 0)
+    m->stage_bytes = 0; /* else kept: the copies stay where they are */
+}
+
+/* With mu held: turns the stage into tasks of a chunk each, queued
+ * together (the engine takes a batch under one lock of its ring). With
+ * `wait` the first may wait for a slot or ring room (only when nothing of
+ * this map is in flight, so a full ring never keeps finished results from
+ * being handed back). Returns 0 when all are queued, PP_ETIMEDOUT when
+ * the rest must wait, or the pool's failure. */
 static int submit_stage_locked(pp_map *m, int wait) {
   pp_pool *p = m->pool;
   struct pp__deferred *none = NULL; /* map items defer nothing */
-  uint32_t index;
-  int rc;
+  uint32_t batch[QUEUE_BATCH], index;
+  size_t k = 0, off = 0;
+  int rc = 0;
 
   PP__ASSERT_LOCKED(p);
   if (p->shutdown)
     return PP_ESHUTDOWN;
-  if ((rc = pp__slot_alloc_locked(p, wait, m->deadline_ns, &index)) != 0)
-    return rc;
-  pp__slot_own_locked(p, index, &map_ops, m, m->submitted, m->task_timeout_ns);
-  m->tasks++; /* until the slot is gone */
-  rc = pp__slot_frame_locked(p, index, m->fn, m->stage_args, m->stage_lens,
-                             m->staged);
-  if (rc != 0) {
-    pp__slot_free_locked(p, index);
-    return rc;
+  while (off < m->staged) {
+    size_t n = m->staged - off < m->chunksize ? m->staged - off : m->chunksize;
+    if ((rc = make_task_locked(m, off, n, wait, &index)) != 0)
+      break;
+    off += n;
+    if (wait) { /* alone, as it may wait for room */
+      pp__slot_queue_locked(p, index, 1, m->deadline_ns, &none);
+      wait = 0;
+      continue;
+    }
+    batch[k++] = index;
+    if (k == QUEUE_BATCH) {
+      pp__slots_queue_batch_locked(p, batch, k, &none);
+      k = 0;
+    }
   }
-  m->submitted += m->staged;
-  m->staged = m->stage_bytes = 0;
-  pp__slot_queue_locked(p, index, wait, m->deadline_ns, &none);
+  if (k)
+    pp__slots_queue_batch_locked(p, batch, k, &none);
+  unstage(m, off);
   if (m->task_timeout_ns && p->engine->timers_changed_locked)
     p->engine->timers_changed_locked(p);
   assert(none == NULL);
-  return 0;
+  return rc;
 }
 
 /* Whether the window has `need` arguments' room, unless nothing is in
@@ -257,6 +300,20 @@ static size_t refill_need(const pp_map *m) {
   return m->chunksize > m->refill_step ? m->chunksize : m->refill_step;
 }
 
+/* How many arguments to stage: as many whole chunks as the room the
+ * window is topped up at holds (its room, if less), so that a refill of
+ * tiny tasks becomes one batch. */
+static size_t stage_want(const pp_map *m) {
+  size_t room = m->window - (m->submitted - m->yielded);
+  size_t want = refill_need(m) < room ? refill_need(m) : room;
+
+  if (want > m->stage_cap)
+    want = m->stage_cap;
+  if (want >= m->chunksize)
+    want -= want % m->chunksize;
+  return want;
+}
+
 /* Submits as much as the window allows. Called and returns with mu held;
  * drops it to run the generator. */
 static int refill_locked(pp_map *m) {
@@ -271,8 +328,9 @@ static int refill_locked(pp_map *m) {
     if (m->staged == 0) {
       if (m->source_done || !window_has_room(m, m->chunksize))
         return 0;
+      size_t want = stage_want(m);
       pp__pool_unlock(m->pool);
-      rc = fill_stage(m);
+      rc = fill_stage(m, want);
       pp__pool_lock(m->pool);
       if (rc != 0) {
         m->source_err = rc;
@@ -459,8 +517,9 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   m->window = choose_window(m, opts);
   m->refill_step = opts && opts->window ? 1 : m->window / 8;
   m->items = calloc(m->window + 1, sizeof *m->items);
-  m->stage_args = malloc(m->max_chunk * sizeof *m->stage_args);
-  m->stage_lens = malloc(m->max_chunk * sizeof *m->stage_lens);
+  m->stage_cap = refill_need(m) > m->max_chunk ? refill_need(m) : m->max_chunk;
+  m->stage_args = malloc(m->stage_cap * sizeof *m->stage_args);
+  m->stage_lens = malloc(m->stage_cap * sizeof *m->stage_lens);
   m->stage_copy = malloc(p->st.max_frame);
   if (!m->items || !m->stage_args || !m->stage_lens || !m->stage_copy) {
     pp_map_destroy(m);

@@ -115,22 +115,44 @@ static int frame_queued(void *ctx, const void *payload, size_t len) {
              pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_QUEUED, -1);
 }
 
-/* With mu held: puts slot `index`'s frame on the task ring if it fits,
- * first squeezing out cancelled frames when some hold room. */
-static int put_frame_locked(pp_pool *p, struct pp__slot *s) {
+/* With mu and the task ring's lock held: puts slot s's frame on the ring
+ * if it fits, first squeezing out cancelled frames when some hold room. */
+static int put_frame_ring_locked(pp_pool *p, struct pp__ring *r,
+                                 struct pp__slot *s) {
   struct pp__procs *e = pp__procs_of(p);
-  struct pp__ring *r = e->sh->tasks;
-  int put;
+  int put = pp__ring_put_locked(r, s->frame, s->frame_len, 1);
 
-  pp__ring_lock(r);
-  put = pp__ring_put_locked(r, s->frame, s->frame_len, 1);
   if (!put && e->dead_frames) {
     pp__ring_compact_locked(r, frame_queued, p);
     e->dead_frames = 0;
     put = pp__ring_put_locked(r, s->frame, s->frame_len, 1);
   }
-  pp__ring_unlock(r);
   return put;
+}
+
+/* With mu held: puts slot s's frame on the task ring if it fits. */
+static int put_frame_locked(pp_pool *p, struct pp__slot *s) {
+  struct pp__ring *r = pp__procs_of(p)->sh->tasks;
+  int put;
+
+  pp__ring_lock(r);
+  put = put_frame_ring_locked(p, r, s);
+  pp__ring_unlock(r); /* taken above */
+  return put;
+}
+
+/* With mu held: see engine.h. One lock of the task ring for the batch. */
+static size_t procs_queue_batch_locked(pp_pool *p, const uint32_t *index,
+                                       size_t n) {
+  struct pp__ring *r = pp__procs_of(p)->sh->tasks;
+  size_t k = 0;
+
+  PP__ASSERT_LOCKED(p);
+  pp__ring_lock(r);
+  while (k < n && put_frame_ring_locked(p, r, &p->st.slots[index[k]]))
+    k++;
+  pp__ring_unlock(r); /* taken above */
+  return k;
 }
 
 /* With mu held: see engine.h. Waiting for room drops mu, so that the
@@ -236,6 +258,7 @@ const struct pp__engine pp__engine_processes = {
     .stop = procs_stop,
     .close_locked = procs_close_locked,
     .queue_locked = procs_queue_locked,
+    .queue_batch_locked = procs_queue_batch_locked,
     .unqueue_locked = procs_unqueue_locked,
     .kill_locked = procs_kill_locked,
     .timers_changed_locked = procs_timers_changed_locked,

@@ -261,6 +261,23 @@ void pp__slot_requeue_locked(pp_pool *p, uint32_t index,
   pp__slot_queue_locked(p, index, 0, PP__NOWAIT, later);
 }
 
+void pp__slots_queue_batch_locked(pp_pool *p, const uint32_t *index, size_t n,
+                                  struct pp__deferred **later) {
+  size_t k = 0;
+
+  PP__ASSERT_LOCKED(p);
+  for (size_t i = 0; i < n; i++)
+    atomic_store(&p->st.words[index[i]],
+                 pp__slot_word(p->st.slots[index[i]].gen, PP__SLOT_QUEUED, -1));
+  if (p->engine->queue_batch_locked)
+    k = p->engine->queue_batch_locked(p, index, n);
+  for (; k < n; k++)
+    if (p->engine->queue_locked(p, index[k], 0, PP__NOWAIT) == PP_ETIMEDOUT)
+      break;
+  for (; k < n; k++) /* after one that did not fit: in order, later */
+    backlog_locked(p, index[k], later);
+}
+
 /* Queues what waited for room, in order, until the engine is full. */
 void pp__slots_flush_backlog_locked(pp_pool *p) {
   struct pp__slots *t = &p->st;

@@ -222,6 +222,11 @@ int pp__slot_queue_locked(struct pp_pool *p, uint32_t index, int wait,
                           uint64_t deadline_ns, struct pp__deferred **later);
 void pp__slot_requeue_locked(struct pp_pool *p, uint32_t index,
                              struct pp__deferred **later);
+/* Queues slots index[0..n) in that order without waiting, as many as fit
+ * at once under one lock of the engine's queue; those that do not fit
+ * wait in the backlog, in order. */
+void pp__slots_queue_batch_locked(struct pp_pool *p, const uint32_t *index,
+                                  size_t n, struct pp__deferred **later);
 void pp__slots_flush_backlog_locked(struct pp_pool *p);
 int pp__slot_cancel_locked(struct pp_pool *p, uint64_t id,
                            struct pp__deferred **later);
