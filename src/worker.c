@@ -141,9 +141,12 @@ static int end_task(struct worker *w, uint64_t id) {
 }
 
 /* Runs every item of one claimed task frame, unless the master cancelled it
- * meanwhile (CLAIMED -> CANCELLED). Returns the nanoseconds it took: the
- * clock is read twice a frame, not per item. */
-static uint64_t run_frame(struct worker *w, const unsigned char *frame) {
+ * meanwhile (CLAIMED -> CANCELLED). Returns the nanoseconds it took. The
+ * clock is read once a frame, not per item: *now is when the frame before
+ * ended, taken as this one's start (a timed task reads it afresh, since
+ * its start decides when it is killed), and is set to this one's end. */
+static uint64_t run_frame(struct worker *w, const unsigned char *frame,
+                          uint64_t *now) {
   struct pp__task_hdr hdr;
   _Atomic uint64_t *word;
   uint64_t expect;
@@ -162,7 +165,7 @@ static uint64_t run_frame(struct worker *w, const unsigned char *frame) {
   expect = pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_CLAIMED, w->index);
   /* current and started_ns are set before the word says RUNNING, so the
    * master, seeing RUNNING, can trust them for timeouts and kills. */
-  start = pp__now_ns();
+  start = hdr.flags & PP__TASK_TIMED ? pp__now_ns() : *now;
   atomic_store(&w->rec->started_ns, start);
   atomic_store(&w->rec->current, hdr.id);
   if (!atomic_compare_exchange_strong(
@@ -186,7 +189,7 @@ static uint64_t run_frame(struct worker *w, const unsigned char *frame) {
       mark_len = mark_count = 0, flushes = w->flushes;
     p += 8 + pp__pad8(len);
   }
-  end = pp__now_ns();
+  end = *now = pp__now_ns();
   close_run(w, end);
   if (end_task(w, hdr.id) != 0) {
     /* Doomed: what this frame holds back is dropped, the rest put. */
@@ -222,8 +225,10 @@ static void give_back(struct worker *w, size_t off, size_t len) {
           pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_QUEUED, -1));
     pp__ring_unlock(w->sh->tasks);
     if (!put) {
+      uint64_t now;
       flush(w);
-      run_frame(w, payload);
+      now = pp__now_ns();
+      run_frame(w, payload, &now);
     }
   }
 }
@@ -262,7 +267,7 @@ static size_t run_batch(struct worker *w, size_t limit) {
   struct pp__ring_reader rd = {&w->sh->closing, &w->rec->waiting, claim, w,
                                w->sh->nworkers * 8};
   size_t len, off = 0, plen, ran = 0;
-  uint64_t spent = 0, t;
+  uint64_t spent = 0, t, now;
   void *payload;
   int n;
 
@@ -271,8 +276,9 @@ static size_t run_batch(struct worker *w, size_t limit) {
                    &rd);
   if (n <= 0)
     return 0;
+  now = pp__now_ns();
   while (pp__ring_frame_next(w->in, len, &off, &payload, &plen)) {
-    t = run_frame(w, payload);
+    t = run_frame(w, payload, &now);
     spent += t;
     ran++;
     if (t > LONG_NS && off < len) {
