@@ -233,6 +233,10 @@ static void procs_help_wait(pp_pool *p, int (*done)(const void *),
 
 static size_t procs_take_results(pp_pool *p) {
   struct pp__procs *e = pp__procs_of(p);
+
+  if (pp__ring_peek_count(e->sh->results) == 0)
+    return 0; /* a hint, spares the ring's lock: a caller about to sleep
+                 looks again under it (taking_results(p, 0)) */
   return pp__collector_drain(p, e->help_buf, e->help_cap, 0);
 }
 
