@@ -197,9 +197,20 @@ static void procs_timers_changed_locked(pp_pool *p) {
   poke_collector(pp__procs_of(p)->sh);
 }
 
-/* Takes results off the ring itself for a moment before the caller
- * sleeps: a small result then reaches it without waking the collector,
- * and workers skip waking the collector meanwhile (shared.c). */
+/* Applies what the result ring holds on the caller's thread, into the
+ * engine's own buffer (engine.h); gives way if another thread drains. */
+static size_t procs_take_results(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+
+  if (pp__ring_peek_count(e->sh->results) == 0)
+    return 0; /* a hint, spares the ring's lock: a caller about to sleep
+                 looks again under it (taking_results(p, 0)) */
+  return pp__collector_drain(p, e->help_buf, e->help_cap, 0);
+}
+
+/* While a master thread takes results itself, workers skip waking the
+ * collector (shared.c); when it stops, it wakes the collector for what
+ * was put meanwhile. */
 static void procs_taking_results(pp_pool *p, int on) {
   struct pp__shared *sh = pp__procs_of(p)->sh;
   int waiting;
@@ -216,28 +227,20 @@ static void procs_taking_results(pp_pool *p, int on) {
     poke_collector(sh);
 }
 
+/* Takes results itself for a moment before the caller sleeps: a small
+ * result then reaches it without waking the collector. */
 static void procs_help_wait(pp_pool *p, int (*done)(const void *),
                             const void *arg) {
-  unsigned char buf[4096];
   uint64_t until = pp__now_ns() + PP__SPIN_NS;
 
   procs_taking_results(p, 1);
   for (unsigned i = 1; !done(arg); i++) {
     if (i % 16 == 0 && pp__now_ns() >= until) /* the clock costs 20 ns */
       break;
-    if (pp__collector_drain(p, buf, sizeof buf, 0) == 0)
+    if (procs_take_results(p) == 0) /* the ring's lock only for results */
       pp__cpu_relax();
   }
   procs_taking_results(p, 0);
-}
-
-static size_t procs_take_results(pp_pool *p) {
-  struct pp__procs *e = pp__procs_of(p);
-
-  if (pp__ring_peek_count(e->sh->results) == 0)
-    return 0; /* a hint, spares the ring's lock: a caller about to sleep
-                 looks again under it (taking_results(p, 0)) */
-  return pp__collector_drain(p, e->help_buf, e->help_cap, 0);
 }
 
 static int procs_worker_pids_locked(pp_pool *p, int *pids, int cap) {
