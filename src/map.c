@@ -2,8 +2,9 @@
  * The ordered, lazy map. A map keeps at most `window` arguments in flight:
  * it pulls arguments (from the array or the generator) only when earlier
  * results have been handed back, so memory stays constant however many
- * arguments there are. Results land in a circular array of window + 1
- * items indexed by argument number (the extra one is the result being
+ * arguments there are. Results land in a circular array of at least
+ * window + 1 items (a power of two, so that finding one costs no
+ * division) indexed by argument number (the extra one is the result being
  * handed back); pp_map_next() hands them back in order.
  *
  * Arguments are gathered into a stage (copied, for a generator, since its
@@ -32,10 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AUTO_MAX 1024       /* largest automatic chunk */
-#define QUEUE_BATCH 64      /* tasks queued under one lock, at most */
-#define TAKE_SPIN_NS 20000u /* how long a map takes results before it sleeps   \
-                             */
+#define AUTO_MAX 1024  /* largest automatic chunk */
+#define QUEUE_BATCH 64 /* tasks queued under one lock, at most */
+#define TAKE_SPIN_NS                                                           \
+  20000u /* how long a map takes results before it sleeps                      \
+          */
 #define AUTO_TARGET_NS 200000.0 /* time an automatic chunk aims to take */
 
 /* One run of results, copied whole; freed with its last item (small
@@ -92,7 +94,8 @@ struct pp_map {
   int taking;               /* said taking_results(1) (the consumer's) */
   int source_done;
   int source_err;
-  struct map_item *items;  /* [window + 1] */
+  struct map_item *items; /* [items_mask + 1], at least window + 1 */
+  size_t items_mask;
   struct map_chunk *spare; /* small chunks to reuse; under mu */
   size_t nspare, spare_bytes;
   /* The stage: the next task's arguments. */
@@ -110,7 +113,7 @@ struct pp_map {
 };
 
 static struct map_item *item_at(pp_map *m, size_t index) {
-  return &m->items[index % (m->window + 1)];
+  return &m->items[index & m->items_mask];
 }
 
 /* With mu held: a chunk of at least `len` bytes, from the spare list when
@@ -204,7 +207,10 @@ static int fill_stage(pp_map *m, size_t want) {
       break;
     }
     if (m->gen && len) {
-      memcpy(m->stage_copy + m->stage_bytes, arg, len);
+      if (len == 8) /* the common tiny argument, copied inline */
+        memcpy(m->stage_copy + m->stage_bytes, arg, 8);
+      else
+        memcpy(m->stage_copy + m->stage_bytes, arg, len);
       arg = m->stage_copy + m->stage_bytes;
     }
     m->stage_args[m->staged] = arg;
@@ -519,7 +525,9 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   choose_chunking(m, opts);
   m->window = choose_window(m, opts);
   m->refill_step = opts && opts->window ? 1 : m->window / 8;
-  m->items = calloc(m->window + 1, sizeof *m->items);
+  while (m->items_mask < m->window) /* items_mask + 1 > window */
+    m->items_mask = m->items_mask * 2 + 1;
+  m->items = calloc(m->items_mask + 1, sizeof *m->items);
   m->stage_cap = refill_need(m) > m->max_chunk ? refill_need(m) : m->max_chunk;
   m->stage_args = malloc(m->stage_cap * sizeof *m->stage_args);
   m->stage_lens = malloc(m->stage_cap * sizeof *m->stage_lens);
@@ -764,7 +772,7 @@ void pp_map_destroy(pp_map *m) {
   while (m->tasks > 0)
     pp__pool_wait(p, &p->changed, PP__FOREVER);
   if (m->items)
-    for (size_t i = 0; i <= m->window; i++)
+    for (size_t i = 0; i <= m->items_mask; i++)
       item_release(m, &m->items[i]);
   pp__pool_unlock(p);
   assert(none == NULL);

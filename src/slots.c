@@ -209,7 +209,9 @@ int pp__slot_frame_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
     uint32_t len = (uint32_t)lens[i];
     uint64_t head = len; /* [u32 len][u32 pad] */
     memcpy(f + off, &head, 8);
-    if (len)
+    if (len == 8) /* the common tiny argument, copied inline */
+      memcpy(f + off + 8, args[i], 8);
+    else if (len)
       memcpy(f + off + 8, args[i], len);
     if (len % 8)
       memset(f + off + 8 + len, 0, 8 - len % 8);
