@@ -114,7 +114,9 @@ static inline void pp__item_write(unsigned char *dst,
                             (uint32_t)msg_len};
   memset(dst + need - 8, 0, 8); /* the padding, before what covers it */
   memcpy(dst, &ih, sizeof ih);
-  if (r->len)
+  if (r->len == 8) /* the common tiny result, copied inline */
+    memcpy(dst + sizeof ih, r->data, 8);
+  else if (r->len)
     memcpy(dst + sizeof ih, r->data, r->len);
   if (msg_len)
     memcpy(dst + sizeof ih + r->len, r->msg, msg_len);
