@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #define GATE_MAX_S 10.0
 
@@ -1145,6 +1146,79 @@ START_TEST(test_threads) {
 }
 END_TEST
 
+/* What another thread saw while the map's consumer was away. */
+struct bystander {
+  pp_pool *pool;
+  int rc;           /* of pp_future_result() */
+  int64_t square;   /* what the task returned */
+  double seconds;   /* how long the result took */
+  atomic_int fired; /* the done callback ran */
+};
+
+static void note_fired(pp_future *f, void *arg) {
+  (void)f;
+  atomic_store(&((struct bystander *)arg)->fired, 1);
+}
+
+/* Submits one task with a done callback and waits for it. */
+static void *bystander_main(void *arg) {
+  struct bystander *b = arg;
+  int64_t v = 7, out[2] = {0, 0};
+  const void *data = NULL;
+  size_t len = 0;
+  pp_future *f = NULL;
+  double t0 = tu_now();
+
+  b->rc = pp_submit(b->pool, task_square, &v, sizeof v, &f);
+  if (b->rc == 0)
+    b->rc = pp_future_add_done_callback(f, note_fired, b);
+  if (b->rc == 0)
+    b->rc = pp_future_result(f, 10, &data, &len);
+  b->seconds = tu_now() - t0;
+  if (b->rc == 0 && len == sizeof out)
+    memcpy(out, data, sizeof out);
+  b->square = out[1];
+  pp_future_release(f);
+  return NULL;
+}
+
+/* A map's consumer takes results itself between its first pp_map_next()
+ * and its end, and the engine then skips waking its collector for them:
+ * another thread's future and callback must still be served while that
+ * consumer does something else. Served means within 2 s (about a
+ * millisecond is expected; the fault would be the 10 s timeout). */
+START_TEST(test_map_consumer_away) {
+  pp_pool *p = new_pool_n(2);
+  struct counter_gen g = {0, 1000, 0};
+  pp_map_options mo = {.chunksize = 1};
+  struct bystander b = {.pool = p};
+  const void *data;
+  size_t len;
+  pthread_t th;
+  pp_map *m;
+  int n = 1;
+
+  ck_assert_int_eq(pp_map_gen(p, task_square, counter_gen, &g, &mo, &m), 0);
+  ck_assert_int_eq(pp_map_next(m, &data, &len), 0);
+  ck_assert_int_eq(pthread_create(&th, NULL, bystander_main, &b), 0);
+  pthread_join(th, NULL);
+  ck_assert_int_eq(b.rc, 0);
+  ck_assert_int_eq(b.square, 49);
+  ck_assert_msg(b.seconds < 2.0,
+                "a future of another thread took %.3f s while the map's "
+                "consumer was away",
+                b.seconds);
+  for (int i = 0; i < 200 && !atomic_load(&b.fired); i++)
+    usleep(10000);
+  ck_assert_msg(atomic_load(&b.fired), "its done callback never ran");
+  while (pp_map_next(m, &data, &len) == 0)
+    n++;
+  ck_assert_int_eq(n, 1000);
+  pp_map_destroy(m);
+  end_pool(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------- errors */
 
 START_TEST(test_strerror) {
@@ -1269,6 +1343,7 @@ static Suite *make_pool_suite(void) {
   tc = tcase("load");
   tcase_set_timeout(tc, 30); /* ~2 s normally, ~7 s with sanitizers */
   tcase_add_test(tc, test_many_map);
+  tcase_add_test(tc, test_map_consumer_away);
   tcase_add_test(tc, test_many_as_completed);
   tcase_add_test(tc, test_threads);
   suite_add_tcase(s, tc);
