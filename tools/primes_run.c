@@ -158,8 +158,8 @@ static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
 
   if (len % sizeof(struct span) || spans_numbers(arg, nspans) == 0)
     return pp_task_fail(task, EINVAL,
-                        "expected spans of 1 to %d numbers in all, got %zu "
-                        "bytes",
+                        "expected 16-byte spans of 1 to %d numbers in all, "
+                        "got %zu bytes",
                         MAX_BATCH, len);
   rlen = check_batch(arg, nspans, use_mr, &stopped);
   if (stopped)
