@@ -68,6 +68,13 @@ struct inputs {
   uint64_t count;
 };
 
+/* Consecutive numbers: first, first + 1, ..., first + count - 1 (count >=
+ * 1, no wrap past 2^64-1). A task's argument is an array of them, so that
+ * a piece of a range travels as 16 bytes however many numbers it holds. */
+struct span {
+  uint64_t first, count;
+};
+
 /* A walk over struct inputs, in order. */
 struct cursor {
   const struct inputs *in;
@@ -97,7 +104,7 @@ extern volatile sig_atomic_t interrupted;
 double now(void);
 
 /* primes_inputs.c */
-int cursor_next(struct cursor *c, uint64_t *n);
+int cursor_span(struct cursor *c, uint64_t most, struct span *s);
 uint64_t inputs_at(const struct inputs *in, uint64_t i);
 void put_quoted(FILE *f, const char *s, size_t len);
 void put_not_integer(const char *text, size_t len);

@@ -28,18 +28,22 @@
 #define QUOTE_MAX 40    /* bytes of a bad input quoted in a message */
 #define RANGE_HINT "expected A:B, the integers from A up to B excluded"
 
-/* The next number in input order: 1 with it in *n, 0 at the end. */
-int cursor_next(struct cursor *c, uint64_t *n) {
+/* The next numbers in input order, at most `most` (>= 1) of them: a listed
+ * number alone, or as much of the current range as `most` allows. Returns
+ * 1 with them in *s, 0 at the end. */
+int cursor_span(struct cursor *c, uint64_t most, struct span *s) {
   const struct inputs *in = c->in;
 
   if (c->index < in->list.n) {
-    *n = in->list.v[c->index++];
+    *s = (struct span){in->list.v[c->index++], 1};
     return 1;
   }
   for (; c->range < in->nranges; c->range++, c->offset = 0) {
     const struct range *r = &in->ranges[c->range];
-    if (c->offset < r->b - r->a) {
-      *n = r->a + c->offset++;
+    uint64_t left = r->b - r->a - c->offset;
+    if (left > 0) {
+      *s = (struct span){r->a + c->offset, left < most ? left : most};
+      c->offset += s->count;
       return 1;
     }
   }

@@ -9,7 +9,10 @@
  * to MAX_BATCH for Miller-Rabin, whose fraction of a microsecond per
  * number would otherwise be lost in dispatch (and large batches let the
  * workers run on while the master, on a shared core, is descheduled).
- * --mode completed submits one number per future, in two alternating
+ * A batch travels as spans of consecutive numbers (struct span), so that
+ * the master walks a range a span at a time, not a number at a time, and
+ * a batch of a range is 16 bytes, not 8 a number, to copy through the
+ * pool. --mode completed submits one number per future, in two alternating
  * batches of futures drained by pp_as_completed() (so the pool never runs
  * dry at a batch boundary). Either way a task checks and times each of
  * its numbers and sends back their rows as text, already in the run's
@@ -77,55 +80,88 @@ double now(void) {
  * --sequential, in the master: one batch at a time in each worker process
  * or thread (--engine threads), so the buffers are per thread. */
 static _Thread_local char record[RECORD_MAX];
+static _Thread_local uint64_t number[MAX_BATCH];
 static _Thread_local double elapsed[MAX_BATCH];
 static _Thread_local uint8_t prime[MAX_BATCH];
 
-/* Checks the `count` numbers at `numbers` (8 bytes each, in any alignment)
- * and writes the record of those done: all of them, or those before a
- * trial division stopped by a signal (*stopped, OUT). The numbers are
- * checked first, with one clock reading between each two (the end of one
- * number's time is the start of the next one's), then formatted, so that
- * formatting is in no number's time. Returns the record's length, or 0
- * if no number was done. */
-static size_t check_batch(const void *numbers, size_t count, int use_mr,
-                          int *stopped) {
-  size_t done = 0, off = ROWS_HEADER;
-  uint32_t rows;
-  double t0 = now(), t1;
-  uint64_t n;
+/* Checks the numbers of span `s`, the batch's rows `done` onwards, with one
+ * clock reading after each (the end of one number's time is the start of
+ * the next one's: *t0, IN/OUT). Stops early when a trial division is
+ * stopped by a signal (*stopped, OUT). Returns the rows done in all. */
+static size_t check_span(struct span s, size_t done, int use_mr, double *t0,
+                         int *stopped) {
+  double t1;
   int rc;
 
-  *stopped = 0;
-  for (; done < count; done++) {
-    memcpy(&n, (const char *)numbers + done * sizeof n, sizeof n);
-    rc = use_mr ? pc_miller_rabin(n) : pc_trial_division(n, stop_word);
+  for (uint64_t i = 0; i < s.count; i++, done++) {
+    number[done] = s.first + i;
+    rc = use_mr ? pc_miller_rabin(number[done])
+                : pc_trial_division(number[done], stop_word);
     if (rc == PC_STOPPED) {
       *stopped = 1;
       break;
     }
     t1 = now();
-    elapsed[done] = t1 - t0;
+    elapsed[done] = t1 - *t0;
     prime[done] = rc == PC_PRIME;
-    t0 = t1;
+    *t0 = t1;
   }
-  for (size_t i = 0; i < done; i++) {
-    memcpy(&n, (const char *)numbers + i * sizeof n, sizeof n);
-    off += pc_format_row(record + off, task_format, n, prime[i], elapsed[i]);
+  return done;
+}
+
+/* Checks the `nspans` spans at `spans` (16 bytes each, in any alignment,
+ * MAX_BATCH numbers at most) and writes the record of the numbers done:
+ * all of them, or those before a trial division stopped by a signal
+ * (*stopped, OUT). The numbers are all checked first, then formatted, so
+ * that formatting is in no number's time. Returns the record's length, or
+ * 0 if no number was done. */
+static size_t check_batch(const void *spans, size_t nspans, int use_mr,
+                          int *stopped) {
+  size_t done = 0, off = ROWS_HEADER;
+  double t0 = now();
+  struct span s;
+  uint32_t rows;
+
+  *stopped = 0;
+  for (size_t i = 0; i < nspans && !*stopped; i++) {
+    memcpy(&s, (const char *)spans + i * sizeof s, sizeof s);
+    done = check_span(s, done, use_mr, &t0, stopped);
   }
+  for (size_t i = 0; i < done; i++)
+    off += pc_format_row(record + off, task_format, number[i], prime[i],
+                         elapsed[i]);
   rows = (uint32_t)done;
   memcpy(record, &rows, sizeof rows);
   return done ? off : 0;
 }
 
-/* The body of both tasks: a batch of numbers in, their record out. */
+/* The numbers of the `nspans` spans at `spans`, or 0 if a span is empty,
+ * wraps past 2^64-1, or they hold more than MAX_BATCH numbers. */
+static uint64_t spans_numbers(const void *spans, size_t nspans) {
+  uint64_t total = 0;
+  struct span s;
+
+  for (size_t i = 0; i < nspans; i++) {
+    memcpy(&s, (const char *)spans + i * sizeof s, sizeof s);
+    if (s.count == 0 || s.count > MAX_BATCH - total ||
+        s.first + (s.count - 1) < s.first)
+      return 0;
+    total += s.count;
+  }
+  return total;
+}
+
+/* The body of both tasks: a batch of spans in, their record out. */
 static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
-  size_t count = len / sizeof(uint64_t), rlen;
+  size_t nspans = len / sizeof(struct span), rlen;
   int stopped;
 
-  if (len % sizeof(uint64_t) || count == 0 || count > MAX_BATCH)
-    return pp_task_fail(task, EINVAL, "expected 1 to %d numbers, got %zu bytes",
+  if (len % sizeof(struct span) || spans_numbers(arg, nspans) == 0)
+    return pp_task_fail(task, EINVAL,
+                        "expected 16-byte spans of 1 to %d numbers in all, "
+                        "got %zu bytes",
                         MAX_BATCH, len);
-  rlen = check_batch(arg, count, use_mr, &stopped);
+  rlen = check_batch(arg, nspans, use_mr, &stopped);
   if (stopped)
     return pp_task_fail(task, EINTR, "interrupted");
   return pp_task_return(task, record, rlen);
@@ -196,22 +232,29 @@ static int is_item_failure(int rc) {
          rc == PP_ECANCELLED || rc == PP_ETOOBIG;
 }
 
-/* The map's generator: the cursor's numbers, `size` at a time. */
+/* The map's generator: the cursor's numbers, `size` at a time, as spans
+ * (consecutive listed numbers join one span). */
 struct batches {
   struct cursor cur;
   size_t size;
-  uint64_t n[MAX_BATCH];
+  struct span spans[MAX_BATCH];
 };
 
 /* pp_gen_fn over the batches. */
 static int gen_batches(void *state, const void **arg, size_t *len) {
   struct batches *g = state;
-  size_t k = 0;
+  size_t k = 0, nspans = 0;
+  struct span s, *last = NULL;
 
-  while (k < g->size && cursor_next(&g->cur, &g->n[k]))
-    k++;
-  *arg = g->n;
-  *len = k * sizeof g->n[0];
+  while (k < g->size && cursor_span(&g->cur, g->size - k, &s)) {
+    k += s.count;
+    if (last && last->first + last->count == s.first && s.first > last->first)
+      last->count += s.count;
+    else
+      *(last = &g->spans[nspans++]) = s;
+  }
+  *arg = g->spans;
+  *len = nspans * sizeof g->spans[0];
   return k > 0;
 }
 
@@ -247,7 +290,7 @@ static int run_sequential(const struct config *cfg, const struct inputs *in,
   g.cur = (struct cursor){.in = in};
   g.size = batch_size(cfg, in->count, 1, sizeof record);
   while (!interrupted && !stopped && gen_batches(&g, &arg, &len)) {
-    rlen = check_batch(arg, len / sizeof g.n[0], cfg->use_mr, &stopped);
+    rlen = check_batch(arg, len / sizeof g.spans[0], cfg->use_mr, &stopped);
     if (rlen)
       output_record(o, record, rlen);
   }
@@ -300,18 +343,17 @@ static int run_map(pp_pool *pool, const struct config *cfg,
   return interrupted ? EXIT_INTERRUPTED : status;
 }
 
-/* Submits up to BATCH numbers from the cursor. */
+/* Submits up to BATCH numbers from the cursor, one a task. */
 static int submit_batch(pp_pool *pool, pp_task_fn fn, double timeout,
                         struct cursor *cur, struct batch *b) {
+  struct span s;
   int rc;
 
-  while (b->count < BATCH && !interrupted &&
-         cursor_next(cur, &b->n[b->count])) {
-    rc = pp_submit_timeout(pool, fn, &b->n[b->count], sizeof b->n[0], timeout,
-                           &b->f[b->count]);
+  while (b->count < BATCH && !interrupted && cursor_span(cur, 1, &s)) {
+    rc = pp_submit_timeout(pool, fn, &s, sizeof s, timeout, &b->f[b->count]);
     if (rc != 0)
       return rc;
-    b->count++;
+    b->n[b->count++] = s.first;
   }
   return 0;
 }
@@ -402,6 +444,17 @@ static void explain_mpi(int rc) {
             pp_strerror(rc));
 }
 
+/* The pool's sizes for checking numbers: a payload of the largest record,
+ * and rings of one such record (the pool rounds them up to a power of two,
+ * 1 MiB), rather than the default 1 MiB payload and 4 MiB rings. A batch's
+ * record is a few hundred KiB, so the smaller rings still hold several,
+ * and every process in the pool touches (and faults in) a quarter of the
+ * shared pages; the results ring also stays warmer in the caches. */
+static void check_options(pp_options *opts) {
+  opts->max_payload = RECORD_MAX;
+  opts->ring_capacity = RECORD_MAX;
+}
+
 /* Catches the signals, then starts the pool for cfg: its engine, workers
  * and retries, and the sieve's options when it sieves. With --sequential
  * *pool stays NULL. The tasks' format is set first, so that forked workers
@@ -426,6 +479,8 @@ int start_pool(const struct config *cfg, pp_pool **pool) {
   opts.retries = cfg->retries;
   if (cfg->sieve)
     sieve_options(cfg, &opts);
+  else
+    check_options(&opts);
   if ((rc = pp_pool_create(pool, &opts)) == 0)
     return CONTINUE;
   if (cfg->engine != PP_ENGINE_MPI) {
