@@ -492,15 +492,32 @@ static const struct part *part_named(const char *name) {
 
 /* bench_primes [PART]...: the parts named (fixture, count, mr, range), in
  * the order given; all of them without arguments. */
+static void usage(FILE *out) {
+  fprintf(out, "usage: bench_primes [PART]...\n"
+               "Runs the parts named, in that order, or all of them:\n"
+               "  fixture  the 20-number fixture against the ideal makespan "
+               "and Python\n"
+               "  count    primes --count against the primesieve command\n"
+               "  mr       Miller-Rabin over a million random numbers\n"
+               "  range    the 10M-number range, 2 workers against "
+               "--sequential\n"
+               "  -h, --help  this text\n");
+}
+
 int main(int argc, char **argv) {
-  for (int i = 1; i < argc; i++)
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      usage(stdout);
+      return 0;
+    }
     if (!part_named(argv[i])) {
       fprintf(stderr,
               "bench_primes: unknown part '%s': expected fixture, count, mr "
-              "or range\n",
+              "or range (--help lists them)\n",
               argv[i]);
       return 2;
     }
+  }
   for (size_t i = 0; argc == 1 && i < NPARTS; i++)
     if (parts[i].report() != 0)
       return 1;
