@@ -58,7 +58,8 @@ void pp__watch_fire_locked(struct pp__watch *watches, int raised) {
   }
 }
 
-/* Makes a waiter over futures[0..n). 0 or PP_ENOMEM. */
+/* Makes a waiter over futures fs[0..n) (NULL: the caller fills
+ * w->futures). 0 or PP_ENOMEM. */
 static int waiter_init(struct pp__waiter *w, pp_future *const *fs, size_t n) {
   memset(w, 0, sizeof *w);
   w->n = n;
@@ -73,7 +74,8 @@ static int waiter_init(struct pp__waiter *w, pp_future *const *fs, size_t n) {
     pthread_mutex_destroy(&w->mu);
     goto out_free;
   }
-  memcpy(w->futures, fs, n * sizeof *fs);
+  if (fs)
+    memcpy(w->futures, fs, n * sizeof *fs);
   return 0;
 
 out_free:
@@ -84,17 +86,23 @@ out_free:
 }
 
 /* Hangs a watch on each pending future (under its pool's lock, so that no
- * resolution is missed) and queues the done ones. */
-static void waiter_watch(struct pp__waiter *w) {
+ * resolution is missed) and queues the done ones; with `refs`, takes a
+ * reference to each as well (in the same pass over them). */
+static void waiter_watch(struct pp__waiter *w, int refs) {
   pp_pool *locked = NULL; /* held across futures of the same pool */
+  size_t pushed = 0;      /* done futures queued under w->mu, held */
   int pools = 0;
 
   for (size_t i = 0; i < w->n; i++) {
     pp_future *f = w->futures[i];
+    if (refs)
+      atomic_fetch_add(&f->refs, 1);
     if (!pp__future_is_done(f)) {
       if (pools == 0 || (pools == 1 && f->pool != w->pool))
         pools++, w->pool = f->pool;
       if (locked != f->pool) {
+        if (pushed) /* a pool's lock is never taken under a waiter's */
+          pthread_mutex_unlock(&w->mu), pushed = 0;
         if (locked)
           pp__pool_unlock(locked);
         pp__pool_lock(locked = f->pool); /* alive: the future is pending */
@@ -105,11 +113,17 @@ static void waiter_watch(struct pp__waiter *w) {
       }
     }
     if (!w->watches[i].w) {
-      pthread_mutex_lock(&w->mu);
+      /* Runs of done futures are queued under one taking of the lock,
+       * given up now and then for the watches that fire meanwhile. */
+      if (pushed == 0)
+        pthread_mutex_lock(&w->mu);
       push_ready(w, i, pp__future_raised(f));
-      pthread_mutex_unlock(&w->mu);
+      if (++pushed == 1024)
+        pthread_mutex_unlock(&w->mu), pushed = 0;
     }
   }
+  if (pushed)
+    pthread_mutex_unlock(&w->mu); /* taken in the loop */
   if (locked)
     pp__pool_unlock(locked);
   if (pools != 1)
@@ -200,7 +214,7 @@ int pp_wait(pp_future *const *fs, size_t n, double timeout, pp_return_when when,
       return PP_EINVAL;
   if (waiter_init(&w, fs, n) != 0)
     return PP_ENOMEM;
-  waiter_watch(&w);
+  waiter_watch(&w, 0);
   pthread_mutex_lock(&w.mu);
   while (!condition_met(&w, when) && timeout != 0 &&
          waiter_sleep(&w, deadline) != ETIMEDOUT)
@@ -249,7 +263,6 @@ static int distinct(pp_future *const *fs, size_t n, pp_future **uniq,
 int pp_as_completed(pp_future *const *fs, size_t n, double timeout,
                     pp_completed **out) {
   pp_completed *it;
-  pp_future **uniq;
   size_t k = 0;
   int rc;
 
@@ -259,20 +272,18 @@ int pp_as_completed(pp_future *const *fs, size_t n, double timeout,
   for (size_t i = 0; i < n; i++)
     if (!fs[i])
       return PP_EINVAL;
-  it = calloc(1, sizeof *it);
-  uniq = malloc((n ? n : 1) * sizeof *uniq);
-  rc = it && uniq ? distinct(fs, n, uniq, &k) : PP_ENOMEM;
-  if (rc == 0)
-    rc = waiter_init(&it->w, uniq, k);
-  free(uniq);
+  if (!(it = calloc(1, sizeof *it)))
+    return PP_ENOMEM;
+  if ((rc = waiter_init(&it->w, NULL, n)) == 0 &&
+      (rc = distinct(fs, n, it->w.futures, &k)) != 0)
+    waiter_destroy(&it->w, 0);
   if (rc != 0) {
     free(it);
     return rc;
   }
+  it->w.n = k;
   it->deadline_ns = pp__deadline_ns(timeout);
-  for (size_t i = 0; i < k; i++)
-    atomic_fetch_add(&it->w.futures[i]->refs, 1);
-  waiter_watch(&it->w);
+  waiter_watch(&it->w, 1);
   *out = it;
   return 0;
 }
