@@ -33,12 +33,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define AUTO_MAX 1024  /* largest automatic chunk */
-#define QUEUE_BATCH 64 /* tasks queued under one lock, at most */
-#define TAKE_SPIN_NS                                                           \
-  20000u /* how long a map takes results before it sleeps                      \
-          */
+#define AUTO_MAX 1024           /* largest automatic chunk */
 #define AUTO_TARGET_NS 200000.0 /* time an automatic chunk aims to take */
+#define QUEUE_BATCH 64          /* tasks queued under one lock, at most */
+/* How long a map takes results as they come before it sleeps. */
+#define TAKE_SPIN_NS 20000u
 
 /* One run of results, copied whole; freed with its last item (small
  * ones are kept on the map's spare list for the next run). */
