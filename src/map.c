@@ -5,15 +5,8 @@
  * arguments there are. Results land in a circular array of at least
  * window + 1 items (a power of two, so that finding one costs no
  * division) indexed by argument number (the extra one is the result being
- * handed back); pp_map_next() hands them back in order.
- *
- * Arguments are gathered into a stage (copied, for a generator, since its
- * bytes live only until its next call) outside pool->mu, so that a
- * generator never runs under the pool's lock; the stage then becomes tasks
- * (chunks of up to `chunksize` arguments) under the lock, queued as one
- * batch. The window is topped up only when a whole chunk's room has opened
- * in it, so chunks stay whole, and, with the window the map chose, only
- * when an eighth of it has, so that tiny tasks travel in batches.
+ * handed back); pp_map_next() hands them back in order. Arguments become
+ * tasks in map_feed.c; map.h holds what the two halves share.
  *
  * DESIGN (speed)
  * A chunk's results arrive as one packed run (slots.h), copied once into a
@@ -26,7 +19,7 @@
  * tiny tasks travel in chunks of up to AUTO_MAX, tasks of a millisecond or
  * more one per task.
  */
-#include "future.h"
+#include "map.h"
 
 #include <sched.h>
 #include <stdio.h>
@@ -35,85 +28,8 @@
 
 #define AUTO_MAX 1024           /* largest automatic chunk */
 #define AUTO_TARGET_NS 200000.0 /* time an automatic chunk aims to take */
-#define QUEUE_BATCH 64          /* tasks queued under one lock, at most */
 /* How long a map takes results as they come before it sleeps. */
 #define TAKE_SPIN_NS 20000u
-
-/* One run of results, copied whole; freed with its last item (small
- * ones are kept on the map's spare list for the next run). */
-struct map_chunk {
-  size_t refs;            /* items pointing into it; under pool->mu */
-  size_t cap;             /* bytes[] allocated */
-  struct map_chunk *next; /* on the spare list */
-  unsigned char bytes[];
-};
-
-#define SPARE_MIN 256         /* the smallest chunk made */
-#define SPARE_MAX 64          /* chunks kept for reuse, at most */
-#define SPARE_KEEP (8u << 20) /* and their bytes, at most */
-
-#define INLINE_RUN 32 /* a run of one item this small is kept in the item */
-
-/* One argument's result. `done` is written under pool->mu; a done item is
- * never written again until it is released. */
-struct map_item {
-  struct map_chunk *chunk;       /* its run, or NULL */
-  const struct pp__item_hdr *ih; /* its header in chunk->bytes or inline */
-  struct pp__outcome *single;    /* or an outcome of its own (failures) */
-  int done;
-  _Alignas(8) unsigned char inline_run[INLINE_RUN]; /* a small lone run */
-};
-
-struct pp_map {
-  pp_pool *pool;
-  pp_task_fn fn;
-  const void *const *args; /* array source, or NULL */
-  const size_t *lens;
-  size_t n;
-  pp_gen_fn gen; /* generator source, or NULL */
-  void *gen_state;
-  size_t chunksize;  /* arguments per task now; the consumer's */
-  size_t chunk_next; /* what the measurements ask for next (under mu) */
-  int auto_chunk;    /* chunksize follows the measured task time */
-  double item_ns;    /* measured time of one item (auto), 0: none yet */
-  size_t max_chunk;  /* largest chunksize */
-  size_t stage_cap;  /* arguments the stage holds */
-  size_t window;
-  size_t refill_step; /* top the window up once this much room opens */
-  uint64_t deadline_ns;
-  uint64_t task_timeout_ns; /* 0: none */
-  size_t submitted;         /* arguments turned into tasks (under mu) */
-  size_t yielded;           /* results out of the window (under mu) */
-  size_t released;          /* results [released, cursor) were handed
-                               back and are still kept */
-  size_t cursor;            /* the next result to hand back */
-  size_t ready_end;         /* results [cursor, ready_end) are done */
-  size_t tasks;             /* tasks in flight */
-  int refilled;             /* topped the window up before this sleep */
-  int taking;               /* said taking_results(1) (the consumer's) */
-  int source_done;
-  int source_err;
-  struct map_item *items; /* [items_mask + 1], at least window + 1 */
-  size_t items_mask;
-  struct map_chunk *spare; /* small chunks to reuse; under mu */
-  size_t nspare, spare_bytes;
-  /* The stage: the next task's arguments. */
-  const void **stage_args;
-  size_t *stage_lens;
-  size_t staged, stage_bytes;
-  unsigned char *stage_copy; /* generator bytes, max_frame long */
-  const void *held_arg;      /* a generator argument for the next stage */
-  size_t held_len;
-  int held;
-  /* What the last pp_map_next() answered. */
-  size_t current_index;
-  int current_code;
-  char current_msg[PP__MESSAGE_MAX];
-};
-
-static struct map_item *item_at(pp_map *m, size_t index) {
-  return &m->items[index & m->items_mask];
-}
 
 /* With mu held: a chunk of at least `len` bytes, from the spare list when
  * one there is large enough. */
@@ -162,200 +78,6 @@ static void item_release(pp_map *m, struct map_item *it) {
   it->done = 0;
 }
 
-/* Pulls the next argument from the source: 1 with it, 0 at the end, or a
- * negative PP_E* from the generator. */
-static int next_arg(pp_map *m, const void **arg, size_t *len) {
-  int rc;
-  if (m->held) {
-    m->held = 0;
-    *arg = m->held_arg;
-    *len = m->held_len;
-    return 1;
-  }
-  if (m->args) {
-    if (m->submitted + m->staged >= m->n)
-      return 0;
-    *arg = m->args[m->submitted + m->staged];
-    *len = m->lens[m->submitted + m->staged];
-    return 1;
-  }
-  rc = m->gen(m->gen_state, arg, len);
-  return rc > 0 ? 1 : (rc < 0 ? rc : 0);
-}
-
-/* Fills the stage, outside the lock, up to `want` arguments, what one
- * frame holds, and the window. Returns 0 or a PP_E* that ends the map. */
-static int fill_stage(pp_map *m, size_t want) {
-  size_t max_frame = m->pool->st.max_frame - sizeof(struct pp__task_hdr);
-  const void *arg;
-  size_t len;
-  int rc;
-
-  while (!m->source_done && m->staged < want &&
-         m->submitted + m->staged - m->yielded < m->window) {
-    if ((rc = next_arg(m, &arg, &len)) <= 0) {
-      m->source_done = 1;
-      return rc;
-    }
-    if (len > m->pool->opts.max_payload)
-      return PP_ETOOBIG;
-    if (m->staged && m->stage_bytes + 8 + pp__pad8(len) > max_frame) {
-      m->held = 1; /* starts the next chunk */
-      m->held_arg = arg;
-      m->held_len = len;
-      break;
-    }
-    if (m->gen && len) {
-      if (len == 8) /* the common tiny argument, copied inline */
-        memcpy(m->stage_copy + m->stage_bytes, arg, 8);
-      else
-        memcpy(m->stage_copy + m->stage_bytes, arg, len);
-      arg = m->stage_copy + m->stage_bytes;
-    }
-    m->stage_args[m->staged] = arg;
-    m->stage_lens[m->staged++] = len;
-    m->stage_bytes += 8 + pp__pad8(len);
-  }
-  return 0;
-}
-
-static const struct pp__owner_ops map_ops;
-
-/* With mu held: turns `n` staged arguments from `off` on into a task in a
- * fresh slot, its word not yet QUEUED, into *index. With `wait` it may
- * wait for a slot. Returns 0, PP_ETIMEDOUT or the pool's failure. */
-static int make_task_locked(pp_map *m, size_t off, size_t n, int wait,
-                            uint32_t *index) {
-  pp_pool *p = m->pool;
-  int rc;
-
-  if ((rc = pp__slot_alloc_locked(p, wait, m->deadline_ns, index)) != 0)
-    return rc;
-  pp__slot_own_locked(p, *index, &map_ops, m, m->submitted, m->task_timeout_ns);
-  m->tasks++; /* until the slot is gone */
-  rc = pp__slot_frame_locked(p, *index, m->fn, m->stage_args + off,
-                             m->stage_lens + off, n);
-  if (rc != 0) {
-    pp__slot_free_locked(p, *index);
-    return rc;
-  }
-  m->submitted += n;
-  return 0;
-}
-
-/* Forgets the first `n` staged arguments, now tasks. */
-static void unstage(pp_map *m, size_t n) {
-  m->staged -= n;
-  memmove(m->stage_args, m->stage_args + n, m->staged * sizeof *m->stage_args);
-  memmove(m->stage_lens, m->stage_lens + n, m->staged * sizeof *m->stage_lens);
-  if (m->staged == 0)
-    m->stage_bytes = 0; /* else kept: the copies stay where they are */
-}
-
-/* With mu held: turns the stage into tasks of a chunk each, queued
- * together (the engine takes a batch under one lock of its ring). With
- * `wait` the first may wait for a slot or ring room (only when nothing of
- * this map is in flight, so a full ring never keeps finished results from
- * being handed back). Returns 0 when all are queued, PP_ETIMEDOUT when
- * the rest must wait, or the pool's failure. */
-static int submit_stage_locked(pp_map *m, int wait) {
-  pp_pool *p = m->pool;
-  struct pp__deferred *none = NULL; /* map items defer nothing */
-  uint32_t batch[QUEUE_BATCH], index;
-  size_t k = 0, off = 0;
-  int rc = 0;
-
-  PP__ASSERT_LOCKED(p);
-  if (p->shutdown)
-    return PP_ESHUTDOWN;
-  while (off < m->staged) {
-    size_t n = m->staged - off < m->chunksize ? m->staged - off : m->chunksize;
-    if ((rc = make_task_locked(m, off, n, wait, &index)) != 0)
-      break;
-    off += n;
-    if (wait) { /* alone, as it may wait for room */
-      pp__slot_queue_locked(p, index, 1, m->deadline_ns, &none);
-      wait = 0;
-      continue;
-    }
-    batch[k++] = index;
-    if (k == QUEUE_BATCH) {
-      pp__slots_queue_batch_locked(p, batch, k, &none);
-      k = 0;
-    }
-  }
-  if (k)
-    pp__slots_queue_batch_locked(p, batch, k, &none);
-  unstage(m, off);
-  if (m->task_timeout_ns && p->engine->timers_changed_locked)
-    p->engine->timers_changed_locked(p);
-  assert(none == NULL);
-  return rc;
-}
-
-/* Whether the window has `need` arguments' room, unless nothing is in
- * flight (then any room must do, to make progress). */
-static int window_has_room(const pp_map *m, size_t need) {
-  size_t in_flight = m->submitted - m->yielded;
-  return in_flight + need <= m->window ||
-         (m->tasks == 0 && in_flight < m->window);
-}
-
-/* How much room opens before the window is topped up: a whole chunk, and
- * with the window the map chose, an eighth of it, so that tiny tasks are
- * submitted in batches under one lock rather than one at a time. */
-static size_t refill_need(const pp_map *m) {
-  return m->chunksize > m->refill_step ? m->chunksize : m->refill_step;
-}
-
-/* How many arguments to stage: as many whole chunks as the room the
- * window is topped up at holds (its room, if less), so that a refill of
- * tiny tasks becomes one batch. */
-static size_t stage_want(const pp_map *m) {
-  size_t room = m->window - (m->submitted - m->yielded);
-  size_t want = refill_need(m) < room ? refill_need(m) : room;
-
-  if (want > m->stage_cap)
-    want = m->stage_cap;
-  if (want >= m->chunksize)
-    want -= want % m->chunksize;
-  return want;
-}
-
-/* Submits as much as the window allows. Called and returns with mu held;
- * drops it to run the generator. */
-static int refill_locked(pp_map *m) {
-  int rc;
-
-  PP__ASSERT_LOCKED(m->pool);
-  m->chunksize = m->chunk_next; /* the consumer's copy changes only here */
-  if (m->staged == 0 && !window_has_room(m, refill_need(m)))
-    return 0;
-  while (!m->source_err) {
-    int idle = m->tasks == 0;
-    if (m->staged == 0) {
-      if (m->source_done || !window_has_room(m, m->chunksize))
-        return 0;
-      size_t want = stage_want(m);
-      pp__pool_unlock(m->pool);
-      rc = fill_stage(m, want);
-      pp__pool_lock(m->pool);
-      if (rc != 0) {
-        m->source_err = rc;
-        m->source_done = 1;
-      }
-      if (m->staged == 0)
-        return 0;
-    }
-    rc = submit_stage_locked(m, idle);
-    if (rc == PP_ETIMEDOUT && !idle)
-      return 0;
-    if (rc != 0)
-      return rc;
-  }
-  return 0;
-}
-
 /* The slot owner callback: argument `index` ended as *r (the slot
  * table's failures). Answers for results already released, or already
  * had (a retried chunk answering again), are ignored. */
@@ -368,7 +90,7 @@ static void resolve_locked(void *owner, size_t index,
   (void)later;
   if (index < m->yielded || index >= m->submitted)
     return;
-  it = item_at(m, index);
+  it = pp__map_item_at(m, index);
   if (it->done)
     return;
   if (!(it->single = calloc(1, sizeof *it->single)))
@@ -404,7 +126,7 @@ static void resolve_inline_locked(pp_map *m, size_t index, const void *run,
 
   if (index < m->yielded || index >= m->submitted)
     return;
-  it = item_at(m, index);
+  it = pp__map_item_at(m, index);
   if (it->done)
     return;
   memcpy(it->inline_run, run, len);
@@ -440,7 +162,7 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
     p += pp__item_size(ih);
     if (index < m->yielded || index >= m->submitted)
       continue;
-    struct map_item *it = item_at(m, index);
+    struct map_item *it = pp__map_item_at(m, index);
     if (it->done)
       continue;
     it->chunk = c;
@@ -458,8 +180,8 @@ static void gone_locked(void *owner) {
   m->tasks--;
 }
 
-static const struct pp__owner_ops map_ops = {resolve_locked, resolve_run_locked,
-                                             gone_locked};
+const struct pp__owner_ops pp__map_ops = {resolve_locked, resolve_run_locked,
+                                          gone_locked};
 
 /* The chunking an options struct asks for: a fixed chunksize, or the
  * automatic one (0), which a per-task timeout turns off (it would time a
@@ -527,7 +249,8 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   while (m->items_mask < m->window) /* items_mask + 1 > window */
     m->items_mask = m->items_mask * 2 + 1;
   m->items = calloc(m->items_mask + 1, sizeof *m->items);
-  m->stage_cap = refill_need(m) > m->max_chunk ? refill_need(m) : m->max_chunk;
+  m->stage_cap = pp__map_refill_need(m) > m->max_chunk ? pp__map_refill_need(m)
+                                                       : m->max_chunk;
   m->stage_args = malloc(m->stage_cap * sizeof *m->stage_args);
   m->stage_lens = malloc(m->stage_cap * sizeof *m->stage_lens);
   m->stage_copy = malloc(p->st.max_frame);
@@ -539,22 +262,12 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   return 0;
 }
 
-/* Submits what the window allows; a failure to submit ends the map (kept
- * for pp_map_next() to report once the results in flight are out). */
-static void refill_or_stop_locked(pp_map *m) {
-  int rc = refill_locked(m);
-  if (rc != 0 && !m->source_err) {
-    m->source_err = rc;
-    m->source_done = 1;
-  }
-}
-
 /* Submits the first window at once, as Python's map submits at the call,
  * so work starts before the first pp_map_next(). A failure to submit is
  * kept for pp_map_next() to report. */
 static void start_map(pp_map *m) {
   pp__pool_lock(m->pool);
-  refill_or_stop_locked(m);
+  pp__map_refill_or_stop_locked(m);
   pp__pool_unlock(m->pool);
 }
 
@@ -592,7 +305,7 @@ int pp_map_gen(pp_pool *p, pp_task_fn fn, pp_gen_fn gen, void *state,
  * the window. */
 static void release_handed_locked(pp_map *m) {
   for (size_t i = m->released; i < m->cursor; i++)
-    item_release(m, item_at(m, i));
+    item_release(m, pp__map_item_at(m, i));
   m->released = m->cursor;
   if (m->cursor > m->yielded)
     m->yielded = m->cursor;
@@ -633,18 +346,18 @@ static int wait_ready_locked(pp_map *m) {
 
   for (;;) {
     if (m->cursor == m->submitted) {
-      refill_or_stop_locked(m);
+      pp__map_refill_or_stop_locked(m);
       if (m->cursor == m->submitted)
         return m->source_err ? m->source_err : PP_EOF;
     }
-    if (item_at(m, m->cursor)->done)
+    if (pp__map_item_at(m, m->cursor)->done)
       break;
     if (m->deadline_ns != PP__FOREVER && pp__now_ns() >= m->deadline_ns)
       return PP_ETIMEDOUT;
     if (!m->refilled) {
       /* Not ready: keep the workers fed with what the window allows. */
       m->refilled = 1;
-      refill_or_stop_locked(m);
+      pp__map_refill_or_stop_locked(m);
       continue;
     }
     if (!took_nothing && m->pool->engine->take_results) {
@@ -664,7 +377,7 @@ static int wait_ready_locked(pp_map *m) {
     pp__pool_unlock(m->pool);
     set_taking(m, 0);
     pp__pool_lock(m->pool);
-    if (item_at(m, m->cursor)->done)
+    if (pp__map_item_at(m, m->cursor)->done)
       continue;
     pp__pool_wait(m->pool, &m->pool->changed, m->deadline_ns);
   }
@@ -672,14 +385,14 @@ static int wait_ready_locked(pp_map *m) {
   /* Scanned on from where the last scan stopped: amortised O(1). */
   if (m->ready_end <= m->cursor)
     m->ready_end = m->cursor + 1;
-  while (m->ready_end < m->submitted && item_at(m, m->ready_end)->done)
+  while (m->ready_end < m->submitted && pp__map_item_at(m, m->ready_end)->done)
     m->ready_end++;
   return 0;
 }
 
 /* Hands back result `cursor` (done): its status, bytes and message. */
 static int hand_back(pp_map *m, const void **data, size_t *len) {
-  struct map_item *it = item_at(m, m->cursor);
+  struct map_item *it = pp__map_item_at(m, m->cursor);
   int status;
 
   m->current_index = m->cursor++;
@@ -716,7 +429,8 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
     return PP_EINVAL;
   /* Fast path: a ready result, while the window has not opened the room
    * it is topped up at (then that is submitted first, under the lock). */
-  if (m->cursor < m->ready_end && m->cursor + 1 - m->yielded < refill_need(m)) {
+  if (m->cursor < m->ready_end &&
+      m->cursor + 1 - m->yielded < pp__map_refill_need(m)) {
     rc = hand_back(m, &d, &l);
   } else {
     set_taking(m, 1);
@@ -727,7 +441,7 @@ int pp_map_next(pp_map *m, const void **data, size_t *len) {
       /* The window is topped up before this result is handed back, as
        * Python's map (with buffersize) submits as it yields. */
       m->yielded = m->cursor + 1;
-      refill_or_stop_locked(m);
+      pp__map_refill_or_stop_locked(m);
     }
     pp__pool_unlock(m->pool);
     if (rc == 0) {

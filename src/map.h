@@ -1,0 +1,103 @@
+/*
+ * The map's internals, shared by its two halves: map_feed.c turns
+ * arguments into tasks (the stage, the window's refills), map.c takes
+ * results back (items, chunks, pp_map_next()). Never included elsewhere.
+ */
+#ifndef PP_MAP_H
+#define PP_MAP_H
+
+#include "future.h"
+
+/* One run of results, copied whole; freed with its last item (small
+ * ones are kept on the map's spare list for the next run). */
+struct map_chunk {
+  size_t refs;            /* items pointing into it; under pool->mu */
+  size_t cap;             /* bytes[] allocated */
+  struct map_chunk *next; /* on the spare list */
+  unsigned char bytes[];
+};
+
+#define SPARE_MIN 256         /* the smallest chunk made */
+#define SPARE_MAX 64          /* chunks kept for reuse, at most */
+#define SPARE_KEEP (8u << 20) /* and their bytes, at most */
+
+#define INLINE_RUN 32 /* a run of one item this small is kept in the item */
+
+/* One argument's result. `done` is written under pool->mu; a done item is
+ * never written again until it is released. */
+struct map_item {
+  struct map_chunk *chunk;       /* its run, or NULL */
+  const struct pp__item_hdr *ih; /* its header in chunk->bytes or inline */
+  struct pp__outcome *single;    /* or an outcome of its own (failures) */
+  int done;
+  _Alignas(8) unsigned char inline_run[INLINE_RUN]; /* a small lone run */
+};
+
+struct pp_map {
+  pp_pool *pool;
+  pp_task_fn fn;
+  const void *const *args; /* array source, or NULL */
+  const size_t *lens;
+  size_t n;
+  pp_gen_fn gen; /* generator source, or NULL */
+  void *gen_state;
+  size_t chunksize;  /* arguments per task now; the consumer's */
+  size_t chunk_next; /* what the measurements ask for next (under mu) */
+  int auto_chunk;    /* chunksize follows the measured task time */
+  double item_ns;    /* measured time of one item (auto), 0: none yet */
+  size_t max_chunk;  /* largest chunksize */
+  size_t stage_cap;  /* arguments the stage holds */
+  size_t window;
+  size_t refill_step; /* top the window up once this much room opens */
+  uint64_t deadline_ns;
+  uint64_t task_timeout_ns; /* 0: none */
+  size_t submitted;         /* arguments turned into tasks (under mu) */
+  size_t yielded;           /* results out of the window (under mu) */
+  size_t released;          /* results [released, cursor) were handed
+                               back and are still kept */
+  size_t cursor;            /* the next result to hand back */
+  size_t ready_end;         /* results [cursor, ready_end) are done */
+  size_t tasks;             /* tasks in flight */
+  int refilled;             /* topped the window up before this sleep */
+  int taking;               /* said taking_results(1) (the consumer's) */
+  int source_done;
+  int source_err;
+  struct map_item *items; /* [items_mask + 1], at least window + 1 */
+  size_t items_mask;
+  struct map_chunk *spare; /* small chunks to reuse; under mu */
+  size_t nspare, spare_bytes;
+  /* The stage: the next task's arguments. */
+  const void **stage_args;
+  size_t *stage_lens;
+  size_t staged, stage_bytes;
+  unsigned char *stage_copy; /* generator bytes, max_frame long */
+  const void *held_arg;      /* a generator argument for the next stage */
+  size_t held_len;
+  int held;
+  /* What the last pp_map_next() answered. */
+  size_t current_index;
+  int current_code;
+  char current_msg[PP__MESSAGE_MAX];
+};
+
+/* With the circular array's mask: finding an item costs no division. */
+static inline struct map_item *pp__map_item_at(pp_map *m, size_t index) {
+  return &m->items[index & m->items_mask];
+}
+
+/* How much room opens before the window is topped up: a whole chunk, and
+ * with the window the map chose, an eighth of it, so that tiny tasks are
+ * submitted in batches under one lock rather than one at a time. */
+static inline size_t pp__map_refill_need(const pp_map *m) {
+  return m->chunksize > m->refill_step ? m->chunksize : m->refill_step;
+}
+
+/* map.c: the slot owner callbacks of a map's tasks. */
+extern const struct pp__owner_ops pp__map_ops;
+
+/* map_feed.c: with mu held, submits what the window allows; a failure to
+ * submit ends the map (kept for pp_map_next() to report once the results
+ * in flight are out). Drops mu to run the generator. */
+void pp__map_refill_or_stop_locked(pp_map *m);
+
+#endif
