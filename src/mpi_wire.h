@@ -107,6 +107,80 @@ static inline unsigned char *pp__mpi_buf_room(struct pp__mpi_buf *b,
   return b->data + b->len;
 }
 
+/* A message's bytes, at most: under the eager limit of Open MPI's TCP
+ * transport (64 KiB with its header), so that one MPI_Isend puts it all on
+ * the wire without waiting for the receiver to answer (a larger one waits
+ * for a round trip through both loops' naps). A single task or result
+ * larger than this goes alone. */
+#define PP__MPI_MESSAGE_BYTES ((size_t)60 << 10)
+
+/* Messages in flight to one peer: each buffer stays until its MPI_Isend
+ * completes, so that a message goes while the last ones travel (over
+ * shared memory, a large one completes only once the peer has taken it). */
+#define PP__MPI_SENDS 4
+
+struct pp__mpi_sends {
+  struct pp__mpi_buf buf[PP__MPI_SENDS];
+  MPI_Request req[PP__MPI_SENDS];
+  unsigned char busy[PP__MPI_SENDS];
+  int n; /* busy ones */
+};
+
+/* Notices the sends that completed. Returns how many did. */
+static inline int pp__mpi_sends_test(struct pp__mpi_sends *s) {
+  int done = 0, flag;
+
+  for (int i = 0; i < PP__MPI_SENDS && s->n; i++) {
+    if (!s->busy[i])
+      continue;
+    MPI_Test(&s->req[i], &flag, MPI_STATUS_IGNORE);
+    if (flag) {
+      s->busy[i] = 0;
+      s->n--;
+      done++;
+    }
+  }
+  return done;
+}
+
+/* A free buffer of s (emptied), or NULL while PP__MPI_SENDS are in
+ * flight. */
+static inline struct pp__mpi_buf *pp__mpi_sends_free(struct pp__mpi_sends *s) {
+  for (int i = 0; i < PP__MPI_SENDS; i++)
+    if (!s->busy[i]) {
+      s->buf[i].len = 0;
+      return &s->buf[i];
+    }
+  return NULL;
+}
+
+/* Sends b, a buffer pp__mpi_sends_free() gave, to `dest` with `tag`. */
+static inline void pp__mpi_sends_start(struct pp__mpi_sends *s,
+                                       struct pp__mpi_buf *b, int dest, int tag,
+                                       MPI_Comm comm) {
+  int i = (int)(b - s->buf);
+
+  MPI_Isend(b->data, (int)b->len, MPI_BYTE, dest, tag, comm, &s->req[i]);
+  s->busy[i] = 1;
+  s->n++;
+}
+
+/* Waits for every send in flight (at the end). */
+static inline void pp__mpi_sends_wait(struct pp__mpi_sends *s) {
+  for (int i = 0; i < PP__MPI_SENDS; i++)
+    if (s->busy[i]) {
+      MPI_Wait(&s->req[i], MPI_STATUS_IGNORE);
+      s->busy[i] = 0;
+    }
+  s->n = 0;
+}
+
+/* Frees the buffers (none in flight). */
+static inline void pp__mpi_sends_free_all(struct pp__mpi_sends *s) {
+  for (int i = 0; i < PP__MPI_SENDS; i++)
+    free(s->buf[i].data);
+}
+
 /* Appends one record of the RESULTS stream, with its run of rec->len
  * bytes (NULL when 0); 0 or PP_ENOMEM. */
 static inline int pp__mpi_put_result(struct pp__mpi_buf *b,
