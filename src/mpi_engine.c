@@ -265,24 +265,26 @@ static int pack_all_locked(pp_pool *p, struct master *m,
 }
 
 /* Notices the batches sent and sends the packed ones (the buffer of a
- * batch on its way is swapped for a free one). Returns whether anything
- * moved. */
-static int send_batches(struct master *m) {
-  int moved = 0;
+ * batch on its way is swapped for a free one); *moved is set when
+ * anything moved. Returns the number of batches sent. */
+static int send_batches(struct master *m, int *moved) {
+  int sent = 0;
 
   for (int r = 1; r < m->nranks; r++) {
     struct rank *rk = &m->ranks[r];
     struct pp__mpi_buf *b, t;
-    moved |= pp__mpi_sends_test(&rk->sends) > 0;
+    if (pp__mpi_sends_test(&rk->sends) > 0)
+      *moved = 1;
     if (!rk->out.len || !(b = pp__mpi_sends_free(&rk->sends)))
       continue;
     t = *b;
     *b = rk->out;
     rk->out = t;
     pp__mpi_sends_start(&rk->sends, b, r, PP__MPI_TASKS, m->comm);
-    moved = 1;
+    *moved = 1;
+    sent++;
   }
-  return moved;
+  return sent;
 }
 
 /* ------------------------------------------------------------ answers */
@@ -427,6 +429,26 @@ static int has_work_locked(const struct master *m) {
   return 0;
 }
 
+/* With mu held (dropped to send): packs and sends batches, one a rank at
+ * a time, until the FIFO is empty or no rank takes another, so that a
+ * long queue leaves at once rather than a batch a rank per turn of the
+ * loop. *done (OUT) says whether the pool has finished. Returns whether
+ * anything moved. */
+static int pack_and_send_locked(pp_pool *p, struct master *m, int *done) {
+  int moved = 0, sent;
+
+  do {
+    struct pp__deferred *later = NULL;
+    moved |= pack_all_locked(p, m, &later);
+    *done = finished_locked(m);
+    pp__pool_unlock(p);
+    pp__deferred_run(later);
+    sent = send_batches(m, &moved);
+    pp__pool_lock(p);
+  } while (sent && m->fifo_len);
+  return moved;
+}
+
 /* Packs, sends and receives until the pool closes and every rank is
  * idle, napping (backing off) while nothing moves. */
 static void serve_master(pp_pool *p, struct master *m) {
@@ -435,12 +457,8 @@ static void serve_master(pp_pool *p, struct master *m) {
 
   pp__pool_lock(p);
   while (!done) {
-    struct pp__deferred *later = NULL;
-    int moved = pack_all_locked(p, m, &later);
-    done = finished_locked(m);
+    int moved = pack_and_send_locked(p, m, &done);
     pp__pool_unlock(p);
-    pp__deferred_run(later);
-    moved |= send_batches(m);
     moved |= receive_batches(p, m);
     pp__pool_lock(p);
     if (moved || has_work_locked(m)) {

@@ -117,7 +117,7 @@ static inline unsigned char *pp__mpi_buf_room(struct pp__mpi_buf *b,
 /* Messages in flight to one peer: each buffer stays until its MPI_Isend
  * completes, so that a message goes while the last ones travel (over
  * shared memory, a large one completes only once the peer has taken it). */
-#define PP__MPI_SENDS 4
+#define PP__MPI_SENDS 16
 
 struct pp__mpi_sends {
   struct pp__mpi_buf buf[PP__MPI_SENDS];
