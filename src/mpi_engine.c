@@ -25,7 +25,10 @@
  * enough for WINDOW_S of work, from its workers (long tasks: none waits
  * in a rank's queue, so the next task goes to the first worker free, as
  * on one machine, and no last task is stuck behind a busy rank) up to its
- * slots (tiny tasks: many per message, many in flight). A slot cancelled
+ * slots (tiny tasks: many per message, many in flight). It starts from
+ * its workers, and until the first rate is measured grows by one for each
+ * task that comes back within RATE_NS (slow start: tiny tasks open it in
+ * a few round trips). A slot cancelled
  * after it was sent is stopped on its rank too (the next batch says so;
  * one that started meanwhile runs on, its answer dropped as stale), and
  * killing one (cancel_running) is the rank's: the batch names it. The
@@ -59,8 +62,9 @@ struct rank {
   uint32_t window;     /* its credits: in_flight stays below */
   uint32_t done_since; /* DONE since since_ns */
   uint64_t since_ns;
-  uint64_t idle_ns;           /* when in_flight fell to 0; 0 while busy */
-  struct pp__mpi_buf out;     /* the batch being packed */
+  int measured;           /* the window comes from a rate; else it is growing */
+  uint64_t idle_ns;       /* when in_flight fell to 0; 0 while busy */
+  struct pp__mpi_buf out; /* the batch being packed */
   struct pp__mpi_buf stops;   /* struct pp__mpi_stop for the next batch */
   struct pp__mpi_sends sends; /* batches on their way */
 };
@@ -217,6 +221,7 @@ static void forget_rate(struct rank *rk, uint64_t now) {
                                                     : rk->capacity;
   rk->since_ns = 0;
   rk->done_since = 0;
+  rk->measured = 0;
   rk->idle_ns = 0;
 }
 
@@ -289,6 +294,19 @@ static int send_batches(struct master *m, int *moved) {
 
 /* ------------------------------------------------------------ answers */
 
+/* With mu held: a task came back from rank r. Until its rate is first
+ * measured the window grows by one a task back (doubling each round trip,
+ * as TCP's slow start), so that tiny tasks need not wait RATE_NS with a
+ * window of one task a worker; tasks longer than RATE_NS come back only
+ * after it, when the measured rate takes over, so they never queue up. */
+static void task_back_locked(struct rank *rk, uint64_t now) {
+  rk->in_flight--;
+  rk->done_since++;
+  if (!rk->measured && now - rk->since_ns < RATE_NS &&
+      rk->window < rk->capacity)
+    rk->window++;
+}
+
 /* With mu held: re-sizes rank r's window from the rate it finished tasks
  * at over the last RATE_NS. */
 static void adapt_window_locked(struct rank *rk, uint64_t now) {
@@ -297,6 +315,7 @@ static void adapt_window_locked(struct rank *rk, uint64_t now) {
 
   if (rk->since_ns == 0 || now - rk->since_ns < RATE_NS)
     return;
+  rk->measured = 1;
   rate = rk->done_since / ((double)(now - rk->since_ns) / 1e9);
   want = rate * WINDOW_S > rk->capacity ? rk->capacity
                                         : (uint32_t)(rate * WINDOW_S);
@@ -351,6 +370,7 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
                                struct pp__deferred **later) {
   struct rank *rk = &m->ranks[r];
   struct pp__mpi_result rec;
+  uint64_t now = pp__now_ns();
   size_t off = 0, size;
 
   while (off + sizeof rec <= n) {
@@ -362,15 +382,13 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
       apply_items_locked(p, &rec, b + off + sizeof rec, later);
     else if (rec.kind == PP__MPI_STARTED)
       apply_started_locked(p, &rec, r);
-    else if (rec.kind == PP__MPI_DONE && rk->in_flight > 0) {
-      rk->in_flight--;
-      rk->done_since++;
-    }
+    else if (rec.kind == PP__MPI_DONE && rk->in_flight > 0)
+      task_back_locked(rk, now);
     off += size;
   }
-  adapt_window_locked(rk, pp__now_ns());
+  adapt_window_locked(rk, now);
   if (rk->in_flight == 0 && rk->idle_ns == 0)
-    rk->idle_ns = pp__now_ns();
+    rk->idle_ns = now;
   pthread_cond_signal(&m->wake); /* credits came back */
 }
 
@@ -490,6 +508,8 @@ static void *comm_main(void *arg) {
     pp__mpi_serve(p, m->comm, &m->reg, rank, m->finalize);
   if (rc == 0 && !(m->ranks = calloc((size_t)m->nranks, sizeof *m->ranks)))
     rc = PP_ENOMEM;
+  for (int r = 0; m->ranks && r < m->nranks; r++)
+    pp__mpi_sends_init(&m->ranks[r].sends);
   if (rc == 0)
     rc = start_ranks(p, m);
   pp__pool_lock(p);

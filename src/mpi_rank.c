@@ -35,6 +35,8 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#define LINGER_NS 10000000u /* naps stay short this long after a batch */
+
 struct sup;
 
 /* One task of the master in the local pool. */
@@ -430,10 +432,13 @@ out_malformed:
 /* ------------------------------------------------------------ serving */
 
 /* Serves batches until SHUTDOWN, napping (backing off) while nothing
- * moves: a result wakes it at once, a batch from rank 0 within a nap. */
+ * moves: a result wakes it at once, a batch from rank 0 within a nap,
+ * which stays short while this rank holds tasks or got some within
+ * LINGER_NS (tiny tasks leave it empty between batches: the next one is
+ * on its way). */
 static void serve_batches(struct sup *s) {
   struct pp__mpi_buf in = {0};
-  uint64_t nap = PP__MPI_NAP_MIN_NS;
+  uint64_t nap = PP__MPI_NAP_MIN_NS, last_batch_ns = 0;
 
   for (;;) {
     int moved = 0, flag;
@@ -445,8 +450,10 @@ static void serve_batches(struct sup *s) {
       pp__mpi_recv(s->comm, 0, st.MPI_TAG, &in);
       if (st.MPI_TAG == PP__MPI_SHUTDOWN)
         goto out_free;
-      if (st.MPI_TAG == PP__MPI_TASKS)
+      if (st.MPI_TAG == PP__MPI_TASKS) {
         take_batch(s, in.data, in.len);
+        last_batch_ns = pp__now_ns();
+      }
       moved = 1;
     }
     moved |= flush_outbox(s);
@@ -459,7 +466,8 @@ static void serve_batches(struct sup *s) {
       struct timespec ts = pp__timespec(pp__now_ns() + nap);
       pthread_cond_timedwait(&s->changed, &s->mu, &ts);
     }
-    nap = pp__mpi_next_nap(nap, s->jobs != NULL); /* answers are due */
+    nap = pp__mpi_next_nap(nap, s->jobs != NULL ||
+                                    pp__now_ns() - last_batch_ns < LINGER_NS);
     pthread_mutex_unlock(&s->mu);
   }
 out_free:
@@ -500,6 +508,7 @@ void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
   struct pp__mpi_hello h = {0};
   struct pp__mpi_buf b = {0};
 
+  pp__mpi_sends_init(&s.sends);
   pthread_mutex_init(&s.mu, NULL);
   pp__cond_init(&s.changed);
   pp__mpi_recv(comm, 0, PP__MPI_MANIFEST, &b);

@@ -121,33 +121,38 @@ static inline unsigned char *pp__mpi_buf_room(struct pp__mpi_buf *b,
 
 struct pp__mpi_sends {
   struct pp__mpi_buf buf[PP__MPI_SENDS];
-  MPI_Request req[PP__MPI_SENDS];
-  unsigned char busy[PP__MPI_SENDS];
-  int n; /* busy ones */
+  MPI_Request req[PP__MPI_SENDS]; /* MPI_REQUEST_NULL: buf is free */
+  int n;                          /* sends in flight */
 };
 
-/* Notices the sends that completed. Returns how many did. */
-static inline int pp__mpi_sends_test(struct pp__mpi_sends *s) {
-  int done = 0, flag;
+/* Makes s empty (before any other call). */
+static inline void pp__mpi_sends_init(struct pp__mpi_sends *s) {
+  memset(s, 0, sizeof *s);
+  for (int i = 0; i < PP__MPI_SENDS; i++)
+    s->req[i] = MPI_REQUEST_NULL;
+}
 
-  for (int i = 0; i < PP__MPI_SENDS && s->n; i++) {
-    if (!s->busy[i])
-      continue;
-    MPI_Test(&s->req[i], &flag, MPI_STATUS_IGNORE);
-    if (flag) {
-      s->busy[i] = 0;
-      s->n--;
-      done++;
-    }
-  }
+/* Notices the sends that completed, in one MPI_Testsome: each MPI call
+ * that finds nothing to do yields the CPU when Open MPI runs
+ * oversubscribed (mpi_yield_when_idle), so one call, not one a send.
+ * Returns how many completed. */
+static inline int pp__mpi_sends_test(struct pp__mpi_sends *s) {
+  int done = 0, idx[PP__MPI_SENDS];
+
+  if (s->n == 0)
+    return 0;
+  MPI_Testsome(PP__MPI_SENDS, s->req, &done, idx, MPI_STATUSES_IGNORE);
+  if (done == MPI_UNDEFINED)
+    done = 0;
+  s->n -= done;
   return done;
 }
 
 /* A free buffer of s (emptied), or NULL while PP__MPI_SENDS are in
  * flight. */
 static inline struct pp__mpi_buf *pp__mpi_sends_free(struct pp__mpi_sends *s) {
-  for (int i = 0; i < PP__MPI_SENDS; i++)
-    if (!s->busy[i]) {
+  for (int i = 0; i < PP__MPI_SENDS && s->n < PP__MPI_SENDS; i++)
+    if (s->req[i] == MPI_REQUEST_NULL) {
       s->buf[i].len = 0;
       return &s->buf[i];
     }
@@ -161,17 +166,12 @@ static inline void pp__mpi_sends_start(struct pp__mpi_sends *s,
   int i = (int)(b - s->buf);
 
   MPI_Isend(b->data, (int)b->len, MPI_BYTE, dest, tag, comm, &s->req[i]);
-  s->busy[i] = 1;
   s->n++;
 }
 
 /* Waits for every send in flight (at the end). */
 static inline void pp__mpi_sends_wait(struct pp__mpi_sends *s) {
-  for (int i = 0; i < PP__MPI_SENDS; i++)
-    if (s->busy[i]) {
-      MPI_Wait(&s->req[i], MPI_STATUS_IGNORE);
-      s->busy[i] = 0;
-    }
+  MPI_Waitall(PP__MPI_SENDS, s->req, MPI_STATUSES_IGNORE);
   s->n = 0;
 }
 
