@@ -64,6 +64,7 @@ struct rank {
   uint64_t since_ns;
   int measured;           /* the window comes from a rate; else it is growing */
   uint64_t idle_ns;       /* when in_flight fell to 0; 0 while busy */
+  size_t message_bytes;   /* a batch's most (pp__mpi_message_sizes) */
   struct pp__mpi_buf out; /* the batch being packed */
   struct pp__mpi_buf stops;   /* struct pp__mpi_stop for the next batch */
   struct pp__mpi_sends sends; /* batches on their way */
@@ -148,7 +149,7 @@ static uint32_t batch_tasks(const struct rank *rk) {
 
 /* With mu held: claims the next live queued slot for rank r and appends
  * it to the rank's batch. Returns 0 when the FIFO has none, or when it
- * would take the batch past PP__MPI_MESSAGE_BYTES. A function that is not
+ * would take the batch past the rank's message_bytes. A function that is not
  * registered fails its slot here (a map's tasks reach no other check). */
 static int pack_one_locked(pp_pool *p, struct master *m, int r,
                            struct pp__deferred **later) {
@@ -167,7 +168,7 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
         pp__slot_word_of(&p->st, index) ==
             pp__slot_word(pp__id_gen(id), PP__SLOT_QUEUED, -1)) {
       if (batch_tasks(rk) &&
-          rk->out.len + sizeof t + s->frame_len > PP__MPI_MESSAGE_BYTES)
+          rk->out.len + sizeof t + s->frame_len > rk->message_bytes)
         return 0; /* it starts the next batch */
       if (!(at = pp__mpi_buf_room(&rk->out, sizeof t + s->frame_len)))
         return 0; /* out of memory: it stays first, for the next batch */
@@ -203,7 +204,7 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
 
 /* Whether rank r may take a task into its batch now. */
 static int has_credit(const struct rank *rk) {
-  return rk->in_flight < rk->window && rk->out.len < PP__MPI_MESSAGE_BYTES;
+  return rk->in_flight < rk->window && rk->out.len < rk->message_bytes;
 }
 
 /* Whether a batch to rank r could go now. */
@@ -503,13 +504,26 @@ static void *comm_main(void *arg) {
   pp_pool *p = arg;
   struct master *m = master_of(p);
   int rank = 0, rc = pp__mpi_init(&m->comm, &rank, &m->nranks, &m->finalize);
+  size_t *bytes = NULL;
 
-  if (rc == 0 && rank != 0)
-    pp__mpi_serve(p, m->comm, &m->reg, rank, m->finalize);
+  if (rc == 0) { /* collective: every rank calls it, bytes or not */
+    bytes = malloc((size_t)m->nranks * sizeof *bytes);
+    pp__mpi_message_sizes(m->comm, m->nranks, bytes);
+  }
+  if (rc == 0 && rank != 0) {
+    size_t to_master = bytes ? bytes[0] : PP__MPI_MESSAGE_BYTES;
+    free(bytes);
+    pp__mpi_serve(p, m->comm, &m->reg, rank, to_master, m->finalize);
+  }
+  if (rc == 0 && !bytes)
+    rc = PP_ENOMEM;
   if (rc == 0 && !(m->ranks = calloc((size_t)m->nranks, sizeof *m->ranks)))
     rc = PP_ENOMEM;
-  for (int r = 0; m->ranks && r < m->nranks; r++)
+  for (int r = 0; m->ranks && r < m->nranks; r++) {
     pp__mpi_sends_init(&m->ranks[r].sends);
+    m->ranks[r].message_bytes = bytes ? bytes[r] : PP__MPI_MESSAGE_BYTES;
+  }
+  free(bytes);
   if (rc == 0)
     rc = start_ranks(p, m);
   pp__pool_lock(p);

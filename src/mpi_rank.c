@@ -61,6 +61,7 @@ struct sup {
   struct pp__mpi_buf outbox; /* records not sent yet, from outbox_off on */
   size_t outbox_off;
   struct pp__mpi_sends sends; /* RESULTS batches on their way */
+  size_t message_bytes;       /* a batch's most (pp__mpi_message_sizes) */
   struct job *jobs;
   const void **args; /* [cap]: a frame's items, to rebuild it locally */
   size_t *lens;
@@ -194,7 +195,7 @@ static void note_started_locked(struct sup *s) {
 }
 
 /* With sup->mu held: the bytes of the outbox's leading records that make
- * one message: up to PP__MPI_MESSAGE_BYTES, or one record larger. */
+ * one message: up to message_bytes, or one record larger. */
 static size_t next_message_locked(const struct sup *s) {
   size_t off = s->outbox_off, end = s->outbox.len;
 
@@ -203,8 +204,7 @@ static size_t next_message_locked(const struct sup *s) {
     size_t size;
     memcpy(&rec, s->outbox.data + off, sizeof rec);
     size = sizeof rec + pp__pad8(rec.len);
-    if (off > s->outbox_off &&
-        off + size - s->outbox_off > PP__MPI_MESSAGE_BYTES)
+    if (off > s->outbox_off && off + size - s->outbox_off > s->message_bytes)
       break;
     off += size;
   }
@@ -503,12 +503,13 @@ static int start_local(struct sup *s, pp_pool *p, const struct pp__mpi_buf *b,
 }
 
 void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
-                   int rank, int finalize) {
+                   int rank, size_t message_bytes, int finalize) {
   struct sup s = {.comm = comm, .rank = rank, .reg = reg};
   struct pp__mpi_hello h = {0};
   struct pp__mpi_buf b = {0};
 
   pp__mpi_sends_init(&s.sends);
+  s.message_bytes = message_bytes;
   pthread_mutex_init(&s.mu, NULL);
   pp__cond_init(&s.changed);
   pp__mpi_recv(comm, 0, PP__MPI_MANIFEST, &b);
