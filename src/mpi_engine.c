@@ -25,10 +25,7 @@
  * enough for WINDOW_S of work, from its workers (long tasks: none waits
  * in a rank's queue, so the next task goes to the first worker free, as
  * on one machine, and no last task is stuck behind a busy rank) up to its
- * slots (tiny tasks: many per message, many in flight). It starts from
- * its workers, and until the first rate is measured grows by one for each
- * task that comes back within RATE_NS (slow start: tiny tasks open it in
- * a few round trips). A slot cancelled
+ * slots (tiny tasks: many per message, many in flight). A slot cancelled
  * after it was sent is stopped on its rank too (the next batch says so;
  * one that started meanwhile runs on, its answer dropped as stale), and
  * killing one (cancel_running) is the rank's: the batch names it. The
@@ -62,10 +59,9 @@ struct rank {
   uint32_t window;     /* its credits: in_flight stays below */
   uint32_t done_since; /* DONE since since_ns */
   uint64_t since_ns;
-  int measured;           /* the window comes from a rate; else it is growing */
-  uint64_t idle_ns;       /* when in_flight fell to 0; 0 while busy */
-  size_t message_bytes;   /* a batch's most (pp__mpi_message_sizes) */
-  struct pp__mpi_buf out; /* the batch being packed */
+  uint64_t idle_ns;           /* when in_flight fell to 0; 0 while busy */
+  size_t message_bytes;       /* a batch's most (pp__mpi_message_sizes) */
+  struct pp__mpi_buf out;     /* the batch being packed */
   struct pp__mpi_buf stops;   /* struct pp__mpi_stop for the next batch */
   struct pp__mpi_sends sends; /* batches on their way */
 };
@@ -222,7 +218,6 @@ static void forget_rate(struct rank *rk, uint64_t now) {
                                                     : rk->capacity;
   rk->since_ns = 0;
   rk->done_since = 0;
-  rk->measured = 0;
   rk->idle_ns = 0;
 }
 
@@ -295,19 +290,6 @@ static int send_batches(struct master *m, int *moved) {
 
 /* ------------------------------------------------------------ answers */
 
-/* With mu held: a task came back from rank r. Until its rate is first
- * measured the window grows by one a task back (doubling each round trip,
- * as TCP's slow start), so that tiny tasks need not wait RATE_NS with a
- * window of one task a worker; tasks longer than RATE_NS come back only
- * after it, when the measured rate takes over, so they never queue up. */
-static void task_back_locked(struct rank *rk, uint64_t now) {
-  rk->in_flight--;
-  rk->done_since++;
-  if (!rk->measured && now - rk->since_ns < RATE_NS &&
-      rk->window < rk->capacity)
-    rk->window++;
-}
-
 /* With mu held: re-sizes rank r's window from the rate it finished tasks
  * at over the last RATE_NS. */
 static void adapt_window_locked(struct rank *rk, uint64_t now) {
@@ -316,7 +298,6 @@ static void adapt_window_locked(struct rank *rk, uint64_t now) {
 
   if (rk->since_ns == 0 || now - rk->since_ns < RATE_NS)
     return;
-  rk->measured = 1;
   rate = rk->done_since / ((double)(now - rk->since_ns) / 1e9);
   want = rate * WINDOW_S > rk->capacity ? rk->capacity
                                         : (uint32_t)(rate * WINDOW_S);
@@ -383,8 +364,10 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
       apply_items_locked(p, &rec, b + off + sizeof rec, later);
     else if (rec.kind == PP__MPI_STARTED)
       apply_started_locked(p, &rec, r);
-    else if (rec.kind == PP__MPI_DONE && rk->in_flight > 0)
-      task_back_locked(rk, now);
+    else if (rec.kind == PP__MPI_DONE && rk->in_flight > 0) {
+      rk->in_flight--;
+      rk->done_since++;
+    }
     off += size;
   }
   adapt_window_locked(rk, now);
