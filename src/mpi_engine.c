@@ -9,13 +9,15 @@
  * MPI_THREAD_FUNNELED suffices: it also calls MPI_Init_thread and
  * MPI_Finalize). A queued slot's id goes on a FIFO; the thread hands
  * queued slots round-robin to the ranks that have credit, in batches of
- * at most PP__MPI_MESSAGE_BYTES (mpi_wire.h: under TCP's eager limit, so
- * a batch leaves in one MPI_Isend), up to PP__MPI_SENDS of them on their
- * way to a rank at once (MPI_Isend: the ranks send back as freely, so no
- * pair of blocking sends can deadlock). A slot sent stays QUEUED (the
- * FIFO, not the word, says it was sent) until the rank answers STARTED:
- * then its word goes QUEUED -> RUNNING (worker = the rank), so that a
- * future waiting in a rank's queue is pending, cancel answers PP_EBUSY
+ * at most the rank's message size (mpi_wire.h: under TCP's eager limit,
+ * so that a batch leaves in one MPI_Isend, or larger to a rank on this
+ * machine over shared memory), packing and sending round after round
+ * until the FIFO is empty or no rank takes more, with up to
+ * PP__MPI_SENDS batches on their way to a rank at once (MPI_Isend: the
+ * ranks send back as freely, so no pair of blocking sends can deadlock). A slot
+ * sent stays QUEUED (the FIFO, not the word, says it was sent) until the rank
+ * answers STARTED: then its word goes QUEUED -> RUNNING (worker = the rank), so
+ * that a future waiting in a rank's queue is pending, cancel answers PP_EBUSY
  * only once it runs, and cancel_running can act. Ranks answer in batches:
  * STARTED, runs of items' outcomes (handed to the slot table as they
  * came, or, for a crash with retries left, the slot is queued again for

@@ -20,10 +20,10 @@
  * MPI_Init_thread) makes every MPI call: it probes for batches from rank
  * 0, feeds them to the local pool, notices tasks that started (their
  * local word turned RUNNING), and sends the outbox as RESULTS batches of
- * at most PP__MPI_MESSAGE_BYTES, up to PP__MPI_SENDS of them on their way
- * at once (mpi_wire.h). With nothing to do it naps on the outbox's
- * condition, which the callbacks signal, backing off as the master's loop
- * does.
+ * at most its message size to rank 0 (pp__mpi_message_sizes()), up to
+ * PP__MPI_SENDS of them on their way at once (mpi_wire.h). With nothing to do
+ * it naps on the outbox's condition, which the callbacks signal, backing off as
+ * the master's loop does.
  *
  * LOCKING
  * local->mu, then sup->mu (the outbox, the job list), never the other way
