@@ -8,12 +8,16 @@
  * One communication thread makes every MPI call of the process (so
  * MPI_THREAD_FUNNELED suffices: it also calls MPI_Init_thread and
  * MPI_Finalize). A queued slot's id goes on a FIFO; the thread hands
- * queued slots round-robin to the ranks that have credit and sends each
- * rank one batch at a time (MPI_Isend: the ranks send back as freely, so
- * no pair of blocking sends can deadlock). A slot sent stays QUEUED (the
- * FIFO, not the word, says it was sent) until the rank answers STARTED:
- * then its word goes QUEUED -> RUNNING (worker = the rank), so that a
- * future waiting in a rank's queue is pending, cancel answers PP_EBUSY
+ * queued slots round-robin to the ranks that have credit, in batches of
+ * at most the rank's message size (mpi_wire.h: under TCP's eager limit,
+ * so that a batch leaves in one MPI_Isend, or larger to a rank on this
+ * machine over shared memory), packing and sending round after round
+ * until the FIFO is empty or no rank takes more, with up to
+ * PP__MPI_SENDS batches on their way to a rank at once (MPI_Isend: the
+ * ranks send back as freely, so no pair of blocking sends can deadlock). A slot
+ * sent stays QUEUED (the FIFO, not the word, says it was sent) until the rank
+ * answers STARTED: then its word goes QUEUED -> RUNNING (worker = the rank), so
+ * that a future waiting in a rank's queue is pending, cancel answers PP_EBUSY
  * only once it runs, and cancel_running can act. Ranks answer in batches:
  * STARTED, runs of items' outcomes (handed to the slot table as they
  * came, or, for a crash with retries left, the slot is queued again for
@@ -45,10 +49,9 @@
 #include <signal.h>
 #include <stdio.h>
 
-#define BATCH_BYTES ((size_t)256 << 10) /* a batch grows past this by one */
-#define MAX_PAYLOAD ((size_t)1 << 30)   /* a message's bytes fit an int */
-#define WINDOW_S 0.01                   /* seconds of work a window holds */
-#define RATE_NS 5000000u                /* a window is re-sized this often */
+#define MAX_PAYLOAD ((size_t)1 << 30) /* a message's bytes fit an int */
+#define WINDOW_S 0.01                 /* seconds of work a window holds */
+#define RATE_NS 5000000u              /* a window is re-sized this often */
 #define STALE_NS 1000000u /* a rank idle this long starts from its workers */
 
 struct rank {
@@ -58,11 +61,11 @@ struct rank {
   uint32_t window;     /* its credits: in_flight stays below */
   uint32_t done_since; /* DONE since since_ns */
   uint64_t since_ns;
-  uint64_t idle_ns;         /* when in_flight fell to 0; 0 while busy */
-  struct pp__mpi_buf out;   /* the batch being packed or sent */
-  struct pp__mpi_buf stops; /* struct pp__mpi_stop for the next batch */
-  MPI_Request req;
-  int sending;
+  uint64_t idle_ns;           /* when in_flight fell to 0; 0 while busy */
+  size_t message_bytes;       /* a batch's most (pp__mpi_message_sizes) */
+  struct pp__mpi_buf out;     /* the batch being packed */
+  struct pp__mpi_buf stops;   /* struct pp__mpi_stop for the next batch */
+  struct pp__mpi_sends sends; /* batches on their way */
 };
 
 struct master {
@@ -117,12 +120,14 @@ static int start_ranks(pp_pool *p, struct master *m) {
 
 /* ------------------------------------------------------------ sending */
 
-/* With mu held: starts rank r's next batch with its kill list. */
+/* With mu held: starts rank r's next batch with its kill list, unless the
+ * last one waits to be sent. */
 static void begin_batch_locked(struct rank *rk) {
   struct pp__mpi_batch hdr = {
       (uint32_t)(rk->stops.len / sizeof(struct pp__mpi_stop)), 0};
 
-  rk->out.len = 0;
+  if (rk->out.len)
+    return;
   if (!pp__mpi_buf_room(&rk->out, sizeof hdr + rk->stops.len))
     return; /* out of memory: the stops wait for the next batch */
   memcpy(rk->out.data, &hdr, sizeof hdr);
@@ -132,10 +137,18 @@ static void begin_batch_locked(struct rank *rk) {
   rk->stops.len = 0;
 }
 
+/* Tasks in rank r's batch being packed. */
+static uint32_t batch_tasks(const struct rank *rk) {
+  struct pp__mpi_batch hdr;
+
+  memcpy(&hdr, rk->out.data, sizeof hdr);
+  return hdr.ntasks;
+}
+
 /* With mu held: claims the next live queued slot for rank r and appends
- * it to the rank's batch. Returns 0 when the FIFO has none. A function
- * that is not registered fails its slot here (a map's tasks reach no
- * other check). */
+ * it to the rank's batch. Returns 0 when the FIFO has none, or when it
+ * would take the batch past the rank's message_bytes. A function that is not
+ * registered fails its slot here (a map's tasks reach no other check). */
 static int pack_one_locked(pp_pool *p, struct master *m, int r,
                            struct pp__deferred **later) {
   struct rank *rk = &m->ranks[r];
@@ -152,6 +165,9 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
     if (s && s->frame &&
         pp__slot_word_of(&p->st, index) ==
             pp__slot_word(pp__id_gen(id), PP__SLOT_QUEUED, -1)) {
+      if (batch_tasks(rk) &&
+          rk->out.len + sizeof t + s->frame_len > rk->message_bytes)
+        return 0; /* it starts the next batch */
       if (!(at = pp__mpi_buf_room(&rk->out, sizeof t + s->frame_len)))
         return 0; /* out of memory: it stays first, for the next batch */
     } else {
@@ -186,8 +202,12 @@ static int pack_one_locked(pp_pool *p, struct master *m, int r,
 
 /* Whether rank r may take a task into its batch now. */
 static int has_credit(const struct rank *rk) {
-  return !rk->sending && rk->in_flight < rk->window &&
-         rk->out.len < BATCH_BYTES;
+  return rk->in_flight < rk->window && rk->out.len < rk->message_bytes;
+}
+
+/* Whether a batch to rank r could go now. */
+static int can_send(const struct rank *rk) {
+  return rk->sends.n < PP__MPI_SENDS;
 }
 
 /* A rank idle for STALE_NS has a rate that says nothing of the tasks to
@@ -203,21 +223,14 @@ static void forget_rate(struct rank *rk, uint64_t now) {
   rk->idle_ns = 0;
 }
 
-/* Tasks in rank r's batch being packed. */
-static uint32_t batch_tasks(const struct rank *rk) {
-  struct pp__mpi_batch hdr;
-
-  memcpy(&hdr, rk->out.data, sizeof hdr);
-  return hdr.ntasks;
-}
-
 /* With mu held: packs every rank's batch, one task a rank in turn.
  * Returns whether any batch has something to send. */
 static int pack_all_locked(pp_pool *p, struct master *m,
                            struct pp__deferred **later) {
-  /* No rank takes more than its share of what waits: one still sending
-   * its last batch gets its share in the next round, instead of another
-   * rank taking every task (a few long ones would then run on one rank).
+  /* No rank takes more than its share of what waits: one whose batches
+   * are all on their way gets its share in the next round, instead of
+   * another rank taking every task (a few long ones would then run on one
+   * rank).
    * The share is a block of the queue, so with windows left wide by tiny
    * tasks a few long tasks can still split unevenly (the largest first
    * to one rank); making it one task a round costs the tiny-task paths
@@ -229,8 +242,7 @@ static int pack_all_locked(pp_pool *p, struct master *m,
   for (int r = 1; r < m->nranks; r++) {
     if (m->ranks[r].idle_ns && m->fifo_len)
       forget_rate(&m->ranks[r], pp__now_ns());
-    if (!m->ranks[r].sending)
-      begin_batch_locked(&m->ranks[r]);
+    begin_batch_locked(&m->ranks[r]);
   }
   while (more && m->fifo_len) {
     more = 0;
@@ -245,7 +257,7 @@ static int pack_all_locked(pp_pool *p, struct master *m,
   for (int r = 1; r < m->nranks; r++) {
     struct rank *rk = &m->ranks[r];
     struct pp__mpi_batch hdr;
-    if (rk->sending || rk->out.len < sizeof hdr)
+    if (rk->out.len < sizeof hdr)
       continue;
     memcpy(&hdr, rk->out.data, sizeof hdr);
     if (hdr.nstop == 0 && hdr.ntasks == 0)
@@ -255,28 +267,27 @@ static int pack_all_locked(pp_pool *p, struct master *m,
   return any;
 }
 
-/* Sends the packed batches and notices the sent ones. Returns whether
- * anything moved. */
-static int send_batches(struct master *m) {
-  int moved = 0, flag;
+/* Notices the batches sent and sends the packed ones (the buffer of a
+ * batch on its way is swapped for a free one); *moved is set when
+ * anything moved. Returns the number of batches sent. */
+static int send_batches(struct master *m, int *moved) {
+  int sent = 0;
 
   for (int r = 1; r < m->nranks; r++) {
     struct rank *rk = &m->ranks[r];
-    if (rk->sending) {
-      MPI_Test(&rk->req, &flag, MPI_STATUS_IGNORE);
-      if (!flag)
-        continue;
-      rk->sending = 0;
-      rk->out.len = 0;
-      moved = 1;
-    } else if (rk->out.len) {
-      MPI_Isend(rk->out.data, (int)rk->out.len, MPI_BYTE, r, PP__MPI_TASKS,
-                m->comm, &rk->req);
-      rk->sending = 1;
-      moved = 1;
-    }
+    struct pp__mpi_buf *b, t;
+    if (pp__mpi_sends_test(&rk->sends) > 0)
+      *moved = 1;
+    if (!rk->out.len || !(b = pp__mpi_sends_free(&rk->sends)))
+      continue;
+    t = *b;
+    *b = rk->out;
+    rk->out = t;
+    pp__mpi_sends_start(&rk->sends, b, r, PP__MPI_TASKS, m->comm);
+    *moved = 1;
+    sent++;
   }
-  return moved;
+  return sent;
 }
 
 /* ------------------------------------------------------------ answers */
@@ -343,6 +354,7 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
                                struct pp__deferred **later) {
   struct rank *rk = &m->ranks[r];
   struct pp__mpi_result rec;
+  uint64_t now = pp__now_ns();
   size_t off = 0, size;
 
   while (off + sizeof rec <= n) {
@@ -360,9 +372,9 @@ static void apply_batch_locked(pp_pool *p, struct master *m, int r,
     }
     off += size;
   }
-  adapt_window_locked(rk, pp__now_ns());
+  adapt_window_locked(rk, now);
   if (rk->in_flight == 0 && rk->idle_ns == 0)
-    rk->idle_ns = pp__now_ns();
+    rk->idle_ns = now;
   pthread_cond_signal(&m->wake); /* credits came back */
 }
 
@@ -396,7 +408,8 @@ static int finished_locked(const struct master *m) {
   if (!m->closing || m->fifo_len)
     return 0;
   for (int r = 1; r < m->nranks; r++)
-    if (m->ranks[r].in_flight || m->ranks[r].sending || m->ranks[r].stops.len)
+    if (m->ranks[r].in_flight || m->ranks[r].sends.n || m->ranks[r].stops.len ||
+        m->ranks[r].out.len)
       return 0;
   return 1;
 }
@@ -413,10 +426,31 @@ static int any_in_flight_locked(const struct master *m) {
 static int has_work_locked(const struct master *m) {
   for (int r = 1; r < m->nranks; r++) {
     const struct rank *rk = &m->ranks[r];
-    if (!rk->sending && (rk->stops.len || (m->fifo_len && has_credit(rk))))
+    if (can_send(rk) &&
+        (rk->stops.len || rk->out.len || (m->fifo_len && has_credit(rk))))
       return 1;
   }
   return 0;
+}
+
+/* With mu held (dropped to send): packs and sends batches, one a rank at
+ * a time, until the FIFO is empty or no rank takes another, so that a
+ * long queue leaves at once rather than a batch a rank per turn of the
+ * loop. *done (OUT) says whether the pool has finished. Returns whether
+ * anything moved. */
+static int pack_and_send_locked(pp_pool *p, struct master *m, int *done) {
+  int moved = 0, sent;
+
+  do {
+    struct pp__deferred *later = NULL;
+    moved |= pack_all_locked(p, m, &later);
+    *done = finished_locked(m);
+    pp__pool_unlock(p);
+    pp__deferred_run(later);
+    sent = send_batches(m, &moved);
+    pp__pool_lock(p);
+  } while (sent && m->fifo_len);
+  return moved;
 }
 
 /* Packs, sends and receives until the pool closes and every rank is
@@ -427,12 +461,8 @@ static void serve_master(pp_pool *p, struct master *m) {
 
   pp__pool_lock(p);
   while (!done) {
-    struct pp__deferred *later = NULL;
-    int moved = pack_all_locked(p, m, &later);
-    done = finished_locked(m);
+    int moved = pack_and_send_locked(p, m, &done);
     pp__pool_unlock(p);
-    pp__deferred_run(later);
-    moved |= send_batches(m);
     moved |= receive_batches(p, m);
     pp__pool_lock(p);
     if (moved || has_work_locked(m)) {
@@ -459,11 +489,26 @@ static void *comm_main(void *arg) {
   pp_pool *p = arg;
   struct master *m = master_of(p);
   int rank = 0, rc = pp__mpi_init(&m->comm, &rank, &m->nranks, &m->finalize);
+  size_t *bytes = NULL;
 
-  if (rc == 0 && rank != 0)
-    pp__mpi_serve(p, m->comm, &m->reg, rank, m->finalize);
+  if (rc == 0) { /* collective: every rank calls it, bytes or not */
+    bytes = malloc((size_t)m->nranks * sizeof *bytes);
+    pp__mpi_message_sizes(m->comm, m->nranks, bytes);
+  }
+  if (rc == 0 && rank != 0) {
+    size_t to_master = bytes ? bytes[0] : PP__MPI_MESSAGE_BYTES;
+    free(bytes);
+    pp__mpi_serve(p, m->comm, &m->reg, rank, to_master, m->finalize);
+  }
+  if (rc == 0 && !bytes)
+    rc = PP_ENOMEM;
   if (rc == 0 && !(m->ranks = calloc((size_t)m->nranks, sizeof *m->ranks)))
     rc = PP_ENOMEM;
+  for (int r = 0; m->ranks && r < m->nranks; r++) {
+    pp__mpi_sends_init(&m->ranks[r].sends);
+    m->ranks[r].message_bytes = bytes ? bytes[r] : PP__MPI_MESSAGE_BYTES;
+  }
+  free(bytes);
   if (rc == 0)
     rc = start_ranks(p, m);
   pp__pool_lock(p);
@@ -548,6 +593,7 @@ static void mpi_stop(pp_pool *p) {
   for (int r = 0; m->ranks && r < m->nranks; r++) {
     free(m->ranks[r].out.data);
     free(m->ranks[r].stops.data);
+    pp__mpi_sends_free_all(&m->ranks[r].sends);
   }
   free(m->ranks);
   free(m->in.data);

@@ -19,9 +19,11 @@
  * One thread (the communication thread, the one that called
  * MPI_Init_thread) makes every MPI call: it probes for batches from rank
  * 0, feeds them to the local pool, notices tasks that started (their
- * local word turned RUNNING), and sends the outbox as one RESULTS batch at
- * a time. With nothing to do it naps on the outbox's condition, which the
- * callbacks signal, backing off as the master's loop does.
+ * local word turned RUNNING), and sends the outbox as RESULTS batches of
+ * at most its message size to rank 0 (pp__mpi_message_sizes()), up to
+ * PP__MPI_SENDS of them on their way at once (mpi_wire.h). With nothing to do
+ * it naps on the outbox's condition, which the callbacks signal, backing off as
+ * the master's loop does.
  *
  * LOCKING
  * local->mu, then sup->mu (the outbox, the job list), never the other way
@@ -32,6 +34,8 @@
 
 #include <stdio.h>
 #include <unistd.h>
+
+#define LINGER_NS 10000000u /* naps stay short this long after a batch */
 
 struct sup;
 
@@ -53,10 +57,11 @@ struct sup {
   int rank;
   const struct pp__registry *reg;
   pthread_mutex_t mu;
-  pthread_cond_t changed; /* with mu: the outbox grew */
-  struct pp__mpi_buf outbox, sent;
-  MPI_Request req;
-  int sending;
+  pthread_cond_t changed;    /* with mu: the outbox grew */
+  struct pp__mpi_buf outbox; /* records not sent yet, from outbox_off on */
+  size_t outbox_off;
+  struct pp__mpi_sends sends; /* RESULTS batches on their way */
+  size_t message_bytes;       /* a batch's most (pp__mpi_message_sizes) */
   struct job *jobs;
   const void **args; /* [cap]: a frame's items, to rebuild it locally */
   size_t *lens;
@@ -81,14 +86,14 @@ static void appended_locked(struct sup *s, int rc, int was_empty) {
 /* With sup->mu held: appends a record and its run. */
 static void put_locked(struct sup *s, const struct pp__mpi_result *rec,
                        const void *run) {
-  int was_empty = s->outbox.len == 0;
+  int was_empty = s->outbox.len == s->outbox_off;
   appended_locked(s, pp__mpi_put_result(&s->outbox, rec, run), was_empty);
 }
 
 /* With sup->mu held: appends a record of one item. */
 static void put_item_locked(struct sup *s, uint64_t id, uint32_t item,
                             uint8_t attempt, const struct pp__result *r) {
-  int was_empty = s->outbox.len == 0;
+  int was_empty = s->outbox.len == s->outbox_off;
   appended_locked(s, pp__mpi_put_item(&s->outbox, id, item, attempt, r),
                   was_empty);
 }
@@ -189,34 +194,63 @@ static void note_started_locked(struct sup *s) {
   }
 }
 
-/* Sends the outbox when the last batch has gone. Returns whether
- * anything moved. */
-static int flush_outbox(struct sup *s) {
-  int moved = 0, flag;
+/* With sup->mu held: the bytes of the outbox's leading records that make
+ * one message: up to message_bytes, or one record larger. */
+static size_t next_message_locked(const struct sup *s) {
+  size_t off = s->outbox_off, end = s->outbox.len;
 
-  if (s->sending) {
-    MPI_Test(&s->req, &flag, MPI_STATUS_IGNORE);
-    if (!flag)
-      return 0;
-    s->sending = 0;
-    moved = 1;
+  while (off < end) {
+    struct pp__mpi_result rec;
+    size_t size;
+    memcpy(&rec, s->outbox.data + off, sizeof rec);
+    size = sizeof rec + pp__pad8(rec.len);
+    if (off > s->outbox_off && off + size - s->outbox_off > s->message_bytes)
+      break;
+    off += size;
   }
-  pthread_mutex_lock(&s->mu);
-  note_started_locked(s);
-  if (s->outbox.len) {
-    struct pp__mpi_buf t = s->sent;
-    s->sent = s->outbox;
+  return off - s->outbox_off;
+}
+
+/* With sup->mu held: moves the next message of the outbox into b, the
+ * whole outbox by swapping buffers, else by copying. Returns 0, or -1 out
+ * of memory (the records stay). */
+static int take_message_locked(struct sup *s, struct pp__mpi_buf *b) {
+  size_t n = next_message_locked(s);
+
+  if (s->outbox_off == 0 && n == s->outbox.len) {
+    struct pp__mpi_buf t = *b;
+    *b = s->outbox;
     s->outbox = t;
     s->outbox.len = 0;
+    return 0;
+  }
+  if (!pp__mpi_buf_room(b, n))
+    return -1;
+  memcpy(b->data, s->outbox.data + s->outbox_off, n);
+  b->len = n;
+  s->outbox_off += n;
+  if (s->outbox_off == s->outbox.len)
+    s->outbox.len = s->outbox_off = 0;
+  return 0;
+}
+
+/* Sends the outbox, a message at a time while sends are free. Returns
+ * whether anything moved. */
+static int flush_outbox(struct sup *s) {
+  int moved = pp__mpi_sends_test(&s->sends) > 0;
+  struct pp__mpi_buf *b;
+
+  pthread_mutex_lock(&s->mu);
+  note_started_locked(s);
+  while (s->outbox.len > s->outbox_off &&
+         (b = pp__mpi_sends_free(&s->sends)) != NULL &&
+         take_message_locked(s, b) == 0) {
+    pthread_mutex_unlock(&s->mu);
+    pp__mpi_sends_start(&s->sends, b, 0, PP__MPI_RESULTS, s->comm);
+    moved = 1;
+    pthread_mutex_lock(&s->mu);
   }
   pthread_mutex_unlock(&s->mu);
-  if (s->sent.len) {
-    MPI_Isend(s->sent.data, (int)s->sent.len, MPI_BYTE, 0, PP__MPI_RESULTS,
-              s->comm, &s->req);
-    s->sent.len = 0; /* the bytes stay until the send completes */
-    s->sending = 1;
-    moved = 1;
-  }
   return moved;
 }
 
@@ -398,10 +432,13 @@ out_malformed:
 /* ------------------------------------------------------------ serving */
 
 /* Serves batches until SHUTDOWN, napping (backing off) while nothing
- * moves: a result wakes it at once, a batch from rank 0 within a nap. */
+ * moves: a result wakes it at once, a batch from rank 0 within a nap,
+ * which stays short while this rank holds tasks or got some within
+ * LINGER_NS (tiny tasks leave it empty between batches: the next one is
+ * on its way). */
 static void serve_batches(struct sup *s) {
   struct pp__mpi_buf in = {0};
-  uint64_t nap = PP__MPI_NAP_MIN_NS;
+  uint64_t nap = PP__MPI_NAP_MIN_NS, last_batch_ns = 0;
 
   for (;;) {
     int moved = 0, flag;
@@ -413,8 +450,10 @@ static void serve_batches(struct sup *s) {
       pp__mpi_recv(s->comm, 0, st.MPI_TAG, &in);
       if (st.MPI_TAG == PP__MPI_SHUTDOWN)
         goto out_free;
-      if (st.MPI_TAG == PP__MPI_TASKS)
+      if (st.MPI_TAG == PP__MPI_TASKS) {
         take_batch(s, in.data, in.len);
+        last_batch_ns = pp__now_ns();
+      }
       moved = 1;
     }
     moved |= flush_outbox(s);
@@ -423,11 +462,12 @@ static void serve_batches(struct sup *s) {
       continue;
     }
     pthread_mutex_lock(&s->mu);
-    if (s->outbox.len == 0 || s->sending) {
+    if (s->outbox.len == s->outbox_off || s->sends.n == PP__MPI_SENDS) {
       struct timespec ts = pp__timespec(pp__now_ns() + nap);
       pthread_cond_timedwait(&s->changed, &s->mu, &ts);
     }
-    nap = pp__mpi_next_nap(nap, s->jobs != NULL); /* answers are due */
+    nap = pp__mpi_next_nap(nap, s->jobs != NULL ||
+                                    pp__now_ns() - last_batch_ns < LINGER_NS);
     pthread_mutex_unlock(&s->mu);
   }
 out_free:
@@ -463,11 +503,13 @@ static int start_local(struct sup *s, pp_pool *p, const struct pp__mpi_buf *b,
 }
 
 void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
-                   int rank, int finalize) {
+                   int rank, size_t message_bytes, int finalize) {
   struct sup s = {.comm = comm, .rank = rank, .reg = reg};
   struct pp__mpi_hello h = {0};
   struct pp__mpi_buf b = {0};
 
+  pp__mpi_sends_init(&s.sends);
+  s.message_bytes = message_bytes;
   pthread_mutex_init(&s.mu, NULL);
   pp__cond_init(&s.changed);
   pp__mpi_recv(comm, 0, PP__MPI_MANIFEST, &b);
@@ -487,8 +529,8 @@ void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
   else
     pp__mpi_recv(comm, 0, PP__MPI_SHUTDOWN, &b);
   pp_pool_destroy(s.local);
-  if (s.sending)
-    MPI_Wait(&s.req, MPI_STATUS_IGNORE);
+  pp__mpi_sends_wait(&s.sends);
+  pp__mpi_sends_free_all(&s.sends);
   MPI_Comm_free(&comm);
   if (finalize)
     MPI_Finalize();

@@ -6,6 +6,8 @@
 #include "mpi_wire.h"
 
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int pp__mpi_recv(MPI_Comm comm, int source, int tag, struct pp__mpi_buf *b) {
   MPI_Status st;
@@ -51,6 +53,68 @@ int pp__mpi_init(MPI_Comm *comm, int *rank, int *size, int *finalize) {
     return PP_EINVAL;
   }
   return 0;
+}
+
+/* Whether the comma-separated `list` names a shared-memory transport. */
+static int names_shm(const char *list) {
+  char copy[256], *save = NULL;
+
+  snprintf(copy, sizeof copy, "%s", list);
+  for (char *t = strtok_r(copy, ",", &save); t; t = strtok_r(NULL, ",", &save))
+    if (strcmp(t, "vader") == 0 || strcmp(t, "sm") == 0)
+      return 1;
+  return 0;
+}
+
+/* Whether Open MPI's "btl" selection (--mca btl ..., read through MPI_T)
+ * leaves shared memory in: empty, a list naming vader (sm from Open MPI
+ * 5 on), or ^ and a list that does not. 0 when it cannot tell. */
+static int shm_allowed(void) {
+  int provided, index, count, ok = 0;
+  MPI_T_cvar_handle h;
+  char *value;
+
+  if (MPI_T_init_thread(MPI_THREAD_SINGLE, &provided) != MPI_SUCCESS)
+    return 0;
+  if (MPI_T_cvar_get_index("btl", &index) == MPI_SUCCESS &&
+      MPI_T_cvar_handle_alloc(index, NULL, &h, &count) == MPI_SUCCESS) {
+    if (count > 0 && (value = calloc((size_t)count + 1, 1)) != NULL) {
+      if (MPI_T_cvar_read(h, value) == MPI_SUCCESS)
+        ok = value[0] == '\0' ||
+             (value[0] == '^' ? !names_shm(value + 1) : names_shm(value));
+      free(value);
+    }
+    MPI_T_cvar_handle_free(&h);
+  }
+  MPI_T_finalize();
+  return ok;
+}
+
+void pp__mpi_message_sizes(MPI_Comm comm, int size, size_t *bytes) {
+  int *world = malloc((size_t)size * sizeof *world);
+  int *local = malloc((size_t)size * sizeof *local);
+  int shm = shm_allowed();
+  MPI_Group gw, gn;
+  MPI_Comm node;
+
+  MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node);
+  for (int r = 0; bytes && r < size; r++)
+    bytes[r] = PP__MPI_MESSAGE_BYTES;
+  if (shm && world && local && bytes) {
+    MPI_Comm_group(comm, &gw);
+    MPI_Comm_group(node, &gn);
+    for (int r = 0; r < size; r++)
+      world[r] = r;
+    MPI_Group_translate_ranks(gw, size, world, gn, local);
+    for (int r = 0; r < size; r++)
+      if (local[r] != MPI_UNDEFINED)
+        bytes[r] = PP__MPI_LOCAL_MESSAGE_BYTES;
+    MPI_Group_free(&gw);
+    MPI_Group_free(&gn);
+  }
+  MPI_Comm_free(&node);
+  free(world);
+  free(local);
 }
 
 /* Takes rank r's hello into *h; a failure is printed, naming the rank. */

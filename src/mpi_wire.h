@@ -107,6 +107,86 @@ static inline unsigned char *pp__mpi_buf_room(struct pp__mpi_buf *b,
   return b->data + b->len;
 }
 
+/* A message's bytes, at most, to a peer reached over the network: under
+ * the eager limit of Open MPI's TCP transport (64 KiB with its header),
+ * so that one MPI_Isend puts it all on the wire without waiting for the
+ * receiver to answer (a larger one waits for a round trip through both
+ * loops' naps). A single task or result larger than this goes alone. */
+#define PP__MPI_MESSAGE_BYTES ((size_t)60 << 10)
+
+/* ... and to a peer on this machine over shared memory, where the
+ * receiver takes a large message in one copy: fewer, larger messages
+ * then cost fewer calls and wake-ups (half the context switches of 60 KiB
+ * ones with tiny tasks). */
+#define PP__MPI_LOCAL_MESSAGE_BYTES ((size_t)240 << 10)
+
+/* Messages in flight to one peer: each buffer stays until its MPI_Isend
+ * completes, so that a message goes while the last ones travel (over
+ * shared memory, a large one completes only once the peer has taken it). */
+#define PP__MPI_SENDS 16
+
+struct pp__mpi_sends {
+  struct pp__mpi_buf buf[PP__MPI_SENDS];
+  MPI_Request req[PP__MPI_SENDS]; /* MPI_REQUEST_NULL: buf is free */
+  int n;                          /* sends in flight */
+};
+
+/* Makes s empty (before any other call). */
+static inline void pp__mpi_sends_init(struct pp__mpi_sends *s) {
+  memset(s, 0, sizeof *s);
+  for (int i = 0; i < PP__MPI_SENDS; i++)
+    s->req[i] = MPI_REQUEST_NULL;
+}
+
+/* Notices the sends that completed, in one MPI_Testsome: each MPI call
+ * that finds nothing to do yields the CPU when Open MPI runs
+ * oversubscribed (mpi_yield_when_idle), so one call, not one a send.
+ * Returns how many completed. */
+static inline int pp__mpi_sends_test(struct pp__mpi_sends *s) {
+  int done = 0, idx[PP__MPI_SENDS];
+
+  if (s->n == 0)
+    return 0;
+  MPI_Testsome(PP__MPI_SENDS, s->req, &done, idx, MPI_STATUSES_IGNORE);
+  if (done == MPI_UNDEFINED)
+    done = 0;
+  s->n -= done;
+  return done;
+}
+
+/* A free buffer of s (emptied), or NULL while PP__MPI_SENDS are in
+ * flight. */
+static inline struct pp__mpi_buf *pp__mpi_sends_free(struct pp__mpi_sends *s) {
+  for (int i = 0; i < PP__MPI_SENDS && s->n < PP__MPI_SENDS; i++)
+    if (s->req[i] == MPI_REQUEST_NULL) {
+      s->buf[i].len = 0;
+      return &s->buf[i];
+    }
+  return NULL;
+}
+
+/* Sends b, a buffer pp__mpi_sends_free() gave, to `dest` with `tag`. */
+static inline void pp__mpi_sends_start(struct pp__mpi_sends *s,
+                                       struct pp__mpi_buf *b, int dest, int tag,
+                                       MPI_Comm comm) {
+  int i = (int)(b - s->buf);
+
+  MPI_Isend(b->data, (int)b->len, MPI_BYTE, dest, tag, comm, &s->req[i]);
+  s->n++;
+}
+
+/* Waits for every send in flight (at the end). */
+static inline void pp__mpi_sends_wait(struct pp__mpi_sends *s) {
+  MPI_Waitall(PP__MPI_SENDS, s->req, MPI_STATUSES_IGNORE);
+  s->n = 0;
+}
+
+/* Frees the buffers (none in flight). */
+static inline void pp__mpi_sends_free_all(struct pp__mpi_sends *s) {
+  for (int i = 0; i < PP__MPI_SENDS; i++)
+    free(s->buf[i].data);
+}
+
 /* Appends one record of the RESULTS stream, with its run of rec->len
  * bytes (NULL when 0); 0 or PP_ENOMEM. */
 static inline int pp__mpi_put_result(struct pp__mpi_buf *b,
@@ -151,6 +231,14 @@ int pp__mpi_recv(MPI_Comm comm, int source, int tag, struct pp__mpi_buf *b);
  * process's rank and the job's size (OUT). Returns 0 or why not, printed. */
 int pp__mpi_init(MPI_Comm *comm, int *rank, int *size, int *finalize);
 
+/* Collective: the largest message this rank sends to each rank r, into
+ * bytes[r] (OUT, [size]): PP__MPI_LOCAL_MESSAGE_BYTES to the ranks on
+ * this machine while Open MPI may use shared memory between them (its
+ * "btl" selection, read through MPI_T, leaves vader or sm in), else
+ * PP__MPI_MESSAGE_BYTES. With bytes NULL (out of memory) it still takes
+ * part, so that the other ranks do not wait for ever. */
+void pp__mpi_message_sizes(MPI_Comm comm, int size, size_t *bytes);
+
 /* Rank 0: sends the manifest and max_payload to ranks 1 .. size - 1 and
  * takes their hellos into hellos[1 .. size) (OUT). Returns 0, or the first
  * rank's failure (every refusal printed, naming its rank). */
@@ -158,10 +246,11 @@ int pp__mpi_handshake(MPI_Comm comm, int size, const struct pp__registry *reg,
                       uint64_t max_payload, struct pp__mpi_hello *hellos);
 
 /* Serves as supervisor rank `rank` of the pool p (whose options are this
- * rank's own) until rank 0 shuts it down; then finalizes MPI when
- * `finalize` and exits. */
+ * rank's own), sending rank 0 messages of up to `message_bytes`, until
+ * rank 0 shuts it down; then finalizes MPI when `finalize` and exits. */
 void pp__mpi_serve(pp_pool *p, MPI_Comm comm, const struct pp__registry *reg,
-                   int rank, int finalize) __attribute__((noreturn));
+                   int rank, size_t message_bytes, int finalize)
+    __attribute__((noreturn));
 
 /* The naps of a communication loop with nothing to do: it backs off from
  * the first, never spinning, up to the second while answers are due (a

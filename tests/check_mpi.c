@@ -31,6 +31,10 @@
 
 #define WORKERS 2 /* per supervisor rank */
 #define RANKS 2
+/* The pool's max_payload: larger than any MPI message the engine packs
+ * (240 KiB over shared memory, 60 KiB over TCP), so that a task or a
+ * result alone can outgrow one. */
+#define MAX_PAYLOAD ((size_t)256 << 10)
 
 struct page {
   atomic_int gate;
@@ -145,10 +149,18 @@ static int task_count(pp_task *t, const void *arg, size_t len) {
 }
 
 static int task_too_big(pp_task *t, const void *arg, size_t len) {
-  static char big[8192];
+  static char big[MAX_PAYLOAD + 1];
   (void)arg;
   (void)len;
   return pp_task_return(t, big, sizeof big);
+}
+
+/* Returns its argument with every byte plus one. */
+static int task_bump(pp_task *t, const void *arg, size_t len) {
+  static unsigned char out[MAX_PAYLOAD];
+  for (size_t i = 0; i < len && i < sizeof out; i++)
+    out[i] = (unsigned char)(((const unsigned char *)arg)[i] + 1);
+  return pp_task_return(t, out, len);
 }
 
 /* Kills the supervisor rank it runs under (its worker's parent). */
@@ -175,6 +187,7 @@ PP_TASK(init_value, task_init_value);
 PP_TASK(crash, task_crash);
 PP_TASK(crash_once, task_crash_once);
 PP_TASK(too_big, task_too_big);
+PP_TASK(bump, task_bump);
 PP_TASK(count, task_count);
 PP_TASK(kill_supervisor, task_kill_supervisor);
 
@@ -486,6 +499,48 @@ START_TEST(test_map) {
 }
 END_TEST
 
+/* Whether data holds len bytes of (i + j) % 251 + 1 for byte j. */
+static int bumped(const void *data, size_t len, size_t want, size_t i) {
+  const unsigned char *d = data;
+  if (len != want)
+    return 0;
+  for (size_t j = 0; j < len; j++)
+    if (d[j] != (unsigned char)((i + j) % 251 + 1))
+      return 0;
+  return 1;
+}
+
+/* Tasks and results larger than any one MPI message, alone and in
+ * chunks that mix them with small ones: each goes whole, in order. */
+START_TEST(test_large_payloads) {
+  enum { N = 24 };
+  static unsigned char bytes[N][MAX_PAYLOAD];
+  const void *args[N], *data;
+  size_t lens[N], len;
+  pp_map_options mo = {.chunksize = 4};
+  pp_future *f;
+  pp_map *m;
+
+  for (size_t i = 0; i < N; i++) {
+    lens[i] = i % 3 == 0 ? MAX_PAYLOAD : i % 3 == 1 ? 100000 : 8;
+    for (size_t j = 0; j < lens[i]; j++)
+      bytes[i][j] = (unsigned char)((i + j) % 251);
+    args[i] = bytes[i];
+  }
+  ck_assert_int_eq(pp_submit(pool, task_bump, args[0], lens[0], &f), 0);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
+  ck_assert(bumped(data, len, lens[0], 0));
+  pp_future_release(f);
+  ck_assert_int_eq(pp_map_array(pool, task_bump, args, lens, N, &mo, &m), 0);
+  for (size_t i = 0; i < N; i++) {
+    ck_assert_int_eq(pp_map_next(m, &data, &len), 0);
+    ck_assert_msg(bumped(data, len, lens[i], i), "item %zu came back wrong", i);
+  }
+  ck_assert_int_eq(pp_map_next(m, &data, &len), PP_EOF);
+  pp_map_destroy(m);
+}
+END_TEST
+
 START_TEST(test_initializer) {
   for (int i = 0; i < 8; i++) {
     pp_future *f = submit(task_init_value, 0);
@@ -632,7 +687,7 @@ int main(int argc, char **argv) {
   o.initarg = &init_arg;
   o.retries = 1;
   o.max_tasks_per_worker = 5;
-  o.max_payload = 4096;
+  o.max_payload = MAX_PAYLOAD;
   if ((rc = pp_pool_create(&pool, &o)) != 0) {
     fprintf(stderr, "pp_pool_create: %s\n", pp_strerror(rc));
     return 1;
@@ -653,6 +708,7 @@ int main(int argc, char **argv) {
   tcase_add_test(tc, test_wait);
   tcase_add_test(tc, test_as_completed);
   tcase_add_test(tc, test_map);
+  tcase_add_test(tc, test_large_payloads);
   tcase_add_test(tc, test_initializer);
   tcase_add_test(tc, test_max_tasks_per_worker);
   tcase_add_test(tc, test_crash_fails_only_its_task);
