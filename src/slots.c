@@ -13,8 +13,11 @@
 #include <string.h>
 #include <sys/mman.h>
 
-/* Frames up to this size stay with their slot, for the next task. */
+/* Frames up to this size stay with their slot, for the next task; larger
+ * ones too while all those kept add up to FRAME_KEEP_TOTAL at most (a map
+ * of chunks reuses a few slots, each with a frame of 16 KiB or more). */
 #define FRAME_KEEP 4096
+#define FRAME_KEEP_TOTAL (8u << 20)
 
 uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload) {
   size_t frame = 8 + pp__pad8(pp__max_frame(max_payload)), cap = 64, n = 256;
@@ -144,7 +147,8 @@ void pp__slot_free_locked(pp_pool *p, uint32_t index) {
     t->timed--;
   if (s->ops && s->ops->gone_locked)
     s->ops->gone_locked(s->owner);
-  if (s->frame_cap > FRAME_KEEP) { /* small frames are kept for reuse */
+  if (s->frame_cap > FRAME_KEEP && t->large_frames > FRAME_KEEP_TOTAL) {
+    t->large_frames -= s->frame_cap;
     free(s->frame);
     s->frame = NULL;
     s->frame_cap = 0;
@@ -197,6 +201,10 @@ int pp__slot_frame_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
   if (s->frame_cap < s->frame_len) {
     if (!(f = malloc(s->frame_len)))
       return PP_ENOMEM;
+    if (s->frame_cap > FRAME_KEEP)
+      p->st.large_frames -= s->frame_cap;
+    if (s->frame_len > FRAME_KEEP)
+      p->st.large_frames += s->frame_len;
     free(s->frame);
     s->frame = f;
     s->frame_cap = s->frame_len;

@@ -188,7 +188,8 @@ struct pp__slots {
   uint32_t in_flight;
   uint32_t timed; /* slots in flight with a timeout */
   size_t max_payload;
-  size_t max_frame; /* largest frame payload, header included */
+  size_t max_frame;    /* largest frame payload, header included */
+  size_t large_frames; /* bytes of slots' frames over FRAME_KEEP (slots.c) */
   struct pp__backlog *backlog;
   struct pp__backlog **backlog_tail;
 };
