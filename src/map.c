@@ -21,15 +21,12 @@
  */
 #include "map.h"
 
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define AUTO_MAX 1024           /* largest automatic chunk */
 #define AUTO_TARGET_NS 200000.0 /* time an automatic chunk aims to take */
-/* How long a map takes results as they come before it sleeps. */
-#define TAKE_SPIN_NS 20000u
 
 /* With mu held: a chunk of at least `len` bytes, from the spare list when
  * one there is large enough. */
@@ -322,22 +319,6 @@ static void set_taking(pp_map *m, int on) {
   m->pool->engine->taking_results(m->pool, on);
 }
 
-/* Takes results as they come, for up to TAKE_SPIN_NS; returns whether it
- * took any. Between looks it yields the core rather than spinning on it:
- * with as many workers as cores, a spinning consumer takes a core from
- * them (chunksize 1 ran a third slower), a yielding one only what nobody
- * else wants. Called without mu. */
-static int take_results_for_a_while(pp_pool *p) {
-  uint64_t until = pp__now_ns() + TAKE_SPIN_NS;
-
-  do {
-    if (p->engine->take_results(p))
-      return 1;
-    sched_yield();
-  } while (pp__now_ns() < until);
-  return 0;
-}
-
 /* With mu held: waits until result `cursor` is done, or the map ends or
  * times out; then notes how many consecutive results are ready. Returns 0
  * or PP_EOF, the source's error, PP_ETIMEDOUT. */
@@ -365,7 +346,7 @@ static int wait_ready_locked(pp_map *m) {
        * collector's wake-up and this thread's; then everything is looked
        * at again, since results may have landed meanwhile. */
       pp__pool_unlock(m->pool);
-      took_nothing = !take_results_for_a_while(m->pool);
+      took_nothing = !pp__pool_take_results(m->pool);
       pp__pool_lock(m->pool);
       if (!took_nothing)
         m->refilled = 0;

@@ -5,6 +5,7 @@
  */
 #include "future.h"
 
+#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +74,17 @@ int pp__cond_init(pthread_cond_t *cond) {
   rc = pthread_cond_init(cond, &ca);
   pthread_condattr_destroy(&ca);
   return rc == 0 ? 0 : PP_ENOMEM;
+}
+
+int pp__pool_take_results(pp_pool *p) {
+  uint64_t until = pp__now_ns() + PP__TAKE_SPIN_NS;
+
+  do {
+    if (p->engine->take_results(p))
+      return 1;
+    sched_yield();
+  } while (pp__now_ns() < until);
+  return 0;
 }
 
 int pp__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {

@@ -83,6 +83,17 @@ static inline int pp__pool_wait(struct pp_pool *p, pthread_cond_t *cond,
   return rc == ETIMEDOUT ? ETIMEDOUT : 0;
 }
 
+/* How long a thread about to sleep for results takes them itself first. */
+#define PP__TAKE_SPIN_NS 20000u
+
+/* Takes results on this thread as they come (the engine's take_results,
+ * which must not be NULL), for up to PP__TAKE_SPIN_NS; returns whether it
+ * took any. Between looks it yields the core rather than spinning on it:
+ * with as many workers as cores, a spinning master thread takes a core
+ * from them, a yielding one only what nobody else wants. Called without
+ * mu. */
+int pp__pool_take_results(struct pp_pool *p);
+
 /* Makes a condition variable on CLOCK_MONOTONIC. 0 or PP_ENOMEM. */
 int pp__cond_init(pthread_cond_t *cond);
 

@@ -108,10 +108,15 @@ int pp__slot_alloc_locked(pp_pool *p, int wait, uint64_t deadline_ns,
     if (!wait)
       return PP_ETIMEDOUT;
     if (!took_nothing && p->engine->take_results) {
-      /* Results waiting on the ring free their slots here, sparing the
-       * collector's wake-up and this thread's. */
+      /* Results free their slots here as they come, sparing the
+       * collector's wake-up and this thread's, and a wake-up per slot:
+       * a burst of them frees a burst of slots. */
       pp__pool_unlock(p);
-      took_nothing = p->engine->take_results(p) == 0;
+      if (p->engine->taking_results) /* the collector stands back */
+        p->engine->taking_results(p, 1);
+      took_nothing = !pp__pool_take_results(p);
+      if (p->engine->taking_results)
+        p->engine->taking_results(p, 0); /* said above */
       pp__pool_lock(p);
       continue;
     }
