@@ -30,7 +30,7 @@
 #define LONG_NS 1000000u
 #define FLUSH_NS 2000000u
 #define LOCAL_BUF (64 * 1024)
-#define SPIN_MIN_NS 50000u
+#define SPIN_MIN_NS 10000u
 
 struct worker {
   struct pp__shared *sh;
