@@ -23,6 +23,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -525,11 +526,25 @@ static int collector_setup(struct collector *c) {
   return rc;
 }
 
+/* The collector wakes often, for moments: as SCHED_BATCH it does not
+ * preempt the thread it wakes beside (the scheduler often puts it on the
+ * core of the master thread that submits, the workers on the other), yet
+ * it keeps its fair share of the CPU. SCHED_RESET_ON_FORK: the workers it
+ * forks are ordinary threads again. Best effort: an error changes nothing
+ * but speed. */
+static void stand_back(void) {
+#if defined(SCHED_BATCH) && defined(SCHED_RESET_ON_FORK)
+  struct sched_param none = {0};
+  (void)sched_setscheduler(0, SCHED_BATCH | SCHED_RESET_ON_FORK, &none);
+#endif
+}
+
 void *pp__collector_main(void *arg) {
   struct collector c = {.p = arg, .e = pp__procs_of(arg)};
   pp_pool *p = c.p;
   int nap = 0;
 
+  stand_back();
   if (collector_setup(&c) == 0)
     spawn_all(p);
   while ((nap = duties(p)) >= 0) {
