@@ -62,35 +62,44 @@ static void apply_result(pp_pool *p, const unsigned char *frame, size_t len,
                               later);
 }
 
-/* Takes result frames off the ring (those that fit `cap` bytes of `buf`)
- * and applies them, then runs the deferred callbacks. Called by the
+/* Applies the result frames on the ring (`buf`, of `cap` bytes, holds one
+ * that wraps around its end), then runs the deferred callbacks. Called by the
  * collector (`wait`), and by a thread waiting for a result, which thereby
  * skips a wake-up of the collector (it gives way when another thread is
  * draining). Taking frames off and applying them happen under drain_mu, so
  * that once a drain returns, every frame put before it is applied: reap()
  * relies on it, or a result in another thread's hands would be a crash.
  * Returns the number of frames. */
+struct applying {
+  pp_pool *p;
+  struct pp__deferred *later;
+};
+
+/* pp__ring_consume()'s callback: applies a frame where it lies. */
+static void apply_in_place(void *ctx, void *payload, size_t len) {
+  struct applying *a = ctx;
+  apply_result(a->p, payload, len, &a->later);
+}
+
 size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap, int wait) {
   struct pp__procs *e = pp__procs_of(p);
-  size_t total = 0, len, off, plen;
-  void *payload;
-  int n;
+  size_t total = 0, n;
 
   if (wait)
     pthread_mutex_lock(&e->drain_mu);
   else if (pthread_mutex_trylock(&e->drain_mu) != 0)
     return 0;
-  while ((n = pp__ring_get(e->sh->results, buf, cap, DRAIN_MAX, &len,
-                           PP__NOWAIT, NULL)) > 0) {
-    struct pp__deferred *later = NULL;
-    off = 0;
+  do {
+    struct applying a = {p, NULL};
+    /* Frames are applied where they lie in the ring (drain_mu makes this
+     * thread its only consumer), then head moves past them: no copy. */
     pp__pool_lock(p);
-    while (pp__ring_frame_next(buf, len, &off, &payload, &plen))
-      apply_result(p, payload, plen, &later);
+    n = pp__ring_consume(e->sh->results, buf, cap, DRAIN_MAX, apply_in_place,
+                         &a);
     pp__pool_unlock(p);
-    pp__deferred_run(later);
-    total += (size_t)n;
-  }
+    pp__deferred_run(a.later);
+    total += n;
+  } while (n > 0);
   pthread_mutex_unlock(&e->drain_mu); /* taken above */
   return total;
 }

@@ -323,6 +323,44 @@ out_unlock:
   return rc;
 }
 
+size_t pp__ring_consume(struct pp__ring *r, void *bounce, size_t cap,
+                        size_t max, pp__ring_frame_fn fn, void *ctx) {
+  uint64_t head, tail, off;
+  size_t n = 0;
+
+  pp__ring_lock(r);
+  head = r->head;
+  tail = r->tail;
+  pp__ring_unlock(r);
+  for (off = head; off < tail && n < max; n++) {
+    uint64_t len = frame_len_at(r, off) & ~FRAME_DROPPED;
+    size_t pos = (size_t)((off + 8) & (r->cap - 1));
+    if (len > tail - off - 8)
+      break; /* cannot happen with whole frames: stop rather than trust */
+    if (pos + len <= r->cap) {
+      fn(ctx, r->data + pos, (size_t)len);
+    } else if (len <= cap) {
+      copy_out(r, off + 8, bounce, (size_t)len);
+      fn(ctx, bounce, (size_t)len);
+    }
+    off += pp__ring_frame_size((size_t)len);
+  }
+  pp__ring_lock(r);
+  /* Only this consumer moves head, so it is still where it was read; a
+   * repair meanwhile (a producer died holding the lock) recounted the
+   * frames from it, and may have cut off a frame that did not parse. */
+  if (off > r->tail)
+    off = r->tail;
+  r->head = off;
+  __atomic_store_n(&r->count, r->count > n ? r->count - n : 0,
+                   __ATOMIC_RELAXED);
+  if (r->head == r->tail)
+    __atomic_store_n(&r->count, 0, __ATOMIC_RELAXED);
+  wake(&r->writable, r->write_waiters, &r->write_posts, r->write_waiters);
+  pp__ring_unlock(r);
+  return n;
+}
+
 /* Posts once per waiter whatever the bookkeeping says: an extra post is a
  * spurious wake-up, a missing one a worker asleep for ever. */
 void pp__ring_wake_all(struct pp__ring *r) {

@@ -113,6 +113,20 @@ int pp__ring_get(struct pp__ring *r, void *buf, size_t cap, size_t max,
                  size_t *len, uint64_t deadline_ns,
                  const struct pp__ring_reader *rd);
 
+/* Called by pp__ring_consume() for each frame, in place. */
+typedef void (*pp__ring_frame_fn)(void *ctx, void *payload, size_t len);
+
+/* For a ring with one consumer at a time (the caller serialises them),
+ * which no producer dying can take over: calls fn(ctx, payload, len) on
+ * up to `max` of the frames now in the ring, in order and in place, without
+ * the lock (producers only write past tail, and head does not move
+ * meanwhile); a frame that wraps around the end is copied into `bounce`
+ * (`cap` bytes, at least the largest frame) first. Then moves head past
+ * them and wakes waiting producers. Returns the number of frames. This
+ * spares the copy that pp__ring_get() makes of every byte. */
+size_t pp__ring_consume(struct pp__ring *r, void *bounce, size_t cap,
+                        size_t max, pp__ring_frame_fn fn, void *ctx);
+
 /* With the lock held: frames in the ring. */
 uint64_t pp__ring_count_locked(const struct pp__ring *r);
 

@@ -39,7 +39,8 @@ static int put_tagged(struct pp__ring *r, uint64_t tag, size_t len,
   ck_assert_uint_ge(len, 8);
   memset(body, (int)(tag & 0xff), len);
   memcpy(body, &tag, 8);
-  ck_assert_int_eq(pp__ring_frame_append(frame, sizeof frame, &used, &iov, 1), 0);
+  ck_assert_int_eq(pp__ring_frame_append(frame, sizeof frame, &used, &iov, 1),
+                   0);
   return pp__ring_put(r, frame, used, 1, deadline);
 }
 
@@ -100,9 +101,12 @@ START_TEST(test_share) {
 
   for (uint64_t i = 1; i <= 8; i++)
     ck_assert_int_eq(put_tagged(r, i, 8, PP__NOWAIT), 0);
-  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, &rd), 2);
-  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, &rd), 1);
-  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, NULL), 5);
+  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, &rd),
+                   2);
+  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, &rd),
+                   1);
+  ck_assert_int_eq(pp__ring_get(r, buf, sizeof buf, 8, &len, PP__NOWAIT, NULL),
+                   5);
   free_ring(r);
 }
 END_TEST
@@ -121,6 +125,57 @@ START_TEST(test_wrap_around) {
       ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), i + 100000);
   }
   ck_assert_uint_gt(r->head, 10 * r->cap);
+  free_ring(r);
+}
+END_TEST
+
+/* What a consume saw: the tags in order, and whether each frame's bytes
+ * were whole. */
+struct consumed {
+  uint64_t tags[16];
+  size_t n;
+  int torn;
+};
+
+static void note_frame(void *ctx, void *payload, size_t len) {
+  struct consumed *c = ctx;
+  uint64_t tag;
+  memcpy(&tag, payload, 8);
+  for (size_t i = 8; i < len; i++)
+    if (((unsigned char *)payload)[i] != (tag & 0xff))
+      c->torn = 1;
+  if (c->n < 16)
+    c->tags[c->n] = tag;
+  c->n++;
+}
+
+/* pp__ring_consume() hands every frame over in order, where it lies or,
+ * straddling the end, through the bounce buffer; then the room is free
+ * and it takes at most `max` frames. */
+START_TEST(test_consume_in_place) {
+  struct pp__ring *r = make_ring(256);
+  unsigned char bounce[600];
+  uint64_t next = 1, want = 1;
+
+  for (int round = 0; round < 2000; round++) {
+    struct consumed c = {{0}, 0, 0};
+    size_t got;
+    while (put_tagged(r, next, 8 + (next * 37) % 90, PP__NOWAIT) == 0)
+      next++;
+    got = pp__ring_consume(r, bounce, sizeof bounce, round % 2 ? 2 : 64,
+                           note_frame, &c);
+    ck_assert_uint_eq(got, c.n);
+    ck_assert_uint_ge(got, 1);
+    ck_assert_msg(!c.torn, "frame %llu handed over torn",
+                  (unsigned long long)want);
+    for (size_t i = 0; i < got && i < 16; i++, want++)
+      ck_assert_uint_eq(c.tags[i], want);
+    if (round % 2)
+      ck_assert_uint_le(got, 2);
+    else
+      ck_assert_uint_eq(r->count, 0);
+  }
+  ck_assert_uint_gt(r->head, 100 * r->cap);
   free_ring(r);
 }
 END_TEST
@@ -173,7 +228,7 @@ START_TEST(test_many_processes) {
       mmap(NULL, PRODUCERS * PER_PRODUCER, PROT_READ | PROT_WRITE,
            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   _Atomic int *stop = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
-                            MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+                           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   pid_t pids[PRODUCERS + CONSUMERS];
   int status;
 
@@ -381,6 +436,7 @@ static Suite *make_ring_suite(void) {
   tcase_add_test(tc, test_full);
   tcase_add_test(tc, test_share);
   tcase_add_test(tc, test_wrap_around);
+  tcase_add_test(tc, test_consume_in_place);
   tcase_add_test(tc, test_blocking_consumer_and_producer);
   tcase_add_test(tc, test_many_processes);
   tcase_add_loop_test(tc, test_owner_dies_at_each_step, RING_STEP_PUT_COPIED,
