@@ -76,6 +76,11 @@ void pp__shared_destroy(struct pp__shared *sh);
  * master's threads after asking it for something). */
 void pp__shared_wake_collector(struct pp__shared *sh);
 
+/* Wakes the collector if it sleeps, even while a master thread takes
+ * results itself (a worker finding the result ring full: that thread is
+ * busy elsewhere, and the collector must drain). */
+void pp__shared_poke_collector(struct pp__shared *sh);
+
 /* The body of a worker process; never returns. */
 void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
                      void *initarg, unsigned max_tasks)

@@ -121,6 +121,10 @@ void pp__shared_destroy(struct pp__shared *sh) {
 void pp__shared_wake_collector(struct pp__shared *sh) {
   if (atomic_load(&sh->helpers) > 0)
     return; /* a master thread is taking results: see procs_help_wait() */
+  pp__shared_poke_collector(sh);
+}
+
+void pp__shared_poke_collector(struct pp__shared *sh) {
   if (atomic_exchange(&sh->collector_asleep, 0)) {
     uint64_t one = 1;
     ssize_t n = write(sh->wake_fd, &one, sizeof one);

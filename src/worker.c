@@ -73,7 +73,13 @@ static int claim(void *ctx, void *payload, size_t len) {
 static void flush(struct worker *w) {
   if (w->out_count == 0)
     return;
-  pp__ring_put(w->sh->results, w->out, w->out_len, w->out_count, PP__FOREVER);
+  if (pp__ring_put(w->sh->results, w->out, w->out_len, w->out_count,
+                   PP__NOWAIT) != 0) {
+    /* Full: whoever takes results is busy elsewhere; the collector is
+     * told to drain even while a master thread said it takes them. */
+    pp__shared_poke_collector(w->sh);
+    pp__ring_put(w->sh->results, w->out, w->out_len, w->out_count, PP__FOREVER);
+  }
   w->out_len = w->out_count = 0;
   w->flushes++;
   pp__shared_wake_collector(w->sh);
