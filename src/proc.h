@@ -123,12 +123,4 @@ int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id);
  * the wake-up of the worker. */
 #define PP__SPIN_NS 50000u
 
-static inline void pp__cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ __volatile__("yield");
-#endif
-}
-
 #endif

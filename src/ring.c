@@ -26,6 +26,7 @@
  */
 #define LOCK_RECHECK_NS 10000000u /* 10 ms */
 #define SEM_RECHECK_NS 100000000u /* 100 ms */
+#define LOCK_SPINS 64             /* tries before sleeping on the lock */
 
 size_t pp__ring_footprint(size_t cap) {
   return sizeof(struct pp__ring) + cap;
@@ -133,11 +134,17 @@ static struct timespec realtime_in(uint64_t ns) {
   return ts;
 }
 
-/* Waits for the lock in slices of LOCK_RECHECK_NS (see above) and repairs
- * the ring if its owner died holding it. */
+/* Waits for the lock, spinning first for LOCK_SPINS turns (it is held for
+ * a copy: sleeping on its futex and being woken would cost both sides a
+ * system call and a context switch), then in slices of LOCK_RECHECK_NS
+ * (see above); repairs the ring if its owner died holding it. */
 void pp__ring_lock(struct pp__ring *r) {
   int rc = pthread_mutex_trylock(&r->lock);
 
+  for (int i = 0; rc == EBUSY && i < LOCK_SPINS; i++) {
+    pp__cpu_relax();
+    rc = pthread_mutex_trylock(&r->lock);
+  }
   while (rc == EBUSY || rc == ETIMEDOUT) {
     struct timespec until = realtime_in(LOCK_RECHECK_NS);
     rc = pthread_mutex_timedlock(&r->lock, &until);

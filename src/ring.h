@@ -59,6 +59,16 @@ struct pp__ring {
   unsigned char data[]; /* the frames */
 };
 
+/* A hint to the CPU that this is a spin-wait (the ring's lock, and the
+ * process engine's threads waiting for tasks or results). */
+static inline void pp__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ __volatile__("yield");
+#endif
+}
+
 /* Bytes a frame of `payload` bytes takes in the ring. */
 static inline size_t pp__ring_frame_size(size_t payload) {
   return 8 + ((payload + 7) & ~(size_t)7);
