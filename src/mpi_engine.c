@@ -343,8 +343,9 @@ static void apply_started_locked(pp_pool *p, const struct pp__mpi_result *rec,
   uint64_t want = pp__slot_word(gen, PP__SLOT_QUEUED, -1);
 
   if (s && s->attempts == rec->attempt)
-    atomic_compare_exchange_strong(&p->st.words[pp__id_slot(rec->id)], &want,
-                                   pp__slot_word(gen, PP__SLOT_RUNNING, r));
+    atomic_compare_exchange_strong(
+        pp__word_at(p->st.words, pp__id_slot(rec->id)), &want,
+        pp__slot_word(gen, PP__SLOT_RUNNING, r));
 }
 
 /* With mu held: applies a RESULTS batch from rank r, checking every

@@ -53,8 +53,8 @@ int pp__slots_init(struct pp__slots *t, uint32_t n, size_t max_payload) {
     return PP_ENOMEM;
   madvise(m, len, MADV_DONTFORK);
   t->slots = m;
-  m = mmap(NULL, (size_t)n * sizeof *t->words, PROT_READ | PROT_WRITE,
-           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  m = mmap(NULL, (size_t)n * PP__WORD_STRIDE * sizeof *t->words,
+           PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (m == MAP_FAILED) {
     munmap(t->slots, len);
     t->slots = NULL;
@@ -78,7 +78,7 @@ void pp__slots_destroy(struct pp__slots *t) {
     munmap(t->slots, (size_t)t->n * sizeof *t->slots);
   }
   if (t->words)
-    munmap((void *)t->words, (size_t)t->n * sizeof *t->words);
+    munmap((void *)t->words, (size_t)t->n * PP__WORD_STRIDE * sizeof *t->words);
   while (t->backlog) {
     struct pp__backlog *b = t->backlog;
     t->backlog = b->next;
@@ -161,7 +161,7 @@ void pp__slot_free_locked(pp_pool *p, uint32_t index) {
   s->used = 0;
   s->ops = NULL;
   s->owner = NULL;
-  atomic_store(&t->words[index], 0);
+  atomic_store(pp__word_at(t->words, index), 0);
   s->next_free = t->free_head;
   t->free_head = index;
   t->in_flight--;
@@ -261,7 +261,8 @@ int pp__slot_queue_locked(pp_pool *p, uint32_t index, int wait,
   int rc;
 
   PP__ASSERT_LOCKED(p);
-  atomic_store(&p->st.words[index], pp__slot_word(s->gen, PP__SLOT_QUEUED, -1));
+  atomic_store(pp__word_at(p->st.words, index),
+               pp__slot_word(s->gen, PP__SLOT_QUEUED, -1));
   rc = p->engine->queue_locked(p, index, wait, deadline_ns);
   if (rc == PP_ETIMEDOUT) {
     backlog_locked(p, index, later);
@@ -282,7 +283,7 @@ void pp__slots_queue_batch_locked(pp_pool *p, const uint32_t *index, size_t n,
 
   PP__ASSERT_LOCKED(p);
   for (size_t i = 0; i < n; i++)
-    atomic_store(&p->st.words[index[i]],
+    atomic_store(pp__word_at(p->st.words, index[i]),
                  pp__slot_word(p->st.slots[index[i]].gen, PP__SLOT_QUEUED, -1));
   if (p->engine->queue_batch_locked)
     k = p->engine->queue_batch_locked(p, index, n);
@@ -330,7 +331,7 @@ int pp__slot_cancel_locked(pp_pool *p, uint64_t id,
   while (pp__word_gen(word) == gen &&
          (st == PP__SLOT_QUEUED || st == PP__SLOT_CLAIMED)) {
     if (atomic_compare_exchange_weak(
-            &t->words[index], &word,
+            pp__word_at(t->words, index), &word,
             pp__slot_word(gen, PP__SLOT_CANCELLED, -1))) {
       if (st == PP__SLOT_QUEUED && p->engine->unqueue_locked)
         p->engine->unqueue_locked(p, index);

@@ -182,7 +182,8 @@ struct pp__backlog {
  * except the words, which are atomics shared with workers). */
 struct pp__slots {
   struct pp__slot *slots;  /* [n], a private mapping left out of forks */
-  _Atomic uint64_t *words; /* [n], MAP_SHARED: inherited by workers */
+  _Atomic uint64_t *words; /* [n * PP__WORD_STRIDE], MAP_SHARED: inherited
+                              by workers; see pp__word_at() */
   uint32_t n;              /* a power of two */
   uint32_t free_head;      /* PP__NO_SLOT: none free */
   uint32_t in_flight;
@@ -245,10 +246,20 @@ void pp__slots_break_locked(struct pp_pool *p, int status, const char *msg,
 void pp__slots_cancel_all_locked(struct pp_pool *p,
                                  struct pp__deferred **later);
 
+/* Slot words lie a cache line apart: a worker changing one slot's word
+ * does not take the line from the master writing its neighbour's. */
+#define PP__WORD_STRIDE (64 / sizeof(uint64_t))
+
+/* Where slot `index`'s word lies in `words`. */
+static inline _Atomic uint64_t *pp__word_at(_Atomic uint64_t *words,
+                                            uint32_t index) {
+  return &words[(size_t)index * PP__WORD_STRIDE];
+}
+
 /* The slot word of `index`, for state reads. */
 static inline uint64_t pp__slot_word_of(const struct pp__slots *t,
                                         uint32_t index) {
-  return atomic_load(&t->words[index]);
+  return atomic_load(pp__word_at(t->words, index));
 }
 
 /* The slot `id` names, or NULL when it is not in flight any more. */

@@ -167,7 +167,7 @@ static int take_locked(pp_pool *p, int worker, uint32_t *index, uint32_t *gen) {
     uint64_t expect = pp__slot_word(*gen, PP__SLOT_QUEUED, -1);
     if (p->st.slots[*index].used &&
         atomic_compare_exchange_strong(
-            &p->st.words[*index], &expect,
+            pp__word_at(p->st.words, *index), &expect,
             pp__slot_word(*gen, PP__SLOT_RUNNING, worker)))
       return 1;
   }

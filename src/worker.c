@@ -64,7 +64,7 @@ static int claim(void *ctx, void *payload, size_t len) {
     return 0;
   expect = pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_QUEUED, -1);
   return atomic_compare_exchange_strong(
-      &w->sh->slot_words[pp__id_slot(hdr.id)], &expect,
+      pp__word_at(w->sh->slot_words, pp__id_slot(hdr.id)), &expect,
       pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_CLAIMED, w->index));
 }
 
@@ -167,7 +167,7 @@ static uint64_t run_frame(struct worker *w, const unsigned char *frame,
   mark_len = w->out_len;
   mark_count = w->out_count;
   flushes = w->flushes;
-  word = &w->sh->slot_words[pp__id_slot(hdr.id)];
+  word = pp__word_at(w->sh->slot_words, pp__id_slot(hdr.id));
   expect = pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_CLAIMED, w->index);
   /* current and started_ns are set before the word says RUNNING, so the
    * master, seeing RUNNING, can trust them for timeouts and kills. */
@@ -227,7 +227,7 @@ static void give_back(struct worker *w, size_t off, size_t len) {
                               pp__ring_frame_size(plen), 1);
     if (put)
       atomic_compare_exchange_strong(
-          &w->sh->slot_words[pp__id_slot(hdr.id)], &expect,
+          pp__word_at(w->sh->slot_words, pp__id_slot(hdr.id)), &expect,
           pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_QUEUED, -1));
     pp__ring_unlock(w->sh->tasks);
     if (!put) {
