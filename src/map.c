@@ -460,9 +460,12 @@ void pp_map_destroy(pp_map *m) {
   p = m->pool;
   set_taking(m, 0);
   pp__pool_lock(p);
-  for (uint32_t i = 0; i < p->st.n && m->tasks; i++)
-    if (p->st.slots[i].used && p->st.slots[i].owner == m)
+  for (uint32_t i = pp__slots_first_used(&p->st), next;
+       i != PP__NO_SLOT && m->tasks; i = next) {
+    next = pp__slots_next_used(&p->st, i);
+    if (p->st.slots[i].owner == m)
       pp__slot_cancel_locked(p, pp__make_id(p->st.slots[i].gen, i), &none);
+  }
   while (m->tasks > 0)
     pp__pool_wait(p, &p->changed, PP__FOREVER);
   if (m->items)

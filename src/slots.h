@@ -161,9 +161,11 @@ struct pp__slot {
   uint8_t expired;        /* the master killed its worker for its timeout */
   uint8_t attempts;       /* runs that ended with the worker's death */
   uint32_t next_free;     /* free list link */
-  uint32_t items;         /* items in the task */
-  uint32_t items_left;    /* items with no result yet */
-  uint64_t timeout_ns;    /* 0: none */
+  uint32_t prev_used;     /* in-flight list links (PP__NO_SLOT: none) */
+  uint32_t next_used;
+  uint32_t items;      /* items in the task */
+  uint32_t items_left; /* items with no result yet */
+  uint64_t timeout_ns; /* 0: none */
   const struct pp__owner_ops *ops;
   void *owner; /* the pp_future, or the pp_map */
   size_t base; /* map: index of the task's first argument */
@@ -186,6 +188,9 @@ struct pp__slots {
                               by workers; see pp__word_at() */
   uint32_t n;              /* a power of two */
   uint32_t free_head;      /* PP__NO_SLOT: none free */
+  uint32_t used_head;      /* the slots in flight, newest first: scans
+                              need not read all n (their words are a
+                              cache line each) */
   uint32_t in_flight;
   uint32_t timed; /* slots in flight with a timeout */
   size_t max_payload;
@@ -254,6 +259,16 @@ void pp__slots_cancel_all_locked(struct pp_pool *p,
 static inline _Atomic uint64_t *pp__word_at(_Atomic uint64_t *words,
                                             uint32_t index) {
   return &words[(size_t)index * PP__WORD_STRIDE];
+}
+
+/* The first slot in flight and the one after `index` (PP__NO_SLOT at the
+ * end): a scan that may free the slot it is at reads the next first. */
+static inline uint32_t pp__slots_first_used(const struct pp__slots *t) {
+  return t->used_head;
+}
+static inline uint32_t pp__slots_next_used(const struct pp__slots *t,
+                                           uint32_t index) {
+  return t->slots[index].next_used;
 }
 
 /* The slot word of `index`, for state reads. */
