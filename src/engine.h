@@ -47,6 +47,11 @@ struct pp__engine {
    * the rest did not fit. NULL: they are queued one by one. */
   size_t (*queue_batch_locked)(struct pp_pool *p, const uint32_t *index,
                                size_t n);
+  /* With mu held: hands slot `index`, its word QUEUED, back to the workers
+   * ahead of what is queued (the worker that took it died: an ordered map
+   * waits for it), without waiting. Returns 0, or PP_ETIMEDOUT when there
+   * is no room. NULL: queue_locked() without waiting. */
+  int (*requeue_locked)(struct pp_pool *p, uint32_t index);
   /* With mu held: queued slot `index` was cancelled; give its room back.
    * NULL: the engine drops cancelled slots as it meets them. */
   void (*unqueue_locked)(struct pp_pool *p, uint32_t index);

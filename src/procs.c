@@ -141,6 +141,18 @@ static int put_frame_locked(pp_pool *p, struct pp__slot *s) {
   return put;
 }
 
+/* With mu held: see engine.h. */
+static int procs_requeue_locked(pp_pool *p, uint32_t index) {
+  struct pp__ring *r = pp__procs_of(p)->sh->tasks;
+  struct pp__slot *s = &p->st.slots[index];
+  int put;
+
+  pp__ring_lock(r);
+  put = pp__ring_put_front_locked(r, s->frame, s->frame_len);
+  pp__ring_unlock(r); /* taken above */
+  return put || put_frame_locked(p, s) ? 0 : PP_ETIMEDOUT;
+}
+
 /* With mu held: see engine.h. One lock of the task ring for the batch. */
 static size_t procs_queue_batch_locked(pp_pool *p, const uint32_t *index,
                                        size_t n) {
@@ -266,6 +278,7 @@ const struct pp__engine pp__engine_processes = {
     .close_locked = procs_close_locked,
     .queue_locked = procs_queue_locked,
     .queue_batch_locked = procs_queue_batch_locked,
+    .requeue_locked = procs_requeue_locked,
     .unqueue_locked = procs_unqueue_locked,
     .kill_locked = procs_kill_locked,
     .timers_changed_locked = procs_timers_changed_locked,

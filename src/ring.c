@@ -37,6 +37,10 @@ int pp__ring_init(struct pp__ring *r, size_t cap) {
   int rc;
 
   r->cap = cap;
+  /* Offsets start at cap, not 0, so that a frame put back at the front
+   * (pp__ring_put_front_locked()) never takes head below 0: head only
+   * goes back over frames between head and tail, at most cap bytes. */
+  r->head = r->tail = cap;
   if ((rc = pthread_mutexattr_init(&ma)) != 0)
     return -rc;
   pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
@@ -193,6 +197,18 @@ int pp__ring_put_locked(struct pp__ring *r, const void *frames, size_t len,
   PP_TEST_STEP(RING_STEP_PUT_TAIL);
   __atomic_store_n(&r->count, r->count + n, __ATOMIC_RELAXED);
   wake(&r->readable, r->read_waiters, &r->read_posts, n);
+  return 1;
+}
+
+int pp__ring_put_front_locked(struct pp__ring *r, const void *frame,
+                              size_t len) {
+  if (!pp__ring_fits_locked(r, len))
+    return 0;
+  copy_in(r, r->head - len, frame, len);
+  /* The frame is complete before head covers it, as tail in a put. */
+  r->head -= len;
+  __atomic_store_n(&r->count, r->count + 1, __ATOMIC_RELAXED);
+  wake(&r->readable, r->read_waiters, &r->read_posts, 1);
   return 1;
 }
 

@@ -91,6 +91,13 @@ void pp__ring_unlock(struct pp__ring *r);
 int pp__ring_put_locked(struct pp__ring *r, const void *frames, size_t len,
                         size_t n);
 
+/* With the lock held: puts one whole frame (`len` bytes, as built by
+ * pp__ring_frame_append()) before head, to be taken next, if it fits.
+ * Returns 1 if written, 0 if there is no room. Only a producer whose death
+ * ends the pool (the master) may call it: it has no repair step. */
+int pp__ring_put_front_locked(struct pp__ring *r, const void *frame,
+                              size_t len);
+
 /* Appends the frames, waiting for room until `deadline_ns` (CLOCK_MONOTONIC,
  * 0: for ever). Returns 0, or -ETIMEDOUT. Takes and drops the lock. */
 int pp__ring_put(struct pp__ring *r, const void *frames, size_t len, size_t n,

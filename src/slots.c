@@ -283,10 +283,22 @@ int pp__slot_queue_locked(pp_pool *p, uint32_t index, int wait,
   return rc;
 }
 
-/* Queues slot `index` again after its worker died, without waiting. */
+/* Queues slot `index` again after its worker died, without waiting, and
+ * ahead of the rest where the engine can: results after it wait for it in
+ * an ordered map. */
 void pp__slot_requeue_locked(pp_pool *p, uint32_t index,
                              struct pp__deferred **later) {
-  pp__slot_queue_locked(p, index, 0, PP__NOWAIT, later);
+  struct pp__slot *s = &p->st.slots[index];
+
+  if (!p->engine->requeue_locked) {
+    pp__slot_queue_locked(p, index, 0, PP__NOWAIT, later);
+    return;
+  }
+  PP__ASSERT_LOCKED(p);
+  atomic_store(pp__word_at(p->st.words, index),
+               pp__slot_word(s->gen, PP__SLOT_QUEUED, -1));
+  if (p->engine->requeue_locked(p, index) == PP_ETIMEDOUT)
+    backlog_locked(p, index, later);
 }
 
 void pp__slots_queue_batch_locked(pp_pool *p, const uint32_t *index, size_t n,

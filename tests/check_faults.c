@@ -363,6 +363,47 @@ START_TEST(test_retries) {
 }
 END_TEST
 
+/* Records in the shared page the order it ran in (attempts[100] counts,
+ * attempts[200 + i] is argument i's place); argument 0 crashes on its
+ * first attempt. */
+static int note_order(pp_task *t, const void *arg, size_t len) {
+  int i;
+  (void)t;
+  (void)len;
+  memcpy(&i, arg, sizeof i);
+  if (i == 0 && __atomic_fetch_add(&attempts[0], 1, __ATOMIC_SEQ_CST) == 0)
+    raise(SIGKILL);
+  attempts[200 + i] = __atomic_add_fetch(&attempts[100], 1, __ATOMIC_SEQ_CST);
+  return 0;
+}
+
+/* A task whose worker died is retried ahead of the tasks queued behind
+ * it, so an ordered map waits for it as little as possible: with one
+ * worker, task 0 crashes once, and its retry runs before tasks 1..20. */
+START_TEST(test_retry_goes_first) {
+  pp_pool *p;
+  pp_future *fs[21];
+
+  attempts = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  ck_assert_ptr_ne(attempts, MAP_FAILED);
+  p = make_pool(1, 1);
+  for (int i = 0; i <= 20; i++)
+    ck_assert_int_eq(pp_submit(p, note_order, &i, sizeof i, &fs[i]), 0);
+  for (int i = 0; i <= 20; i++) {
+    ck_assert_int_eq(pp_future_result(fs[i], 30, NULL, NULL), 0);
+    pp_future_release(fs[i]);
+  }
+  ck_assert_int_eq(attempts[0], 2);
+  ck_assert_msg(attempts[200] == 1,
+                "the retry of the crashed task ran in place %d, behind tasks "
+                "queued after it",
+                attempts[200]);
+  pp_pool_destroy(p);
+  munmap(attempts, 4096);
+}
+END_TEST
+
 /* ------------------------------------------ timeouts and cancelling */
 
 START_TEST(test_task_timeout) {
@@ -572,6 +613,7 @@ static Suite *make_faults_suite(void) {
   tcase_set_timeout(tc, 60);
   tcase_add_test(tc, test_crash_kinds);
   tcase_add_loop_test(tc, test_retries, 0, 2);
+  tcase_add_test(tc, test_retry_goes_first);
   tcase_add_test(tc, test_task_timeout);
   tcase_add_test(tc, test_map_task_timeout);
   tcase_add_test(tc, test_cancel_running);

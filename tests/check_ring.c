@@ -180,6 +180,39 @@ START_TEST(test_consume_in_place) {
 }
 END_TEST
 
+/* A frame put back at the front is taken next, before those queued, and
+ * the offsets stay sane however often it happens. */
+START_TEST(test_put_front) {
+  struct pp__ring *r = make_ring(256);
+  unsigned char frame[64];
+  size_t used = 0;
+  uint64_t tag = 99;
+  struct iovec iov = {&tag, 8};
+  int rc;
+
+  ck_assert_int_eq(pp__ring_frame_append(frame, sizeof frame, &used, &iov, 1),
+                   0);
+  for (int round = 0; round < 1000; round++) {
+    ck_assert_int_eq(put_tagged(r, 1, 8, PP__NOWAIT), 0);
+    ck_assert_int_eq(put_tagged(r, 2, 8, PP__NOWAIT), 0);
+    pp__ring_lock(r);
+    ck_assert_int_eq(pp__ring_put_front_locked(r, frame, used), 1);
+    pp__ring_unlock(r);
+    ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), 99);
+    ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), 1);
+    ck_assert_uint_eq(get_tagged(r, PP__NOWAIT, &rc), 2);
+    ck_assert_uint_eq(r->count, 0);
+    ck_assert_uint_ge(r->head, r->cap);
+  }
+  while (put_tagged(r, 3, 8, PP__NOWAIT) == 0)
+    ;
+  pp__ring_lock(r);
+  ck_assert_int_eq(pp__ring_put_front_locked(r, frame, used), 0); /* full */
+  pp__ring_unlock(r);
+  free_ring(r);
+}
+END_TEST
+
 START_TEST(test_blocking_consumer_and_producer) {
   struct pp__ring *r = make_ring(128);
   int rc, status;
@@ -437,6 +470,7 @@ static Suite *make_ring_suite(void) {
   tcase_add_test(tc, test_share);
   tcase_add_test(tc, test_wrap_around);
   tcase_add_test(tc, test_consume_in_place);
+  tcase_add_test(tc, test_put_front);
   tcase_add_test(tc, test_blocking_consumer_and_producer);
   tcase_add_test(tc, test_many_processes);
   tcase_add_loop_test(tc, test_owner_dies_at_each_step, RING_STEP_PUT_COPIED,
