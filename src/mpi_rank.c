@@ -36,7 +36,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define LINGER_NS 10000000u /* naps stay short this long after a batch */
+/* Naps stay short this long after a batch: long enough to span a
+ * program's pause between two maps (bench_mpi's setup of its next 2M
+ * arguments takes ~20 ms), whose first batch then waits a short nap, not
+ * up to PP__MPI_NAP_IDLE_NS (its first round trip took ~4 ms, not
+ * ~0.5 ms, after a 10 ms linger). */
+#define LINGER_NS 50000000u
 
 struct sup;
 
