@@ -6,8 +6,9 @@
  * The rank runs procpool's own process engine: a nested pool of
  * PP_ENGINE_PROCESSES with this rank's options (workers, initializer,
  * max_tasks_per_worker) and the master's max_payload. Each task of a
- * TASKS batch becomes a slot of the local pool, built from the frame with
- * the function the manifest index names here, owned by a `struct job`,
+ * TASKS batch becomes a slot of the local pool, holding a copy of the
+ * frame (checked, then copied whole, not item by item) with the function
+ * the manifest index names here, owned by a `struct job`,
  * whose owner callbacks (run by the local collector, local mu held)
  * append each run of outcomes as the collector hands it over (slots.h:
  * one record for a chunk's items, copied once), and DONE when the slot is
@@ -35,7 +36,12 @@
 #include <stdio.h>
 #include <unistd.h>
 
-#define LINGER_NS 10000000u /* naps stay short this long after a batch */
+/* Naps stay short this long after a batch: long enough to span a
+ * program's pause between two maps (bench_mpi's setup of its next 2M
+ * arguments takes ~20 ms), whose first batch then waits a short nap, not
+ * up to PP__MPI_NAP_IDLE_NS (its first round trip took ~4 ms, not
+ * ~0.5 ms, after a 10 ms linger). */
+#define LINGER_NS 50000000u
 
 struct sup;
 
@@ -63,9 +69,6 @@ struct sup {
   struct pp__mpi_sends sends; /* RESULTS batches on their way */
   size_t message_bytes;       /* a batch's most (pp__mpi_message_sizes) */
   struct job *jobs;
-  const void **args; /* [cap]: a frame's items, to rebuild it locally */
-  size_t *lens;
-  size_t cap;
 };
 
 /* ------------------------------------------------------------ outbox */
@@ -270,24 +273,14 @@ static void refuse_task(struct sup *s, uint64_t id, uint32_t attempt,
   pthread_mutex_unlock(&s->mu);
 }
 
-/* Reads the items of a task frame into s->args and s->lens. Returns the
+/* Reads the header of a task frame into *hdr and checks that its items
+ * fill the frame, whole (the workers trust a frame's lengths). Returns the
  * count, or -1 when the frame is malformed. */
-static int64_t read_items(struct sup *s, const unsigned char *frame,
-                          size_t frame_len, struct pp__task_hdr *hdr) {
+static int64_t check_items(const unsigned char *frame, size_t frame_len,
+                           struct pp__task_hdr *hdr) {
   size_t off = 8 + sizeof *hdr;
 
   memcpy(hdr, frame + 8, sizeof *hdr);
-  if (hdr->count > s->cap) {
-    size_t cap = hdr->count;
-    const void **a = realloc(s->args, cap * sizeof *a);
-    size_t *l = a ? realloc(s->lens, cap * sizeof *l) : NULL;
-    if (a)
-      s->args = a;
-    if (!l)
-      return -1;
-    s->lens = l;
-    s->cap = cap;
-  }
   for (uint32_t i = 0; i < hdr->count; i++) {
     uint32_t len;
     if (off + 8 > frame_len)
@@ -295,8 +288,6 @@ static int64_t read_items(struct sup *s, const unsigned char *frame,
     memcpy(&len, frame + off, 4);
     if (len > frame_len - off - 8)
       return -1;
-    s->args[i] = frame + off + 8;
-    s->lens[i] = len;
     off += 8 + pp__pad8(len);
   }
   return hdr->count;
@@ -305,8 +296,8 @@ static int64_t read_items(struct sup *s, const unsigned char *frame,
 /* Local mu held: makes job j the owner of a fresh local slot holding the
  * task, and queues it. Returns 0 or why not. */
 static int queue_local_locked(struct sup *s, struct job *j, pp_task_fn fn,
-                              uint64_t timeout_ns,
-                              struct pp__deferred **later) {
+                              uint64_t timeout_ns, const unsigned char *frame,
+                              size_t frame_len, struct pp__deferred **later) {
   pp_pool *lp = s->local;
   uint32_t index;
   int rc;
@@ -314,7 +305,7 @@ static int queue_local_locked(struct sup *s, struct job *j, pp_task_fn fn,
   if ((rc = pp__slot_alloc_locked(lp, 1, PP__FOREVER, &index)) != 0)
     return rc;
   pp__slot_own_locked(lp, index, &job_ops, j, 0, timeout_ns);
-  rc = pp__slot_frame_locked(lp, index, fn, s->args, s->lens, j->items);
+  rc = pp__slot_frame_copy_locked(lp, index, fn, frame, frame_len);
   if (rc != 0) {
     lp->st.slots[index].ops = NULL; /* no DONE: the caller answers */
     pp__slot_free_locked(lp, index);
@@ -339,7 +330,7 @@ static void take_task(struct sup *s, const struct pp__mpi_task *t,
                       const unsigned char *frame, size_t frame_len) {
   struct pp__deferred *later = NULL;
   struct pp__task_hdr hdr;
-  int64_t items = read_items(s, frame, frame_len, &hdr);
+  int64_t items = check_items(frame, frame_len, &hdr);
   struct job *j;
   int rc;
 
@@ -359,7 +350,7 @@ static void take_task(struct sup *s, const struct pp__mpi_task *t,
                     .sup = s};
   pp__pool_lock(s->local);
   rc = queue_local_locked(s, j, s->reg->by_name[t->fn_index]->fn, t->timeout_ns,
-                          &later);
+                          frame, frame_len, &later);
   pp__pool_unlock(s->local);
   pp__deferred_run(later);
   if (rc != 0) {

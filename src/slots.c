@@ -196,6 +196,29 @@ void pp__slot_own_locked(pp_pool *p, uint32_t index,
     p->st.timed++;
 }
 
+/* Makes slot s's frame hold a payload of `body` bytes (the task header
+ * and its items), growing it when it is too small, and sets frame_len.
+ * Returns 0, PP_ETOOBIG or PP_ENOMEM. */
+static int frame_room(struct pp__slots *t, struct pp__slot *s, size_t body) {
+  unsigned char *f;
+
+  if (body > t->max_frame)
+    return PP_ETOOBIG;
+  s->frame_len = 8 + pp__pad8(body);
+  if (s->frame_cap < s->frame_len) {
+    if (!(f = malloc(s->frame_len)))
+      return PP_ENOMEM;
+    if (s->frame_cap > FRAME_KEEP)
+      t->large_frames -= s->frame_cap;
+    if (s->frame_len > FRAME_KEEP)
+      t->large_frames += s->frame_len;
+    free(s->frame);
+    s->frame = f;
+    s->frame_cap = s->frame_len;
+  }
+  return 0;
+}
+
 /* Builds the frame of slot `index` for fn over `n` arguments and keeps it
  * in the slot (to queue it again after a crash). Returns 0, PP_ETOOBIG or
  * PP_ENOMEM. */
@@ -208,24 +231,13 @@ int pp__slot_frame_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
                              s->timeout_ns ? PP__TASK_TIMED : 0};
   size_t body = sizeof hdr, off;
   unsigned char *f;
+  int rc;
 
   PP__ASSERT_LOCKED(p);
   for (size_t i = 0; i < n; i++)
     body += 8 + pp__pad8(lens[i]);
-  if (body > p->st.max_frame)
-    return PP_ETOOBIG;
-  s->frame_len = 8 + pp__pad8(body);
-  if (s->frame_cap < s->frame_len) {
-    if (!(f = malloc(s->frame_len)))
-      return PP_ENOMEM;
-    if (s->frame_cap > FRAME_KEEP)
-      p->st.large_frames -= s->frame_cap;
-    if (s->frame_len > FRAME_KEEP)
-      p->st.large_frames += s->frame_len;
-    free(s->frame);
-    s->frame = f;
-    s->frame_cap = s->frame_len;
-  }
+  if ((rc = frame_room(&p->st, s, body)) != 0)
+    return rc;
   f = s->frame;
   memcpy(f, &(uint64_t){body}, 8);
   memcpy(f + 8, &hdr, sizeof hdr);
@@ -243,6 +255,34 @@ int pp__slot_frame_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
     off += 8 + pp__pad8(len);
   }
   s->items = s->items_left = (uint32_t)n;
+  return 0;
+}
+
+/* Copies `frame` (frame_len bytes: its length word, a task header and its
+ * items, whole, as the caller checked) into slot `index` as the slot's
+ * own: its id, fn and flags are this slot's, the items are the frame's.
+ * A supervisor rank so hands on a task frame it got over MPI in one copy,
+ * not item by item. Returns 0, PP_ETOOBIG or PP_ENOMEM. */
+int pp__slot_frame_copy_locked(pp_pool *p, uint32_t index, pp_task_fn fn,
+                               const void *frame, size_t frame_len) {
+  struct pp__slot *s = &p->st.slots[index];
+  struct pp__task_hdr hdr;
+  uint64_t body;
+  int rc;
+
+  PP__ASSERT_LOCKED(p);
+  memcpy(&body, frame, 8);
+  memcpy(&hdr, (const unsigned char *)frame + 8, sizeof hdr);
+  if (frame_len != 8 + pp__pad8(body) || body < sizeof hdr)
+    return PP_EINVAL;
+  if ((rc = frame_room(&p->st, s, body)) != 0)
+    return rc;
+  memcpy(s->frame, frame, frame_len);
+  hdr.id = pp__make_id(s->gen, index);
+  hdr.fn = (uint64_t)(uintptr_t)fn;
+  hdr.flags = s->timeout_ns ? PP__TASK_TIMED : 0;
+  memcpy((unsigned char *)s->frame + 8, &hdr, sizeof hdr);
+  s->items = s->items_left = hdr.count;
   return 0;
 }
 

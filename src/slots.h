@@ -224,6 +224,8 @@ void pp__slot_free_locked(struct pp_pool *p, uint32_t index);
 int pp__slot_frame_locked(struct pp_pool *p, uint32_t index, pp_task_fn fn,
                           const void *const *args, const size_t *lens,
                           size_t n);
+int pp__slot_frame_copy_locked(struct pp_pool *p, uint32_t index, pp_task_fn fn,
+                               const void *frame, size_t frame_len);
 void pp__slot_own_locked(struct pp_pool *p, uint32_t index,
                          const struct pp__owner_ops *ops, void *owner,
                          size_t base, uint64_t timeout_ns);
