@@ -43,9 +43,11 @@ struct __attribute__((aligned(64))) pp__worker_record {
 
 /* The shared region. */
 struct pp__shared {
-  _Atomic int closing; /* workers exit once the task ring is empty */
-  int wake_fd;         /* eventfd the collector polls */
-  pid_t master;        /* workers exit if their parent is not it */
+  _Atomic int collector_asleep; /* the collector is (about to be) in poll() */
+  _Atomic int helpers;          /* master threads taking results themselves */
+  _Atomic int closing;          /* workers exit once the task ring is empty */
+  int wake_fd;                  /* eventfd the collector polls */
+  pid_t master;                 /* workers exit if their parent is not it */
   uint32_t nslots;
   uint32_t nworkers;
   size_t max_payload;
@@ -56,11 +58,6 @@ struct pp__shared {
   _Atomic uint64_t *slot_words; /* [nslots]: the slot table's */
   struct pp__worker_record *workers; /* [nworkers] */
   size_t map_len;
-  /* Written at every sleep and wake of the collector, and by master
-   * threads taking results: on a line of their own, away from what the
-   * workers read for every task above. */
-  _Alignas(64) _Atomic int collector_asleep; /* (about to be) in poll() */
-  _Atomic int helpers; /* master threads taking results themselves */
 };
 
 /* A result frame: the outcomes of items first .. first + count - 1 of one
