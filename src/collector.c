@@ -220,12 +220,11 @@ static void settle_running_locked(pp_pool *p, uint32_t index, const char *cause,
  * RUNNING ones failed or retried, CLAIMED ones queued again. */
 static void settle_worker_tasks_locked(pp_pool *p, int w, const char *cause,
                                        struct pp__deferred **later) {
-  for (uint32_t i = pp__slots_first_used(&p->st), next; i != PP__NO_SLOT;
-       i = next) {
+  for (uint32_t i = pp__slots_used_from(&p->st, 0); i != PP__NO_SLOT;
+       i = pp__slots_used_from(&p->st, i + 1)) {
     uint64_t word = pp__slot_word_of(&p->st, i);
     enum pp__slot_state st = pp__word_state(word);
     struct pp__slot *s = &p->st.slots[i];
-    next = pp__slots_next_used(&p->st, i);
     if ((st != PP__SLOT_RUNNING && st != PP__SLOT_CLAIMED) ||
         pp__word_worker(word) != w || s->gen != pp__word_gen(word))
       continue;

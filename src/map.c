@@ -460,9 +460,8 @@ void pp_map_destroy(pp_map *m) {
   p = m->pool;
   set_taking(m, 0);
   pp__pool_lock(p);
-  for (uint32_t i = pp__slots_first_used(&p->st), next;
-       i != PP__NO_SLOT && m->tasks; i = next) {
-    next = pp__slots_next_used(&p->st, i);
+  for (uint32_t i = pp__slots_used_from(&p->st, 0);
+       i != PP__NO_SLOT && m->tasks; i = pp__slots_used_from(&p->st, i + 1)) {
     if (p->st.slots[i].owner == m)
       pp__slot_cancel_locked(p, pp__make_id(p->st.slots[i].gen, i), &none);
   }

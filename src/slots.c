@@ -65,7 +65,10 @@ int pp__slots_init(struct pp__slots *t, uint32_t n, size_t max_payload) {
   for (uint32_t i = 0; i < n; i++)
     t->slots[i].next_free = i + 1 < n ? i + 1 : PP__NO_SLOT;
   t->free_head = 0;
-  t->used_head = PP__NO_SLOT;
+  if (!(t->used = calloc(n / 64, sizeof *t->used))) {
+    pp__slots_destroy(t);
+    return PP_ENOMEM;
+  }
   t->max_payload = max_payload;
   t->max_frame = pp__max_frame(max_payload);
   t->backlog_tail = &t->backlog;
@@ -85,6 +88,7 @@ void pp__slots_destroy(struct pp__slots *t) {
     t->backlog = b->next;
     free(b);
   }
+  free(t->used);
   memset(t, 0, sizeof *t);
 }
 
@@ -130,11 +134,7 @@ int pp__slot_alloc_locked(pp_pool *p, int wait, uint64_t deadline_ns,
   *index = t->free_head;
   s = &t->slots[*index];
   t->free_head = s->next_free;
-  s->prev_used = PP__NO_SLOT;
-  s->next_used = t->used_head;
-  if (t->used_head != PP__NO_SLOT)
-    t->slots[t->used_head].prev_used = *index;
-  t->used_head = *index;
+  t->used[*index / 64] |= (uint64_t)1 << (*index % 64);
   s->gen = (s->gen + 1) & PP__GEN_MASK;
   if (s->gen == 0)
     s->gen = 1;
@@ -167,12 +167,7 @@ void pp__slot_free_locked(pp_pool *p, uint32_t index) {
   s->used = 0;
   s->ops = NULL;
   s->owner = NULL;
-  if (s->prev_used != PP__NO_SLOT)
-    t->slots[s->prev_used].next_used = s->next_used;
-  else
-    t->used_head = s->next_used;
-  if (s->next_used != PP__NO_SLOT)
-    t->slots[s->next_used].prev_used = s->prev_used;
+  t->used[index / 64] &= ~((uint64_t)1 << (index % 64));
   atomic_store(pp__word_at(t->words, index), 0);
   s->next_free = t->free_head;
   t->free_head = index;
@@ -490,9 +485,8 @@ void pp__slots_break_locked(pp_pool *p, int status, const char *msg,
                             struct pp__deferred **later) {
   PP__ASSERT_LOCKED(p);
   p->broken = status;
-  for (uint32_t i = pp__slots_first_used(&p->st), next; i != PP__NO_SLOT;
-       i = next) {
-    next = pp__slots_next_used(&p->st, i);
+  for (uint32_t i = pp__slots_used_from(&p->st, 0); i != PP__NO_SLOT;
+       i = pp__slots_used_from(&p->st, i + 1)) {
     if (p->st.slots[i].ops)
       pp__slot_fail_locked(p, i, status, msg, later);
   }
@@ -501,9 +495,8 @@ void pp__slots_break_locked(pp_pool *p, int status, const char *msg,
 /* Cancels every task that has not started. */
 void pp__slots_cancel_all_locked(pp_pool *p, struct pp__deferred **later) {
   PP__ASSERT_LOCKED(p);
-  for (uint32_t i = pp__slots_first_used(&p->st), next; i != PP__NO_SLOT;
-       i = next) {
-    next = pp__slots_next_used(&p->st, i);
+  for (uint32_t i = pp__slots_used_from(&p->st, 0); i != PP__NO_SLOT;
+       i = pp__slots_used_from(&p->st, i + 1)) {
     pp__slot_cancel_locked(p, pp__make_id(p->st.slots[i].gen, i), later);
   }
 }

@@ -161,11 +161,9 @@ struct pp__slot {
   uint8_t expired;        /* the master killed its worker for its timeout */
   uint8_t attempts;       /* runs that ended with the worker's death */
   uint32_t next_free;     /* free list link */
-  uint32_t prev_used;     /* in-flight list links (PP__NO_SLOT: none) */
-  uint32_t next_used;
-  uint32_t items;      /* items in the task */
-  uint32_t items_left; /* items with no result yet */
-  uint64_t timeout_ns; /* 0: none */
+  uint32_t items;         /* items in the task */
+  uint32_t items_left;    /* items with no result yet */
+  uint64_t timeout_ns;    /* 0: none */
   const struct pp__owner_ops *ops;
   void *owner; /* the pp_future, or the pp_map */
   size_t base; /* map: index of the task's first argument */
@@ -188,9 +186,10 @@ struct pp__slots {
                               by workers; see pp__word_at() */
   uint32_t n;              /* a power of two */
   uint32_t free_head;      /* PP__NO_SLOT: none free */
-  uint32_t used_head;      /* the slots in flight, newest first: scans
-                              need not read all n (their words are a
-                              cache line each) */
+  uint64_t *used;          /* [n / 64]: a bit per slot in flight, so that
+                              scans need not read all n words (a cache
+                              line each) nor a list in each slot (freeing
+                              would touch a neighbour's cold line) */
   uint32_t in_flight;
   uint32_t timed; /* slots in flight with a timeout */
   size_t max_payload;
@@ -263,14 +262,20 @@ static inline _Atomic uint64_t *pp__word_at(_Atomic uint64_t *words,
   return &words[(size_t)index * PP__WORD_STRIDE];
 }
 
-/* The first slot in flight and the one after `index` (PP__NO_SLOT at the
- * end): a scan that may free the slot it is at reads the next first. */
-static inline uint32_t pp__slots_first_used(const struct pp__slots *t) {
-  return t->used_head;
-}
-static inline uint32_t pp__slots_next_used(const struct pp__slots *t,
-                                           uint32_t index) {
-  return t->slots[index].next_used;
+/* The first slot in flight at or after `from`, or PP__NO_SLOT: scans go
+ * for (i = pp__slots_used_from(t, 0); i != PP__NO_SLOT;
+ *      i = pp__slots_used_from(t, i + 1)),
+ * which may free the slot they are at. */
+static inline uint32_t pp__slots_used_from(const struct pp__slots *t,
+                                           uint32_t from) {
+  for (uint32_t w = from / 64; w < t->n / 64; w++) {
+    uint64_t bits = t->used[w];
+    if (w == from / 64)
+      bits &= ~(uint64_t)0 << (from % 64);
+    if (bits)
+      return w * 64 + (uint32_t)__builtin_ctzll(bits);
+  }
+  return PP__NO_SLOT;
 }
 
 /* The slot word of `index`, for state reads. */
