@@ -96,6 +96,9 @@ size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap, int wait) {
     pp__pool_lock(p);
     n = pp__ring_consume(e->sh->results, buf, cap, DRAIN_MAX, apply_in_place,
                          &a);
+    /* Results came back: the workers are getting through what is queued,
+     * so what was held joins it. */
+    pp__slots_release_held_locked(p, &a.later);
     pp__pool_unlock(p);
     pp__deferred_run(a.later);
     total += n;
@@ -460,6 +463,7 @@ static void sleep_once(struct collector *c, int timeout_ms) {
  * the collector may stop: asked to, and every worker reaped. */
 static int duties(pp_pool *p) {
   struct pp__procs *e = pp__procs_of(p);
+  struct pp__deferred *later = NULL;
   int nap;
 
   pp__pool_lock(p);
@@ -470,6 +474,7 @@ static int duties(pp_pool *p) {
   check_started_locked(p);
   if (p->st.timed)
     enforce_timeouts_locked(p);
+  pp__slots_release_held_locked(p, &later);
   pp__slots_flush_backlog_locked(p);
   respawn_missing_locked(p);
   hurry_leavers_locked(p);
@@ -478,7 +483,10 @@ static int duties(pp_pool *p) {
                 e->leave_by_ns
             ? 5
             : 1000;
+  if (atomic_load(&p->st.nheld)) /* held submits are queued within 1 ms */
+    nap = 1;
   pp__pool_unlock(p);
+  pp__deferred_run(later);
   return nap;
 }
 

@@ -52,6 +52,10 @@ struct pp__engine {
    * waits for it), without waiting. Returns 0, or PP_ETIMEDOUT when there
    * is no room. NULL: queue_locked() without waiting. */
   int (*requeue_locked)(struct pp_pool *p, uint32_t index);
+  /* With mu held: whether the workers have plenty queued, so that a
+   * submit may be held back to be queued with the next ones (slots.h).
+   * NULL: never. */
+  int (*busy_locked)(struct pp_pool *p);
   /* With mu held: queued slot `index` was cancelled; give its room back.
    * NULL: the engine drops cancelled slots as it meets them. */
   void (*unqueue_locked)(struct pp_pool *p, uint32_t index);

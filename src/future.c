@@ -175,6 +175,7 @@ int pp_future_result(pp_future *f, double timeout, const void **data,
     if (timeout == 0)
       return PP_ETIMEDOUT;
     p = f->pool;
+    pp__pool_release_held(p);
     if (p->engine->help_wait)
       p->engine->help_wait(p, done_cond, f);
     pp__pool_lock(p);

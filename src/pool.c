@@ -87,6 +87,17 @@ int pp__pool_take_results(pp_pool *p) {
   return 0;
 }
 
+void pp__pool_release_held(pp_pool *p) {
+  struct pp__deferred *later = NULL;
+
+  if (atomic_load_explicit(&p->st.nheld, memory_order_relaxed) == 0)
+    return; /* a hint: mu is taken only when submits may be held */
+  pp__pool_lock(p);
+  pp__slots_release_held_locked(p, &later);
+  pp__pool_unlock(p);
+  pp__deferred_run(later);
+}
+
 int pp__thread_start(pthread_t *thread, void *(*fn)(void *), void *arg) {
   sigset_t all, old;
   int rc;
@@ -110,10 +121,14 @@ static void free_pool(pp_pool *p) {
 
 /* Tells the engine that no task will come, and has it stop its workers. */
 static void stop_engine(pp_pool *p) {
+  struct pp__deferred *later = NULL;
+
   pp__pool_lock(p);
   p->shutdown = 1;
+  pp__slots_release_held_locked(p, &later); /* workers leave once empty */
   p->engine->close_locked(p);
   pp__pool_unlock(p);
+  pp__deferred_run(later);
   p->engine->stop(p);
 }
 
@@ -167,6 +182,7 @@ int pp_pool_shutdown(pp_pool *p, int wait, int cancel_pending) {
   p->shutdown = 1;
   if (cancel_pending)
     pp__slots_cancel_all_locked(p, &later);
+  pp__slots_release_held_locked(p, &later); /* workers leave once empty */
   p->engine->close_locked(p);
   pp__pool_unlock(p);
   pp__deferred_run(later);
@@ -232,7 +248,7 @@ static int submit_locked(pp_pool *p, pp_future *f, pp_task_fn fn,
   }
   f->id = pp__make_id(p->st.slots[index].gen, index);
   atomic_fetch_add(&f->refs, 1); /* the pool's, until the task resolves */
-  pp__slot_queue_locked(p, index, 1, PP__FOREVER, later);
+  pp__slot_submit_locked(p, index, later);
   if (timeout_ns && p->engine->timers_changed_locked)
     p->engine->timers_changed_locked(p);
   return 0;

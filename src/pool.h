@@ -94,6 +94,10 @@ static inline int pp__pool_wait(struct pp_pool *p, pthread_cond_t *cond,
  * mu. */
 int pp__pool_take_results(struct pp_pool *p);
 
+/* Queues the submits held back (slots.h), if any, before this thread
+ * waits for a result. Called without mu. */
+void pp__pool_release_held(struct pp_pool *p);
+
 /* Makes a condition variable on CLOCK_MONOTONIC. 0 or PP_ENOMEM. */
 int pp__cond_init(pthread_cond_t *cond);
 

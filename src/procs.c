@@ -141,6 +141,16 @@ static int put_frame_locked(pp_pool *p, struct pp__slot *s) {
   return put;
 }
 
+/* With mu held: see engine.h. Four frames a worker, not counting the
+ * cancelled ones (they bring back no result that would release what is
+ * held), is work for a while. */
+static int procs_busy_locked(pp_pool *p) {
+  struct pp__procs *e = pp__procs_of(p);
+  uint64_t queued = pp__ring_peek_count(e->sh->tasks);
+
+  return queued >= e->dead_frames + 4 * (uint64_t)p->nworkers;
+}
+
 /* With mu held: see engine.h. */
 static int procs_requeue_locked(pp_pool *p, uint32_t index) {
   struct pp__ring *r = pp__procs_of(p)->sh->tasks;
@@ -279,6 +289,7 @@ const struct pp__engine pp__engine_processes = {
     .queue_locked = procs_queue_locked,
     .queue_batch_locked = procs_queue_batch_locked,
     .requeue_locked = procs_requeue_locked,
+    .busy_locked = procs_busy_locked,
     .unqueue_locked = procs_unqueue_locked,
     .kill_locked = procs_kill_locked,
     .timers_changed_locked = procs_timers_changed_locked,

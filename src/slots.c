@@ -308,6 +308,7 @@ int pp__slot_queue_locked(pp_pool *p, uint32_t index, int wait,
   int rc;
 
   PP__ASSERT_LOCKED(p);
+  pp__slots_release_held_locked(p, later); /* they came first */
   atomic_store(pp__word_at(p->st.words, index),
                pp__slot_word(s->gen, PP__SLOT_QUEUED, -1));
   rc = p->engine->queue_locked(p, index, wait, deadline_ns);
@@ -316,6 +317,46 @@ int pp__slot_queue_locked(pp_pool *p, uint32_t index, int wait,
     rc = 0;
   }
   return rc;
+}
+
+int pp__slot_submit_locked(pp_pool *p, uint32_t index,
+                           struct pp__deferred **later) {
+  struct pp__slots *t = &p->st;
+  struct pp__slot *s = &t->slots[index];
+  uint32_t n = atomic_load_explicit(&t->nheld, memory_order_relaxed);
+
+  PP__ASSERT_LOCKED(p);
+  if (p->engine->busy_locked && n < PP__HELD_MAX && p->engine->busy_locked(p)) {
+    atomic_store(pp__word_at(t->words, index),
+                 pp__slot_word(s->gen, PP__SLOT_QUEUED, -1));
+    t->held[n++] = pp__make_id(s->gen, index);
+    atomic_store_explicit(&t->nheld, n, memory_order_relaxed);
+    if (n == PP__HELD_MAX)
+      pp__slots_release_held_locked(p, later);
+    return 0;
+  }
+  return pp__slot_queue_locked(p, index, 1, PP__FOREVER, later);
+}
+
+void pp__slots_release_held_locked(pp_pool *p, struct pp__deferred **later) {
+  struct pp__slots *t = &p->st;
+  uint32_t n = atomic_load_explicit(&t->nheld, memory_order_relaxed);
+  uint32_t batch[PP__HELD_MAX];
+  size_t k = 0;
+
+  PP__ASSERT_LOCKED(p);
+  if (n == 0)
+    return;
+  atomic_store_explicit(&t->nheld, 0, memory_order_relaxed);
+  for (uint32_t i = 0; i < n; i++) {
+    uint32_t index = pp__id_slot(t->held[i]);
+    /* Cancelled meanwhile: its slot is free, or already someone else's. */
+    if (pp__slot_by_id(t, t->held[i]) &&
+        pp__word_state(pp__slot_word_of(t, index)) == PP__SLOT_QUEUED)
+      batch[k++] = index;
+  }
+  if (k)
+    pp__slots_queue_batch_locked(p, batch, k, later);
 }
 
 /* Queues slot `index` again after its worker died, without waiting, and
@@ -341,6 +382,7 @@ void pp__slots_queue_batch_locked(pp_pool *p, const uint32_t *index, size_t n,
   size_t k = 0;
 
   PP__ASSERT_LOCKED(p);
+  pp__slots_release_held_locked(p, later); /* they came first */
   for (size_t i = 0; i < n; i++)
     atomic_store(pp__word_at(p->st.words, index[i]),
                  pp__slot_word(p->st.slots[index[i]].gen, PP__SLOT_QUEUED, -1));

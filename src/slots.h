@@ -178,6 +178,8 @@ struct pp__backlog {
   struct pp__backlog *next;
 };
 
+#define PP__HELD_MAX 64 /* submits held back to be queued together */
+
 /* The table (inside struct pp_pool; every field guarded by pool->mu,
  * except the words, which are atomics shared with workers). */
 struct pp__slots {
@@ -197,6 +199,11 @@ struct pp__slots {
   size_t large_frames; /* bytes of slots' frames over FRAME_KEEP (slots.c) */
   struct pp__backlog *backlog;
   struct pp__backlog **backlog_tail;
+  /* Submitted while the workers had plenty queued: held back, to be
+   * queued together (pp__slots_release_held_locked()); ids, so that one
+   * cancelled and freed meanwhile is told from its slot's next use. */
+  uint64_t held[PP__HELD_MAX];
+  _Atomic uint32_t nheld; /* written under mu; read without it as a hint */
 };
 
 #define PP__NO_SLOT UINT32_MAX
@@ -235,6 +242,22 @@ void pp__slot_requeue_locked(struct pp_pool *p, uint32_t index,
 /* Queues slots index[0..n) in that order without waiting, as many as fit
  * at once under one lock of the engine's queue; those that do not fit
  * wait in the backlog, in order. */
+/* Queues slot `index` for pp_submit(): marks it QUEUED and, while the
+ * engine says its workers have plenty queued (busy_locked), holds it back
+ * with the submits after it, to be queued together under one lock of the
+ * engine's queue once PP__HELD_MAX are held, results come back, a thread
+ * waits for a result, or the collector looks (within a millisecond);
+ * otherwise queues what is held and then it, waiting for room as
+ * pp__slot_queue_locked() does. Returns as that does. */
+int pp__slot_submit_locked(struct pp_pool *p, uint32_t index,
+                           struct pp__deferred **later);
+
+/* Queues the submits held back, in order. Called wherever a thread is
+ * about to wait for results, where the collector looks at the pool, and
+ * before anything else is queued or the pool closes. */
+void pp__slots_release_held_locked(struct pp_pool *p,
+                                   struct pp__deferred **later);
+
 void pp__slots_queue_batch_locked(struct pp_pool *p, const uint32_t *index,
                                   size_t n, struct pp__deferred **later);
 void pp__slots_flush_backlog_locked(struct pp_pool *p);

@@ -89,8 +89,9 @@ out_free:
  * resolution is missed) and queues the done ones; with `refs`, takes a
  * reference to each as well (in the same pass over them). */
 static void waiter_watch(struct pp__waiter *w, int refs) {
-  pp_pool *locked = NULL; /* held across futures of the same pool */
-  size_t pushed = 0;      /* done futures queued under w->mu, held */
+  struct pp__deferred *later = NULL; /* of releasing held submits */
+  pp_pool *locked = NULL;            /* held across futures of the same pool */
+  size_t pushed = 0;                 /* done futures queued under w->mu, held */
   int pools = 0;
 
   for (size_t i = 0; i < w->n; i++) {
@@ -106,6 +107,8 @@ static void waiter_watch(struct pp__waiter *w, int refs) {
         if (locked)
           pp__pool_unlock(locked);
         pp__pool_lock(locked = f->pool); /* alive: the future is pending */
+        /* Submits held back are queued now: these may be among them. */
+        pp__slots_release_held_locked(locked, &later);
       }
       if (!pp__future_is_done(f)) {
         w->watches[i] = (struct pp__watch){w, i, f->watches, 0};
@@ -126,6 +129,7 @@ static void waiter_watch(struct pp__waiter *w, int refs) {
     pthread_mutex_unlock(&w->mu); /* taken in the loop */
   if (locked)
     pp__pool_unlock(locked);
+  pp__deferred_run(later);
   if (pools != 1)
     w->pool = NULL; /* nothing pending, or several pools: nobody to help */
 }

@@ -1219,6 +1219,101 @@ START_TEST(test_map_consumer_away) {
 }
 END_TEST
 
+/* Counts the done callbacks that ran (its argument is the counter). */
+static void count_done(pp_future *f, void *arg) {
+  (void)f;
+  atomic_fetch_add((atomic_int *)arg, 1);
+}
+
+/* Submits `n` tasks that sleep `ms` each, keeping the futures in fs. */
+static void submit_sleepers(pp_pool *p, pp_future **fs, int n, int64_t ms) {
+  for (int i = 0; i < n; i++)
+    ck_assert_int_eq(pp_submit(p, task_sleep, &ms, sizeof ms, &fs[i]), 0);
+}
+
+/* Waits up to `s` seconds for *counter to reach `want`; returns it. */
+static int wait_count(atomic_int *counter, int want, double s) {
+  double end = tu_now() + s;
+  while (atomic_load(counter) < want && tu_now() < end)
+    sleep_ms(1);
+  return atomic_load(counter);
+}
+
+/* A submit made while the workers have plenty queued may be held back,
+ * to be queued with the next ones; it must still run, and its callback
+ * fire, with nobody waiting for any result: expected within the 0.2 s the
+ * sleepers ahead take, bounded at 10 s (held for ever, the fault). */
+START_TEST(test_held_submits_run_unasked) {
+  pp_pool *p = new_pool_n(2);
+  pp_future *sleepers[20], *marks[5];
+  atomic_int done = 0;
+
+  submit_sleepers(p, sleepers, 20, 20);
+  for (int64_t i = 0; i < 5; i++) {
+    ck_assert_int_eq(pp_submit(p, task_mark, &i, sizeof i, &marks[i]), 0);
+    ck_assert_int_eq(pp_future_add_done_callback(marks[i], count_done, &done),
+                     0);
+  }
+  ck_assert_msg(wait_count(&done, 5, 10) == 5,
+                "%d of 5 tasks submitted behind a busy queue ran, with "
+                "nobody waiting",
+                atomic_load(&done));
+  for (int i = 0; i < 20; i++)
+    pp_future_release(sleepers[i]);
+  for (int i = 0; i < 5; i++)
+    pp_future_release(marks[i]);
+  end_pool(p);
+}
+END_TEST
+
+/* The same when what is queued ahead is cancelled: cancelled tasks send
+ * no result back, so nothing would come to queue what was held. */
+START_TEST(test_held_submits_behind_cancelled) {
+  pp_pool *p = new_pool_n(1);
+  pp_future *gate, *queued[20], *mark;
+  int64_t zero = 0, n = 30;
+  atomic_int done = 0;
+
+  ck_assert_int_eq(pp_submit(p, task_gate, &zero, sizeof zero, &gate), 0);
+  while (!atomic_load(&page->ran[0]))
+    sleep_ms(1);
+  submit_sleepers(p, queued, 20, 1);
+  for (int i = 0; i < 20; i++)
+    ck_assert_int_eq(pp_future_cancel(queued[i]), 0);
+  ck_assert_int_eq(pp_submit(p, task_mark, &n, sizeof n, &mark), 0);
+  ck_assert_int_eq(pp_future_add_done_callback(mark, count_done, &done), 0);
+  atomic_store(&page->gate, 1);
+  ck_assert_msg(wait_count(&done, 1, 10) == 1,
+                "a task submitted behind 20 cancelled ones never ran");
+  ck_assert(atomic_load(&page->ran[30]));
+  pp_future_release(gate);
+  pp_future_release(mark);
+  for (int i = 0; i < 20; i++)
+    pp_future_release(queued[i]);
+  end_pool(p);
+}
+END_TEST
+
+/* A pool destroyed right after a burst of submits runs every one of them,
+ * held or not. */
+START_TEST(test_held_submits_run_at_destroy) {
+  pp_pool *p = new_pool_n(2);
+  pp_future *sleepers[20], *marks[40];
+
+  submit_sleepers(p, sleepers, 20, 5);
+  for (int64_t i = 0; i < 40; i++)
+    ck_assert_int_eq(pp_submit(p, task_mark, &i, sizeof i, &marks[i]), 0);
+  end_pool(p);
+  for (int i = 0; i < 40; i++) {
+    ck_assert_msg(atomic_load(&page->ran[i]), "task %d never ran", i);
+    ck_assert_int_eq(pp_future_result(marks[i], 0, NULL, NULL), 0);
+    pp_future_release(marks[i]);
+  }
+  for (int i = 0; i < 20; i++)
+    pp_future_release(sleepers[i]);
+}
+END_TEST
+
 /* ------------------------------------------------------------- errors */
 
 START_TEST(test_strerror) {
@@ -1344,6 +1439,9 @@ static Suite *make_pool_suite(void) {
   tcase_set_timeout(tc, 30); /* ~2 s normally, ~7 s with sanitizers */
   tcase_add_test(tc, test_many_map);
   tcase_add_test(tc, test_map_consumer_away);
+  tcase_add_test(tc, test_held_submits_run_unasked);
+  tcase_add_test(tc, test_held_submits_behind_cancelled);
+  tcase_add_test(tc, test_held_submits_run_at_destroy);
   tcase_add_test(tc, test_many_as_completed);
   tcase_add_test(tc, test_threads);
   suite_add_tcase(s, tc);
