@@ -23,9 +23,11 @@
  *   Every call may be made from several threads of the master at once, except
  *   that one iterator (pp_map, pp_completed) must not be used by two threads
  *   at the same time. Done-callbacks run in the master, in the thread that
- *   resolves the future: the pool's collector thread or a thread waiting in
- *   pp_future_result() (processes), the worker thread that ran the task
- *   (threads), the engine's communication thread (MPI), the thread that
+ *   resolves the future: the pool's collector thread or a thread of the
+ *   master that takes results while it waits in the pool (in
+ *   pp_future_result(), pp_completed_next(), pp_map_next(), or pp_submit()
+ *   waiting for a free slot) (processes), the worker thread that ran the
+ *   task (threads), the engine's communication thread (MPI), the thread that
  *   cancels it, or the thread that adds them when the future is already
  *   done. They must not block for long and must not destroy the pool. A
  *   thread waiting for a future (pp_future_result(), pp_wait(),
@@ -39,7 +41,10 @@
  *   /dev/shm, whatever happens to the master. Replacement workers (and,
  *   with start_in_background, the first ones) are forked from the collector
  *   thread while other threads of the master may hold locks: a task must not
- *   rely on locks of the master's other threads. glibc's malloc is safe
+ *   rely on locks of the master's other threads. The collector thread runs
+ *   as SCHED_BATCH, so that its wake-ups do not preempt the program's
+ *   threads; the workers it forks are ordinary threads again (they are
+ *   forked with SCHED_RESET_ON_FORK). glibc's malloc is safe
  *   across such a fork; the allocator of GCC 12's AddressSanitizer is not (a
  *   worker forked while another thread allocates can hang in malloc).
  */
@@ -184,8 +189,8 @@ typedef enum pp_engine {
  * refuses an unregistered function at submit with PP_EUNREGISTERED (and
  * pp_map_array()/pp_map_gen() likewise). At start rank 0 sends the names it
  * has; a rank whose names differ refuses, naming the missing tasks, and
- * pp_pool_create() returns PP_EUNREGISTERED. A registered task runs unchanged on every
- * engine. */
+ * pp_pool_create() returns PP_EUNREGISTERED. A registered task runs unchanged
+ * on every engine. */
 
 /* A registered task; made by PP_TASK() only. */
 typedef struct pp_task_entry {
@@ -228,8 +233,8 @@ typedef struct pp_options {
                                     record of max_payload */
   size_t max_payload;            /* largest argument or result; 0: 1 MiB */
   unsigned retries;              /* times a task whose worker died is run
-                                    again on another worker before its
-                                    future fails; default 0 */
+                                    again (ahead of the tasks queued after
+                                    it) before its future fails; default 0 */
   int start_in_background;       /* 0 (default): pp_pool_create() returns
                                     once every worker is forked and its
                                     initializer passed. 1: it returns at
