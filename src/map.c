@@ -215,6 +215,11 @@ static size_t choose_window(const pp_map *m, const pp_map_options *opts) {
   return w;
 }
 
+/* Bytes of the circular array of items. */
+static size_t items_bytes(const pp_map *m) {
+  return (m->items_mask + 1) * sizeof *m->items;
+}
+
 /* Shared constructor of both sources. */
 static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
                    pp_map **out) {
@@ -245,12 +250,15 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
   m->refill_step = opts && opts->window ? 1 : m->window / 8;
   while (m->items_mask < m->window) /* items_mask + 1 > window */
     m->items_mask = m->items_mask * 2 + 1;
-  m->items = calloc(m->items_mask + 1, sizeof *m->items);
+  /* The items and the stage are the master's alone, written all the time:
+   * out of every fork, so that replacing a dead worker costs no copies of
+   * their pages (pp__master_alloc()). */
+  m->items = pp__master_alloc(items_bytes(m));
   m->stage_cap = pp__map_refill_need(m) > m->max_chunk ? pp__map_refill_need(m)
                                                        : m->max_chunk;
-  m->stage_args = malloc(m->stage_cap * sizeof *m->stage_args);
-  m->stage_lens = malloc(m->stage_cap * sizeof *m->stage_lens);
-  m->stage_copy = malloc(p->st.max_frame);
+  m->stage_args = pp__master_alloc(m->stage_cap * sizeof *m->stage_args);
+  m->stage_lens = pp__master_alloc(m->stage_cap * sizeof *m->stage_lens);
+  m->stage_copy = pp__master_alloc(p->st.max_frame);
   if (!m->items || !m->stage_args || !m->stage_lens || !m->stage_copy) {
     pp_map_destroy(m);
     return PP_ENOMEM;
@@ -477,9 +485,9 @@ void pp_map_destroy(pp_map *m) {
     m->spare = c->next;
     free(c);
   }
-  free(m->items);
-  free(m->stage_args);
-  free(m->stage_lens);
-  free(m->stage_copy);
+  pp__master_free(m->items, items_bytes(m));
+  pp__master_free(m->stage_args, m->stage_cap * sizeof *m->stage_args);
+  pp__master_free(m->stage_lens, m->stage_cap * sizeof *m->stage_lens);
+  pp__master_free(m->stage_copy, m->pool->st.max_frame);
   free(m);
 }

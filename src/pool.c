@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_PAYLOAD ((size_t)1 << 20)
@@ -85,6 +86,21 @@ int pp__pool_take_results(pp_pool *p) {
     sched_yield();
   } while (pp__now_ns() < until);
   return 0;
+}
+
+void *pp__master_alloc(size_t len) {
+  void *m = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+  if (m == MAP_FAILED)
+    return NULL;
+  madvise(m, len ? len : 1, MADV_DONTFORK); /* best effort */
+  return m;
+}
+
+void pp__master_free(void *p, size_t len) {
+  if (p)
+    munmap(p, len ? len : 1);
 }
 
 void pp__pool_release_held(pp_pool *p) {

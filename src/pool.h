@@ -98,6 +98,14 @@ int pp__pool_take_results(struct pp_pool *p);
  * waits for a result. Called without mu. */
 void pp__pool_release_held(struct pp_pool *p);
 
+/* `len` zeroed bytes only the master touches, left out of every fork
+ * (MADV_DONTFORK): a worker forked later neither copies their page tables
+ * nor makes the master copy each page it writes next (copy-on-write after
+ * a fork, a cost paid again at every replacement of a dead worker). NULL
+ * on failure. Freed with pp__master_free(p, len). */
+void *pp__master_alloc(size_t len);
+void pp__master_free(void *p, size_t len);
+
 /* Makes a condition variable on CLOCK_MONOTONIC. 0 or PP_ENOMEM. */
 int pp__cond_init(pthread_cond_t *cond);
 
