@@ -319,6 +319,22 @@ int pp__slot_queue_locked(pp_pool *p, uint32_t index, int wait,
   return rc;
 }
 
+/* Hands slots index[0..n), their words already QUEUED, to the engine in
+ * that order, as many at once as it takes; the rest wait in the backlog,
+ * in order. */
+static void hand_batch_locked(pp_pool *p, const uint32_t *index, size_t n,
+                              struct pp__deferred **later) {
+  size_t k = 0;
+
+  if (p->engine->queue_batch_locked)
+    k = p->engine->queue_batch_locked(p, index, n);
+  for (; k < n; k++)
+    if (p->engine->queue_locked(p, index[k], 0, PP__NOWAIT) == PP_ETIMEDOUT)
+      break;
+  for (; k < n; k++) /* after one that did not fit: in order, later */
+    backlog_locked(p, index[k], later);
+}
+
 int pp__slot_submit_locked(pp_pool *p, uint32_t index,
                            struct pp__deferred **later) {
   struct pp__slots *t = &p->st;
@@ -355,8 +371,8 @@ void pp__slots_release_held_locked(pp_pool *p, struct pp__deferred **later) {
         pp__word_state(pp__slot_word_of(t, index)) == PP__SLOT_QUEUED)
       batch[k++] = index;
   }
-  if (k)
-    pp__slots_queue_batch_locked(p, batch, k, later);
+  if (k) /* their words say QUEUED since they were held */
+    hand_batch_locked(p, batch, k, later);
 }
 
 /* Queues slot `index` again after its worker died, without waiting, and
@@ -379,20 +395,12 @@ void pp__slot_requeue_locked(pp_pool *p, uint32_t index,
 
 void pp__slots_queue_batch_locked(pp_pool *p, const uint32_t *index, size_t n,
                                   struct pp__deferred **later) {
-  size_t k = 0;
-
   PP__ASSERT_LOCKED(p);
   pp__slots_release_held_locked(p, later); /* they came first */
   for (size_t i = 0; i < n; i++)
     atomic_store(pp__word_at(p->st.words, index[i]),
                  pp__slot_word(p->st.slots[index[i]].gen, PP__SLOT_QUEUED, -1));
-  if (p->engine->queue_batch_locked)
-    k = p->engine->queue_batch_locked(p, index, n);
-  for (; k < n; k++)
-    if (p->engine->queue_locked(p, index[k], 0, PP__NOWAIT) == PP_ETIMEDOUT)
-      break;
-  for (; k < n; k++) /* after one that did not fit: in order, later */
-    backlog_locked(p, index[k], later);
+  hand_batch_locked(p, index, n, later);
 }
 
 /* Queues what waited for room, in order, until the engine is full. */
