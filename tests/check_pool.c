@@ -205,6 +205,12 @@ static int task_square(pp_task *t, const void *arg, size_t len) {
   return pp_task_return(t, out, sizeof out);
 }
 
+/* Releases fs[0..n). */
+static void release_futures(pp_future **fs, int n) {
+  for (int i = 0; i < n; i++)
+    pp_future_release(fs[i]);
+}
+
 static pp_future *submit_i64(pp_pool *p, pp_task_fn fn, int64_t v) {
   pp_future *f = NULL;
   ck_assert_int_eq(pp_submit(p, fn, &v, sizeof v, &f), 0);
@@ -387,8 +393,7 @@ START_TEST(test_as_completed_all) {
   ck_assert_ptr_null(f);
   ck_assert_int_eq(pp_completed_next(it, &f), PP_EOF);
   pp_completed_destroy(it);
-  for (int i = 0; i < N; i++)
-    pp_future_release(fs[i]);
+  release_futures(fs, N);
   end_pool(p);
 }
 END_TEST
@@ -438,8 +443,7 @@ START_TEST(test_as_completed_some_done) {
   }
   ck_assert_int_eq(pp_completed_next(it, &f), PP_EOF);
   pp_completed_destroy(it);
-  for (int i = 0; i < N; i++)
-    pp_future_release(fs[i]);
+  release_futures(fs, N);
   end_pool(p);
 }
 END_TEST
@@ -694,8 +698,7 @@ START_TEST(test_shutdown_wait) {
   ck_assert_int_eq(pp_submit(p, task_echo, &v, sizeof v, &f), PP_ESHUTDOWN);
   ck_assert_ptr_null(f);
   end_pool(p);
-  for (int i = 0; i < N; i++)
-    pp_future_release(fs[i]);
+  release_futures(fs, N);
 }
 END_TEST
 
@@ -718,8 +721,7 @@ START_TEST(test_shutdown_cancel) {
   ck_assert_int_eq(pp_submit(p, task_echo, NULL, 0, &f), PP_ESHUTDOWN);
   end_pool(p);
   pp_future_release(lng);
-  for (int i = 0; i < N; i++)
-    pp_future_release(fs[i]);
+  release_futures(fs, N);
 }
 END_TEST
 
@@ -885,8 +887,7 @@ START_TEST(test_many_as_completed) {
   }
   ck_assert_int_eq(pp_completed_next(it, &f), PP_EOF);
   pp_completed_destroy(it);
-  for (int i = 0; i < MANY; i++)
-    pp_future_release(fs[i]);
+  release_futures(fs, MANY);
   free(fs);
   free(seen);
   end_pool(p);
@@ -1258,10 +1259,8 @@ START_TEST(test_held_submits_run_unasked) {
                 "%d of 5 tasks submitted behind a busy queue ran, with "
                 "nobody waiting",
                 atomic_load(&done));
-  for (int i = 0; i < 20; i++)
-    pp_future_release(sleepers[i]);
-  for (int i = 0; i < 5; i++)
-    pp_future_release(marks[i]);
+  release_futures(sleepers, 20);
+  release_futures(marks, 5);
   end_pool(p);
 }
 END_TEST
@@ -1288,8 +1287,7 @@ START_TEST(test_held_submits_behind_cancelled) {
   ck_assert(atomic_load(&page->ran[30]));
   pp_future_release(gate);
   pp_future_release(mark);
-  for (int i = 0; i < 20; i++)
-    pp_future_release(queued[i]);
+  release_futures(queued, 20);
   end_pool(p);
 }
 END_TEST
@@ -1309,8 +1307,7 @@ START_TEST(test_held_submits_run_at_destroy) {
     ck_assert_int_eq(pp_future_result(marks[i], 0, NULL, NULL), 0);
     pp_future_release(marks[i]);
   }
-  for (int i = 0; i < 20; i++)
-    pp_future_release(sleepers[i]);
+  release_futures(sleepers, 20);
 }
 END_TEST
 
