@@ -38,14 +38,14 @@
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
  *   master (even on SIGKILL) and are reaped by pp_pool_destroy(). The shared
  *   memory is an anonymous mapping: it has no name and nothing is left in
- *   /dev/shm, whatever happens to the master. Replacement workers (and,
- *   with start_in_background, the first ones) are forked from the collector
- *   thread while other threads of the master may hold locks: a task must not
- *   rely on locks of the master's other threads. The collector thread runs
- *   as SCHED_BATCH, so that its wake-ups do not preempt the program's
- *   threads; the workers it forks are ordinary threads again (they are
- *   forked with SCHED_RESET_ON_FORK). glibc's malloc is safe
- *   across such a fork; the allocator of GCC 12's AddressSanitizer is not (a
+ *   /dev/shm, whatever happens to the master. Workers are forked from the
+ *   pool's reaper thread while other threads of the master may hold locks:
+ *   a task must not rely on locks of the master's other threads. The pool's
+ *   collector thread, which takes results, runs as SCHED_BATCH, so that its
+ *   wake-ups do not preempt the program's threads; the reaper, which forks
+ *   the workers and replaces the dead, is an ordinary thread, so that a
+ *   dead worker is replaced at once, and so are the workers it forks.
+ *   glibc's malloc is safe across such a fork; the allocator of GCC 12's AddressSanitizer is not (a
  *   worker forked while another thread allocates can hang in malloc).
  */
 #ifndef PROCPOOL_H

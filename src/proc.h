@@ -1,6 +1,6 @@
 /*
  * The process engine's internals (never included outside its files:
- * procs.c, shared.c, worker.c, collector.c).
+ * procs.c, shared.c, worker.c, collector.c, reaper.c).
  *
  * A pool run by processes is:
  *  - the shared region (shared.c): two rings (tasks to workers, results to
@@ -9,8 +9,10 @@
  *    slot words are the slot table's own shared mapping;
  *  - the workers (worker.c): forked processes that take task frames, run
  *    them and put result frames;
- *  - the collector (collector.c): the master's thread that takes results,
- *    forks, reaps and replaces workers, and enforces timeouts;
+ *  - the collector (collector.c): the master's thread that takes results
+ *    and enforces timeouts;
+ *  - the reaper (reaper.c): the master's thread that forks, reaps and
+ *    replaces workers;
  *  - the operations of the engine table (procs.c).
  */
 #ifndef PP_PROC_H
@@ -19,6 +21,7 @@
 #include "pool.h"
 #include "ring.h"
 
+#include <poll.h>
 #include <sys/types.h>
 
 /* A worker record's `current` with this bit set: the master has claimed
@@ -88,23 +91,27 @@ void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
                      void *initarg, unsigned max_tasks)
     __attribute__((noreturn));
 
-/* The engine's state (pool->engine_state). Fields are the collector's,
- * read by other threads under pool->mu where said. */
+/* The engine's state (pool->engine_state). Fields are shared by the
+ * master's threads under the lock said. */
 struct pp__procs {
   struct pp__shared *sh;
   pthread_mutex_t drain_mu; /* held while results are taken and applied:
                                see pp__collector_drain() */
   int drain_mu_made;
-  unsigned char *help_buf; /* under drain_mu: for procs_take_results() */
-  size_t help_cap;
-  int *pids;           /* [nworkers], under mu: 0 no process in this place */
-  int *deathfds;       /* [nworkers]: read ends of the death pipes */
-  int collector_ready; /* under mu: it has its buffers and forks workers */
-  int started;         /* under mu: all first workers passed their init */
-  int create_status;   /* under mu: what pp_pool_create() returns */
-  int stop;            /* under mu: the collector should finish */
-  int running;         /* the collector thread exists */
-  pthread_t collector;
+  unsigned char *drain_buf; /* under drain_mu: a frame wrapping the ring */
+  size_t drain_cap;
+  int *pids;      /* [nworkers], under mu: 0 no process in this place */
+  int *deathfds;  /* [nworkers], the reaper's: death pipes' read ends */
+  char *unreaped; /* [nworkers], the reaper's: pipe ended, not reaped */
+  struct pollfd *reap_fds; /* [nworkers + 1], the reaper's poll set */
+  int reap_fd;             /* eventfd that wakes the reaper (-1: none) */
+  int forking;             /* under mu: forks under way outside the lock */
+  int started;             /* under mu: all first workers passed their init */
+  int create_status;       /* under mu: what pp_pool_create() returns */
+  int stop;              /* under mu: the collector and reaper should finish */
+  int collector_running; /* the collector thread exists */
+  int reaper_running;    /* the reaper thread exists */
+  pthread_t collector, reaper;
   uint64_t next_spawn_ns; /* under mu: when a failed fork may be retried */
   uint64_t leave_by_ns;   /* under mu: closing and idle: workers still
                              alive then are killed (0: not yet set) */
@@ -117,8 +124,11 @@ static inline struct pp__procs *pp__procs_of(const pp_pool *p) {
 
 /* collector.c */
 void *pp__collector_main(void *arg);
-size_t pp__collector_drain(pp_pool *p, void *buf, size_t cap, int wait);
+size_t pp__collector_drain(pp_pool *p, int wait);
 int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id);
+
+/* reaper.c */
+void *pp__reaper_main(void *arg);
 
 /* How long a thread about to sleep for a result or a task spins first:
  * about one scheduler wake-up's worth, so an idle round trip needs only

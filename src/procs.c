@@ -1,14 +1,15 @@
 /*
  * The process engine's table of operations (engine.h): forked workers fed
- * through shared-memory rings, with a collector thread in the master
- * (collector.c) and the workers' loop (worker.c). This file starts and
- * stops the engine and queues, kills and waits for tasks on behalf of the
- * pool and the slot table.
+ * through shared-memory rings, with a collector thread (collector.c) and a
+ * reaper thread (reaper.c) in the master, and the workers' loop (worker.c).
+ * This file starts and stops the engine and queues, kills and waits for tasks
+ * on behalf of the pool and the slot table.
  */
 #include "proc.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 /* Tells the collector to look at the pool now. */
@@ -18,19 +19,47 @@ static void poke_collector(struct pp__shared *sh) {
   (void)n;
 }
 
-/* Starts the collector, with every signal blocked (pp__thread_start()):
- * workers forked from it start blocked until they have set themselves up. */
-static int start_collector(pp_pool *p, struct pp__procs *e) {
-  int rc = pp__thread_start(&e->collector, pp__collector_main, p);
-
-  e->running = rc == 0;
-  return rc;
+/* Wakes the reaper (it sleeps on its eventfd and the death pipes). */
+static void poke_reaper(struct pp__procs *e) {
+  uint64_t one = 1;
+  ssize_t n = write(e->reap_fd, &one, sizeof one);
+  (void)n;
 }
 
-/* The collector forks the workers (so that they live as long as it does:
- * PR_SET_PDEATHSIG follows the forking thread) and reports once every
- * initializer has answered, or, starting in the background, once it has
- * what it needs to fork them. */
+/* Makes what the engine's threads use, so that neither can fail to set
+ * itself up. Returns 0, PP_ENOMEM, PP_ESHM or PP_ESYS. */
+static int procs_state_create(pp_pool *p, struct pp__procs *e) {
+  size_t n = (size_t)p->nworkers;
+  int rc;
+
+  e->reap_fd = -1;
+  if (pthread_mutex_init(&e->drain_mu, NULL) != 0)
+    return PP_ENOMEM;
+  e->drain_mu_made = 1;
+  if ((rc = pp__shared_create(&e->sh, p)) != 0)
+    return rc;
+  e->drain_cap =
+      e->sh->max_frame + 8 > 256 * 1024 ? e->sh->max_frame + 8 : 256 * 1024;
+  e->drain_buf = malloc(e->drain_cap);
+  e->pids = calloc(n, sizeof *e->pids);
+  e->deathfds = malloc(n * sizeof *e->deathfds);
+  e->unreaped = calloc(n, 1);
+  e->reap_fds = malloc((n + 1) * sizeof *e->reap_fds);
+  if (!e->drain_buf || !e->pids || !e->deathfds || !e->unreaped || !e->reap_fds)
+    return PP_ENOMEM;
+  for (size_t i = 0; i < n; i++)
+    e->deathfds[i] = -1;
+  if ((e->reap_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+    return PP_ESYS;
+  return 0;
+}
+
+/* Starts the collector, then the reaper, which forks the workers (so that
+ * they live as long as it does: PR_SET_PDEATHSIG follows the forking
+ * thread). Both start with every signal blocked (pp__thread_start()):
+ * workers forked start blocked until they have set themselves up. Waits
+ * until every initializer has answered, unless starting in the
+ * background. */
 static int procs_start(pp_pool *p) {
   struct pp__procs *e = calloc(1, sizeof *e);
   int rc;
@@ -38,26 +67,18 @@ static int procs_start(pp_pool *p) {
   if (!e)
     return PP_ENOMEM;
   p->engine_state = e;
-  if (pthread_mutex_init(&e->drain_mu, NULL) != 0)
-    return PP_ENOMEM;
-  e->drain_mu_made = 1;
-  if ((rc = pp__shared_create(&e->sh, p)) != 0)
+  if ((rc = procs_state_create(p, e)) != 0)
     return rc;
-  e->help_cap =
-      e->sh->max_frame + 8 > 256 * 1024 ? e->sh->max_frame + 8 : 256 * 1024;
-  if (!(e->help_buf = malloc(e->help_cap)))
-    return PP_ENOMEM;
-  e->pids = calloc((size_t)p->nworkers, sizeof *e->pids);
-  e->deathfds = malloc((size_t)p->nworkers * sizeof *e->deathfds);
-  if (!e->pids || !e->deathfds)
-    return PP_ENOMEM;
-  for (int i = 0; i < p->nworkers; i++)
-    e->deathfds[i] = -1;
-  if ((rc = start_collector(p, e)) != 0)
+  if ((rc = pp__thread_start(&e->collector, pp__collector_main, p)) != 0)
     return rc;
+  e->collector_running = 1;
+  if ((rc = pp__thread_start(&e->reaper, pp__reaper_main, p)) != 0)
+    return rc;
+  e->reaper_running = 1;
+  if (p->opts.start_in_background)
+    return 0;
   pp__pool_lock(p);
-  while (!e->started && e->create_status == 0 &&
-         !(p->opts.start_in_background && e->collector_ready))
+  while (!e->started && e->create_status == 0)
     pp__pool_wait(p, &p->changed, PP__FOREVER);
   rc = e->create_status;
   pp__pool_unlock(p);
@@ -76,23 +97,32 @@ static void procs_close_locked(pp_pool *p) {
   poke_collector(e->sh);
 }
 
-/* Stops the collector, which reaps every worker (killing those that do not
- * leave), and frees the engine. */
+/* Stops the collector and the reaper, which reaps every worker (the
+ * collector kills those that do not leave), and frees the engine. */
 static void procs_stop(pp_pool *p) {
   struct pp__procs *e = pp__procs_of(p);
 
   if (!e)
     return;
-  if (e->running) {
+  if (e->collector_running || e->reaper_running) {
     pp__pool_lock(p);
     e->stop = 1;
     procs_close_locked(p);
     pp__pool_unlock(p);
-    pthread_join(e->collector, NULL);
   }
-  free(e->help_buf);
+  if (e->reaper_running) {
+    poke_reaper(e);
+    pthread_join(e->reaper, NULL);
+  }
+  if (e->collector_running)
+    pthread_join(e->collector, NULL);
+  free(e->drain_buf);
   free(e->pids);
   free(e->deathfds);
+  free(e->unreaped);
+  free(e->reap_fds);
+  if (e->reap_fd >= 0)
+    close(e->reap_fd);
   pp__shared_destroy(e->sh);
   if (e->drain_mu_made)
     pthread_mutex_destroy(&e->drain_mu);
@@ -227,7 +257,7 @@ static size_t procs_take_results(pp_pool *p) {
   if (pp__ring_peek_count(e->sh->results) == 0)
     return 0; /* a hint, spares the ring's lock: a caller about to sleep
                  looks again under it (taking_results(p, 0)) */
-  return pp__collector_drain(p, e->help_buf, e->help_cap, 0);
+  return pp__collector_drain(p, 0);
 }
 
 /* While a master thread takes results itself, workers skip waking the

@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -599,6 +601,49 @@ START_TEST(test_background_fork_failures) {
 }
 END_TEST
 
+/* Answers the scheduling policy the worker runs under. */
+static int policy_of_worker(pp_task *t, const void *arg, size_t len) {
+  int64_t policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
+  (void)arg;
+  (void)len;
+  return pp_task_return(t, &policy, sizeof policy);
+}
+
+static int64_t worker_policy(pp_pool *p) {
+  pp_future *f;
+  const void *data;
+  size_t len;
+  int64_t policy = -1;
+
+  ck_assert_int_eq(pp_submit(p, policy_of_worker, NULL, 0, &f), 0);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
+  ck_assert_uint_eq(len, sizeof policy);
+  memcpy(&policy, data, sizeof policy);
+  pp_future_release(f);
+  return policy;
+}
+
+/* Workers, first ones and replacements alike, run as ordinary threads,
+ * whatever the policy of the collector (SCHED_BATCH, procpool.h): they
+ * used to inherit it from the thread that forked them. */
+START_TEST(test_workers_ordinary_policy) {
+  pp_pool *p = make_pool(1, 0);
+  int pid, again;
+  double t0;
+
+  ck_assert_int_eq(worker_policy(p), SCHED_OTHER);
+  ck_assert_int_eq(pp_pool_worker_pids(p, &pid, 1), 1);
+  ck_assert_int_eq(kill(pid, SIGKILL), 0);
+  t0 = tu_now();
+  while ((pp_pool_worker_pids(p, &again, 1) < 1 || again == pid) &&
+         tu_now() - t0 < 10)
+    usleep(1000);
+  ck_assert_int_ne(again, pid);
+  ck_assert_int_eq(worker_policy(p), SCHED_OTHER);
+  pp_pool_destroy(p);
+}
+END_TEST
+
 static Suite *make_faults_suite(void) {
   Suite *s = suite_create("faults");
   TCase *tc = tcase_create("kills");
@@ -620,6 +665,7 @@ static Suite *make_faults_suite(void) {
   tcase_add_test(tc, test_master_killed);
   tcase_add_test(tc, test_creation_failures);
   tcase_add_test(tc, test_background_fork_failures);
+  tcase_add_test(tc, test_workers_ordinary_policy);
   suite_add_tcase(s, tc);
   return s;
 }
