@@ -106,8 +106,10 @@ static void teardown_dir(void) {
 /* Fails the test unless `path` is an executable built by this project. */
 static void need_binary(const char *path, const char *target) {
   ck_assert_msg(path[0] != '\0',
-                "the %s target was not built with this suite (no path "
-                "compiled in); build it: cmake --build . --target %s",
+                "the %s target was not configured with this suite (no "
+                "path compiled in): configure with -DPP_BUILD_TOOLS=ON "
+                "(and libcurl, libmicrohttpd, giflib installed), then "
+                "cmake --build . --target %s",
                 target, target);
   ck_assert_msg(access(path, X_OK) == 0, "%s missing at %s: %s", target, path,
                 strerror(errno));
