@@ -10,14 +10,14 @@
  *
  * DESIGN (speed)
  * A chunk's results arrive as one packed run (slots.h), copied once into a
- * map_chunk that its items point into: no allocation per item. Under the
- * lock, pp_map_next() notes how many consecutive results are ready; it then
- * hands those back without taking the lock (they are done, so no resolver
- * writes them), and takes it again only to release what was handed back,
- * submit the next chunk and wait. With no chunksize set (0), the map
- * chooses one from the time tasks take (as joblib's batch_size='auto'):
- * tiny tasks travel in chunks of up to AUTO_MAX, tasks of a millisecond or
- * more one per task.
+ * map_chunk that its items (16 bytes each, map.h) point into: no
+ * allocation per item. Under the lock, pp_map_next() notes how many
+ * consecutive results are ready; it then hands those back without taking
+ * the lock (they are done, so no resolver writes them), and takes it again
+ * only to release what was handed back, submit the next chunk and wait.
+ * With no chunksize set (0), the map chooses one from the time tasks take
+ * (as joblib's batch_size='auto'): tiny tasks travel in chunks of up to
+ * AUTO_MAX, tasks of a millisecond or more one per task.
  */
 #include "map.h"
 
@@ -63,16 +63,17 @@ static void chunk_free(pp_map *m, struct map_chunk *c) {
 
 /* With mu held (or alone): forgets a result that was handed back. */
 static void item_release(pp_map *m, struct map_item *it) {
-  if (it->chunk && --it->chunk->refs == 0)
-    chunk_free(m, it->chunk);
-  if (it->single) {
-    pp__outcome_clear(it->single);
-    free(it->single);
+  struct pp__outcome *single = pp__map_item_single(it);
+  struct map_chunk *c = pp__map_item_chunk(it);
+
+  if (c && --c->refs == 0)
+    chunk_free(m, c);
+  if (single) {
+    pp__outcome_clear(single);
+    free(single);
   }
-  it->chunk = NULL;
   it->ih = NULL;
-  it->single = NULL;
-  it->done = 0;
+  it->ref = 0;
 }
 
 /* The slot owner callback: argument `index` ended as *r (the slot
@@ -82,18 +83,19 @@ static void resolve_locked(void *owner, size_t index,
                            const struct pp__result *r,
                            struct pp__deferred **later) {
   pp_map *m = owner;
+  struct pp__outcome *single;
   struct map_item *it;
 
   (void)later;
   if (index < m->yielded || index >= m->submitted)
     return;
   it = pp__map_item_at(m, index);
-  if (it->done)
+  if (pp__map_item_done(it))
     return;
-  if (!(it->single = calloc(1, sizeof *it->single)))
+  if (!(single = calloc(1, sizeof *single)))
     return; /* stays pending: the map then times out, or waits */
-  pp__outcome_set(it->single, r);
-  it->done = 1;
+  pp__outcome_set(single, r);
+  it->ref = (uintptr_t)single | MAP_REF_SINGLE; /* malloc aligns to 16 */
 }
 
 /* The automatic chunksize after a run of `count` items that took
@@ -116,19 +118,19 @@ static void adapt_chunk_locked(pp_map *m, uint32_t count, uint64_t run_ns) {
 }
 
 /* With mu held: result `index`, a run of one item of `len` bytes (at
- * most INLINE_RUN), copied into the item itself. */
+ * most INLINE_RUN), copied into the item's inline run. */
 static void resolve_inline_locked(pp_map *m, size_t index, const void *run,
                                   size_t len) {
+  unsigned char *inline_run = m->inline_runs[index & m->items_mask];
   struct map_item *it;
 
   if (index < m->yielded || index >= m->submitted)
     return;
   it = pp__map_item_at(m, index);
-  if (it->done)
+  if (pp__map_item_done(it))
     return;
-  memcpy(it->inline_run, run, len);
-  it->ih = (const struct pp__item_hdr *)it->inline_run;
-  it->done = 1;
+  memcpy(inline_run, run, len);
+  it->ih = (const struct pp__item_hdr *)inline_run;
 }
 
 /* The slot owner callback: results index .. index + count - 1 arrived as
@@ -160,11 +162,10 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
     if (index < m->yielded || index >= m->submitted)
       continue;
     struct map_item *it = pp__map_item_at(m, index);
-    if (it->done)
+    if (pp__map_item_done(it))
       continue;
-    it->chunk = c;
     it->ih = ih;
-    it->done = 1;
+    it->ref = (uintptr_t)c;
     c->refs++;
   }
   if (c->refs == 0)
@@ -220,6 +221,12 @@ static size_t items_bytes(const pp_map *m) {
   return (m->items_mask + 1) * sizeof *m->items;
 }
 
+/* Bytes of the items' inline runs (untouched pages cost nothing: only a map
+ * of lone small results writes them). */
+static size_t inline_runs_bytes(const pp_map *m) {
+  return (m->items_mask + 1) * sizeof *m->inline_runs;
+}
+
 /* Shared constructor of both sources. */
 static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
                    pp_map **out) {
@@ -254,12 +261,14 @@ static int map_new(pp_pool *p, pp_task_fn fn, const pp_map_options *opts,
    * out of every fork, so that replacing a dead worker costs no copies of
    * their pages (pp__master_alloc()). */
   m->items = pp__master_alloc(items_bytes(m));
+  m->inline_runs = pp__master_alloc(inline_runs_bytes(m));
   m->stage_cap = pp__map_refill_need(m) > m->max_chunk ? pp__map_refill_need(m)
                                                        : m->max_chunk;
   m->stage_args = pp__master_alloc(m->stage_cap * sizeof *m->stage_args);
   m->stage_lens = pp__master_alloc(m->stage_cap * sizeof *m->stage_lens);
   m->stage_copy = pp__master_alloc(p->st.max_frame);
-  if (!m->items || !m->stage_args || !m->stage_lens || !m->stage_copy) {
+  if (!m->items || !m->inline_runs || !m->stage_args || !m->stage_lens ||
+      !m->stage_copy) {
     pp_map_destroy(m);
     return PP_ENOMEM;
   }
@@ -339,7 +348,7 @@ static int wait_ready_locked(pp_map *m) {
       if (m->cursor == m->submitted)
         return m->source_err ? m->source_err : PP_EOF;
     }
-    if (pp__map_item_at(m, m->cursor)->done)
+    if (pp__map_item_done(pp__map_item_at(m, m->cursor)))
       break;
     if (m->deadline_ns != PP__FOREVER && pp__now_ns() >= m->deadline_ns)
       return PP_ETIMEDOUT;
@@ -366,7 +375,7 @@ static int wait_ready_locked(pp_map *m) {
     pp__pool_unlock(m->pool);
     set_taking(m, 0);
     pp__pool_lock(m->pool);
-    if (pp__map_item_at(m, m->cursor)->done)
+    if (pp__map_item_done(pp__map_item_at(m, m->cursor)))
       continue;
     pp__pool_wait(m->pool, &m->pool->changed, m->deadline_ns);
   }
@@ -374,7 +383,8 @@ static int wait_ready_locked(pp_map *m) {
   /* Scanned on from where the last scan stopped: amortised O(1). */
   if (m->ready_end <= m->cursor)
     m->ready_end = m->cursor + 1;
-  while (m->ready_end < m->submitted && pp__map_item_at(m, m->ready_end)->done)
+  while (m->ready_end < m->submitted &&
+         pp__map_item_done(pp__map_item_at(m, m->ready_end)))
     m->ready_end++;
   return 0;
 }
@@ -382,18 +392,19 @@ static int wait_ready_locked(pp_map *m) {
 /* Hands back result `cursor` (done): its status, bytes and message. */
 static int hand_back(pp_map *m, const void **data, size_t *len) {
   struct map_item *it = pp__map_item_at(m, m->cursor);
+  struct pp__outcome *single = pp__map_item_single(it);
   int status;
 
   m->current_index = m->cursor++;
   m->current_msg[0] = '\0';
-  if (it->single) {
-    status = it->single->status;
-    m->current_code = it->single->code;
+  if (single) {
+    status = single->status;
+    m->current_code = single->code;
     snprintf(m->current_msg, sizeof m->current_msg, "%s",
-             it->single->message ? it->single->message : "");
+             single->message ? single->message : "");
     if (status == 0) {
-      *data = it->single->data;
-      *len = it->single->len;
+      *data = single->data;
+      *len = single->len;
     }
     return status;
   }
@@ -486,6 +497,7 @@ void pp_map_destroy(pp_map *m) {
     free(c);
   }
   pp__master_free(m->items, items_bytes(m));
+  pp__master_free(m->inline_runs, inline_runs_bytes(m));
   pp__master_free(m->stage_args, m->stage_cap * sizeof *m->stage_args);
   pp__master_free(m->stage_lens, m->stage_cap * sizeof *m->stage_lens);
   pp__master_free(m->stage_copy, m->pool->st.max_frame);

@@ -21,17 +21,38 @@ struct map_chunk {
 #define SPARE_MAX 64          /* chunks kept for reuse, at most */
 #define SPARE_KEEP (8u << 20) /* and their bytes, at most */
 
-#define INLINE_RUN 32 /* a run of one item this small is kept in the item */
+/* A lone run this small is kept in the map's inline runs, not in a chunk
+ * of its own. */
+#define INLINE_RUN 32
 
-/* One argument's result. `done` is written under pool->mu; a done item is
- * never written again until it is released. */
+/* One argument's result, 16 bytes: four to a cache line, since a chunked
+ * map writes, scans, reads and releases one per result (at 64 bytes each,
+ * the comm thread and the consumer missed on every one). Written under
+ * pool->mu; a done item is never written again until it is released.
+ * Done: `ih` is its header, in the chunk `ref` names or in the map's
+ * inline runs (ref 0). A failure has an outcome of its own instead:
+ * `ih` NULL, `ref` that outcome's address with its low bit set. */
 struct map_item {
-  struct map_chunk *chunk;       /* its run, or NULL */
-  const struct pp__item_hdr *ih; /* its header in chunk->bytes or inline */
-  struct pp__outcome *single;    /* or an outcome of its own (failures) */
-  int done;
-  _Alignas(8) unsigned char inline_run[INLINE_RUN]; /* a small lone run */
+  const struct pp__item_hdr *ih;
+  uintptr_t ref;
 };
+
+#define MAP_REF_SINGLE ((uintptr_t)1) /* ref's tag: an outcome, not a chunk */
+
+static inline int pp__map_item_done(const struct map_item *it) {
+  return it->ih != NULL || it->ref != 0;
+}
+
+static inline struct pp__outcome *
+pp__map_item_single(const struct map_item *it) {
+  return it->ref & MAP_REF_SINGLE
+             ? (struct pp__outcome *)(it->ref & ~MAP_REF_SINGLE)
+             : NULL;
+}
+
+static inline struct map_chunk *pp__map_item_chunk(const struct map_item *it) {
+  return it->ref & MAP_REF_SINGLE ? NULL : (struct map_chunk *)it->ref;
+}
 
 struct pp_map {
   pp_pool *pool;
@@ -64,6 +85,8 @@ struct pp_map {
   int source_err;
   struct map_item *items; /* [items_mask + 1], at least window + 1 */
   size_t items_mask;
+  unsigned char (*inline_runs)[INLINE_RUN]; /* [items_mask + 1]: item i's
+                                               small lone run, if any */
   struct map_chunk *spare; /* small chunks to reuse; under mu */
   size_t nspare, spare_bytes;
   /* The stage: the next task's arguments. */
