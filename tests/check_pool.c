@@ -575,19 +575,24 @@ END_TEST
 /* --------------------------------------------------------- callbacks */
 
 struct cb_log {
-  atomic_int calls;
+  atomic_int taken; /* entries claimed */
+  atomic_int calls; /* entries written: counted once their fields are */
   atomic_int order[8];
   atomic_int saw_done[8];
   pthread_t thread[8];
 };
 
+/* Logs a call. `calls` moves only after the entry is written, so a reader
+ * that sees it move reads the whole entry (it used to move first, and
+ * under TSan the test read saw_done before the callback had set it). */
 static void record(struct cb_log *log, pp_future *f, int tag) {
-  int k = atomic_fetch_add(&log->calls, 1);
+  int k = atomic_fetch_add(&log->taken, 1);
   if (k < 8) {
     log->order[k] = tag;
     log->saw_done[k] = pp_future_done(f);
     log->thread[k] = pthread_self();
   }
+  atomic_fetch_add(&log->calls, 1); /* after the entry: see two_calls() */
 }
 
 static void cb_a(pp_future *f, void *arg) {
