@@ -44,7 +44,9 @@
  *   collector thread, which takes results, runs as SCHED_BATCH, so that its
  *   wake-ups do not preempt the program's threads; the reaper, which forks
  *   the workers and replaces the dead, is an ordinary thread, so that a
- *   dead worker is replaced at once, and so are the workers it forks.
+ *   dead worker is replaced at once. Workers set themselves to SCHED_BATCH
+ *   (CPU-bound work: a worker woken for tasks does not preempt the threads
+ *   that feed it), at nice 0; a task may set its own policy.
  *   glibc's malloc is safe across such a fork; the allocator of GCC 12's AddressSanitizer is not (a
  *   worker forked while another thread allocates can hang in malloc).
  */

@@ -623,15 +623,15 @@ static int64_t worker_policy(pp_pool *p) {
   return policy;
 }
 
-/* Workers, first ones and replacements alike, run as ordinary threads,
- * whatever the policy of the collector (SCHED_BATCH, procpool.h): they
- * used to inherit it from the thread that forked them. */
-START_TEST(test_workers_ordinary_policy) {
+/* Workers, first ones and replacements alike, set themselves to
+ * SCHED_BATCH (procpool.h), whatever the thread that forked them runs as
+ * (the reaper is an ordinary thread). */
+START_TEST(test_workers_batch_policy) {
   pp_pool *p = make_pool(1, 0);
   int pid, again;
   double t0;
 
-  ck_assert_int_eq(worker_policy(p), SCHED_OTHER);
+  ck_assert_int_eq(worker_policy(p), SCHED_BATCH);
   ck_assert_int_eq(pp_pool_worker_pids(p, &pid, 1), 1);
   ck_assert_int_eq(kill(pid, SIGKILL), 0);
   t0 = tu_now();
@@ -639,7 +639,7 @@ START_TEST(test_workers_ordinary_policy) {
          tu_now() - t0 < 10)
     usleep(1000);
   ck_assert_int_ne(again, pid);
-  ck_assert_int_eq(worker_policy(p), SCHED_OTHER);
+  ck_assert_int_eq(worker_policy(p), SCHED_BATCH);
   pp_pool_destroy(p);
 }
 END_TEST
@@ -665,7 +665,7 @@ static Suite *make_faults_suite(void) {
   tcase_add_test(tc, test_master_killed);
   tcase_add_test(tc, test_creation_failures);
   tcase_add_test(tc, test_background_fork_failures);
-  tcase_add_test(tc, test_workers_ordinary_policy);
+  tcase_add_test(tc, test_workers_batch_policy);
   suite_add_tcase(s, tc);
   return s;
 }
