@@ -12,17 +12,11 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-/* Tells the collector to look at the pool now. */
-static void poke_collector(struct pp__shared *sh) {
+/* Wakes the thread that sleeps on eventfd `fd` (the collector's wake_fd,
+ * the reaper's reap_fd), asleep or not. */
+static void poke(int fd) {
   uint64_t one = 1;
-  ssize_t n = write(sh->wake_fd, &one, sizeof one);
-  (void)n;
-}
-
-/* Wakes the reaper (it sleeps on its eventfd and the death pipes). */
-static void poke_reaper(struct pp__procs *e) {
-  uint64_t one = 1;
-  ssize_t n = write(e->reap_fd, &one, sizeof one);
+  ssize_t n = write(fd, &one, sizeof one);
   (void)n;
 }
 
@@ -94,7 +88,7 @@ static void procs_close_locked(pp_pool *p) {
     return;
   atomic_store(&e->sh->closing, 1);
   pp__ring_wake_all(e->sh->tasks);
-  poke_collector(e->sh);
+  poke(e->sh->wake_fd);
 }
 
 /* Stops the collector and the reaper, which reaps every worker (the
@@ -111,7 +105,7 @@ static void procs_stop(pp_pool *p) {
     pp__pool_unlock(p);
   }
   if (e->reaper_running) {
-    poke_reaper(e);
+    poke(e->reap_fd);
     pthread_join(e->reaper, NULL);
   }
   if (e->collector_running)
@@ -246,7 +240,7 @@ static int procs_kill_locked(pp_pool *p, uint64_t id, int worker) {
 
 /* With mu held: the collector naps briefly while timed tasks run. */
 static void procs_timers_changed_locked(pp_pool *p) {
-  poke_collector(pp__procs_of(p)->sh);
+  poke(pp__procs_of(p)->sh->wake_fd);
 }
 
 /* Applies what the result ring holds on the caller's thread, into the
@@ -276,7 +270,7 @@ static void procs_taking_results(pp_pool *p, int on) {
   waiting = pp__ring_count_locked(sh->results) > 0;
   pp__ring_unlock(sh->results);
   if (waiting) /* put while the workers thought this thread would take it */
-    poke_collector(sh);
+    poke(sh->wake_fd);
 }
 
 /* Takes results itself for a moment before the caller sleeps: a small
