@@ -187,9 +187,21 @@ int pp__ring_fits_locked(const struct pp__ring *r, size_t len) {
 
 int pp__ring_put_locked(struct pp__ring *r, const void *frames, size_t len,
                         size_t n) {
+  struct iovec part = {(void *)frames, len};
+  return pp__ring_putv_locked(r, &part, 1, n);
+}
+
+int pp__ring_putv_locked(struct pp__ring *r, const struct iovec *parts,
+                         int nparts, size_t n) {
+  size_t len = 0;
+  uint64_t at = r->tail;
+
+  for (int i = 0; i < nparts; i++)
+    len += parts[i].iov_len;
   if (!pp__ring_fits_locked(r, len))
     return 0;
-  copy_in(r, r->tail, frames, len);
+  for (int i = 0; i < nparts; at += parts[i].iov_len, i++)
+    copy_in(r, at, parts[i].iov_base, parts[i].iov_len);
   PP_TEST_STEP(RING_STEP_PUT_COPIED);
   /* Frames are complete before tail covers them; the unlock publishes both
    * to the next locker. */
@@ -261,10 +273,16 @@ int pp__ring_wait_space(struct pp__ring *r, size_t len, uint64_t deadline_ns) {
 
 int pp__ring_put(struct pp__ring *r, const void *frames, size_t len, size_t n,
                  uint64_t deadline_ns) {
+  struct iovec part = {(void *)frames, len};
+  return pp__ring_putv(r, &part, 1, n, deadline_ns);
+}
+
+int pp__ring_putv(struct pp__ring *r, const struct iovec *parts, int nparts,
+                  size_t n, uint64_t deadline_ns) {
   int rc = 0;
 
   pp__ring_lock(r);
-  while (!pp__ring_put_locked(r, frames, len, n)) {
+  while (!pp__ring_putv_locked(r, parts, nparts, n)) {
     if (deadline_ns == PP__NOWAIT ||
         (deadline_ns != PP__FOREVER && pp__now_ns() >= deadline_ns) ||
         wait_locked(r, &r->writable, &r->write_waiters, &r->write_posts, NULL,

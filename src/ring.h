@@ -91,6 +91,12 @@ void pp__ring_unlock(struct pp__ring *r);
 int pp__ring_put_locked(struct pp__ring *r, const void *frames, size_t len,
                         size_t n);
 
+/* pp__ring_put_locked() of frames given in `nparts` pieces, copied in turn
+ * as if they were contiguous: a frame's header and a large payload are put
+ * from where each lies, with no copy to join them first. */
+int pp__ring_putv_locked(struct pp__ring *r, const struct iovec *parts,
+                         int nparts, size_t n);
+
 /* With the lock held: puts one whole frame (`len` bytes, as built by
  * pp__ring_frame_append()) before head, to be taken next, if it fits.
  * Returns 1 if written, 0 if there is no room. Only a producer whose death
@@ -102,6 +108,10 @@ int pp__ring_put_front_locked(struct pp__ring *r, const void *frame,
  * 0: for ever). Returns 0, or -ETIMEDOUT. Takes and drops the lock. */
 int pp__ring_put(struct pp__ring *r, const void *frames, size_t len, size_t n,
                  uint64_t deadline_ns);
+
+/* pp__ring_put() of frames given in pieces (see pp__ring_putv_locked()). */
+int pp__ring_putv(struct pp__ring *r, const struct iovec *parts, int nparts,
+                  size_t n, uint64_t deadline_ns);
 
 /* Deadlines for pp__ring_put() and pp__ring_get(): clock.h's PP__FOREVER
  * and PP__NOWAIT. */

@@ -129,6 +129,44 @@ START_TEST(test_wrap_around) {
 }
 END_TEST
 
+/* A frame put in pieces (pp__ring_putv()) reads back as one, also when
+ * the pieces straddle the end; a frame that does not fit is refused whole. */
+START_TEST(test_put_in_pieces) {
+  struct pp__ring *r = make_ring(256);
+  unsigned char frame[200], want[200], head[8], buf[256];
+  size_t len, off, plen;
+  void *payload;
+
+  for (uint64_t i = 1; i <= 300; i++) {
+    size_t body = 8 + (i * 29) % 150, cut = i % body;
+    uint64_t flen = body;
+    size_t size = pp__ring_frame_size(body);
+    struct iovec parts[3] = {
+        {head, 8}, {frame, cut}, {frame + cut, size - 8 - cut}};
+    memset(frame, 0, sizeof frame);
+    for (size_t k = 0; k < body; k++)
+      frame[k] = (unsigned char)(i + k);
+    memcpy(head, &flen, 8);
+    memcpy(want, frame, body);
+    ck_assert_int_eq(pp__ring_putv(r, parts, 3, 1, PP__NOWAIT), 0);
+    ck_assert_int_eq(
+        pp__ring_get(r, buf, sizeof buf, 1, &len, PP__NOWAIT, NULL), 1);
+    off = 0;
+    ck_assert(pp__ring_frame_next(buf, len, &off, &payload, &plen));
+    ck_assert_uint_eq(plen, body);
+    ck_assert_mem_eq(payload, want, body);
+  }
+  {
+    unsigned char big[264] = {0};
+    uint64_t flen = 256;
+    struct iovec parts[2] = {{&flen, 8}, {big, 256}};
+    ck_assert_int_eq(pp__ring_putv(r, parts, 2, 1, PP__NOWAIT), -ETIMEDOUT);
+    ck_assert_uint_eq(r->tail, r->head);
+  }
+  free_ring(r);
+}
+END_TEST
+
 /* What a consume saw: the tags in order, and whether each frame's bytes
  * were whole. */
 struct consumed {
@@ -469,6 +507,7 @@ static Suite *make_ring_suite(void) {
   tcase_add_test(tc, test_full);
   tcase_add_test(tc, test_share);
   tcase_add_test(tc, test_wrap_around);
+  tcase_add_test(tc, test_put_in_pieces);
   tcase_add_test(tc, test_consume_in_place);
   tcase_add_test(tc, test_put_front);
   tcase_add_test(tc, test_blocking_consumer_and_producer);
