@@ -31,6 +31,7 @@
 #define FLUSH_NS 2000000u
 #define LOCAL_BUF (64 * 1024)
 #define SPIN_MIN_NS 10000u
+#define LARGE_RESULT (64 * 1024) /* put from the task's buffer (put_large) */
 
 struct worker {
   struct pp__shared *sh;
@@ -68,21 +69,48 @@ static int claim(void *ctx, void *payload, size_t len) {
       pp__slot_word(pp__id_gen(hdr.id), PP__SLOT_CLAIMED, w->index));
 }
 
-/* Puts the buffered result frames on the result ring and wakes the
- * collector. */
-static void flush(struct worker *w) {
-  if (w->out_count == 0)
-    return;
-  if (pp__ring_put(w->sh->results, w->out, w->out_len, w->out_count,
-                   PP__NOWAIT) != 0) {
+/* Puts `n` result frames, given in pieces, on the result ring and wakes
+ * the collector. */
+static void put_results(struct worker *w, const struct iovec *parts, int nparts,
+                        size_t n) {
+  if (pp__ring_putv(w->sh->results, parts, nparts, n, PP__NOWAIT) != 0) {
     /* Full: whoever takes results is busy elsewhere; the collector is
      * told to drain even while a master thread said it takes them. */
     pp__shared_poke_collector(w->sh);
-    pp__ring_put(w->sh->results, w->out, w->out_len, w->out_count, PP__FOREVER);
+    pp__ring_putv(w->sh->results, parts, nparts, n, PP__FOREVER);
   }
-  w->out_len = w->out_count = 0;
   w->flushes++;
   pp__shared_wake_collector(w->sh);
+}
+
+/* Puts the buffered result frames on the result ring. */
+static void flush(struct worker *w) {
+  struct iovec all = {w->out, w->out_len};
+
+  if (w->out_count == 0)
+    return;
+  put_results(w, &all, 1, w->out_count);
+  w->out_len = w->out_count = 0;
+}
+
+/* Puts the frame of the one large result *r that the frame just run (w->run)
+ * made, from the task's own buffer rather than through the output buffer,
+ * which would cost a copy of every byte: the frame's header, the result,
+ * and its padding go in as three pieces. What was buffered goes first. */
+static void put_large(struct worker *w, const struct pp__result *r) {
+  static const unsigned char zeros[8];
+  struct pp__item_hdr ih = {0, 0, (uint32_t)r->len, 0};
+  unsigned char head[8 + sizeof w->run + sizeof ih];
+  uint64_t len = sizeof w->run + sizeof ih + pp__pad8(r->len);
+  struct iovec parts[3] = {{head, sizeof head},
+                           {(void *)r->data, r->len},
+                           {(void *)zeros, pp__pad8(r->len) - r->len}};
+
+  flush(w);
+  memcpy(head, &len, 8);
+  memcpy(head + 8, &w->run, sizeof w->run);
+  memcpy(head + 8 + sizeof w->run, &ih, sizeof ih);
+  put_results(w, parts, 3, 1);
 }
 
 /* Opens a result frame for task `id` from item `first` on, in the output
@@ -159,6 +187,8 @@ static uint64_t run_frame(struct worker *w, const unsigned char *frame,
   const unsigned char *p = frame + sizeof hdr;
   size_t mark_len, mark_count;
   uint64_t flushes, start, end;
+  struct pp__result r;
+  int large = 0;
   pp_task_fn fn;
 
   memcpy(&hdr, frame, sizeof hdr);
@@ -186,17 +216,24 @@ static uint64_t run_frame(struct worker *w, const unsigned char *frame,
   if (w->flushes != flushes) /* what came before this frame is out */
     mark_len = mark_count = 0, flushes = w->flushes;
   for (uint32_t i = 0; i < hdr.count; i++) {
-    struct pp__result r;
     uint32_t len;
     memcpy(&len, p, 4);
     pp__task_run(&w->task, fn, p + 8, len, &r);
-    add_item(w, hdr.id, i, &r);
+    large = hdr.count == 1 && r.status == 0 && r.len >= LARGE_RESULT;
+    if (!large)
+      add_item(w, hdr.id, i, &r);
     if (w->flushes != flushes) /* what came before this item is out */
       mark_len = mark_count = 0, flushes = w->flushes;
     p += 8 + pp__pad8(len);
   }
   end = *now = pp__now_ns();
-  close_run(w, end);
+  if (large) { /* the open frame is put by put_large(), not buffered */
+    w->out_len = w->run_at;
+    w->run.count = 1;
+    w->run.run_ns = end - w->run_started;
+  } else {
+    close_run(w, end);
+  }
   if (end_task(w, hdr.id) != 0) {
     /* Doomed: what this frame holds back is dropped, the rest put. */
     w->out_len = mark_len;
@@ -204,6 +241,8 @@ static uint64_t run_frame(struct worker *w, const unsigned char *frame,
     flush(w);
     await_kill();
   }
+  if (large)
+    put_large(w, &r);
   if (end - w->out_since > FLUSH_NS)
     flush(w);
   return end - start;
