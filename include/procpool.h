@@ -47,8 +47,9 @@
  *   dead worker is replaced at once. Workers set themselves to SCHED_BATCH
  *   (CPU-bound work: a worker woken for tasks does not preempt the threads
  *   that feed it), at nice 0; a task may set its own policy.
- *   glibc's malloc is safe across such a fork; the allocator of GCC 12's AddressSanitizer is not (a
- *   worker forked while another thread allocates can hang in malloc).
+ *   glibc's malloc is safe across such a fork; the allocator of GCC 12's
+ * AddressSanitizer is not (a worker forked while another thread allocates can
+ * hang in malloc).
  */
 #ifndef PROCPOOL_H
 #define PROCPOOL_H
@@ -294,6 +295,16 @@ PP_EXPORT size_t pp_pool_max_payload(const pp_pool *pool);
  * sets a smaller result, also when it returns this PP_ETOOBIG, as in
  * `return pp_task_return(task, buf, len);`. */
 PP_EXPORT int pp_task_return(pp_task *task, const void *data, size_t len);
+
+/* Sets *buf (OUT) to a buffer of at least `len` bytes, owned by the task,
+ * in which to build a large result in place: pp_task_return(task, *buf, n)
+ * with n <= len then sets it without a copy. Nothing in the buffer is the
+ * result until that call. The buffer lasts until the task function
+ * returns, or until a later pp_task_buffer() or a pp_task_return() of other
+ * data, which may move it. Returns 0, PP_EINVAL, PP_ENOMEM, or PP_ETOOBIG
+ * if len exceeds max_payload, with the same outcome as pp_task_return()'s.
+ */
+PP_EXPORT int pp_task_buffer(pp_task *task, size_t len, void **buf);
 
 /* Records an error message for a task that then returns `code` (non-zero);
  * printf-style. Returns `code` so that a task can `return pp_task_fail(...)`.

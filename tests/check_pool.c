@@ -192,6 +192,32 @@ static int task_sized(pp_task *t, const void *arg, size_t len) {
   return 0;
 }
 
+/* Builds `n` bytes of task_sized's pattern in place (pp_task_buffer()),
+ * `n % 5` bytes into the buffer, so that pp_task_return() moves them down
+ * rather than copying them in. */
+static int task_in_place(pp_task *t, const void *arg, size_t len) {
+  size_t n = (size_t)arg_i64(arg, len), shift = n % 5;
+  unsigned char *buf;
+  void *got;
+  int rc = pp_task_buffer(t, n + shift, &got);
+
+  if (rc != 0)
+    return rc;
+  buf = (unsigned char *)got + shift;
+  for (size_t i = 0; i < n; i++)
+    buf[i] = (unsigned char)(i * 7 + 3);
+  return pp_task_return(t, buf, n);
+}
+
+/* Whether `len` bytes at `data` are task_sized's pattern. */
+static int is_pattern(const void *data, size_t len) {
+  const unsigned char *b = data;
+  for (size_t i = 0; i < len; i++)
+    if (b[i] != (unsigned char)(i * 7 + 3))
+      return 0;
+  return 1;
+}
+
 static int task_pid(pp_task *t, const void *arg, size_t len) {
   int64_t pid = worker_id();
   (void)arg;
@@ -830,6 +856,48 @@ START_TEST(test_payload_max_default) {
 }
 END_TEST
 
+/* Results built in place by pp_task_buffer(): small and large ones (a
+ * large one goes onto the result ring from the task's buffer, past those
+ * buffered before it), in order through a map, and the limit as
+ * pp_task_return() keeps it. */
+START_TEST(test_payload_in_place) {
+  /* The last, shifted by none (1048575 % 5), is one byte under 1 MiB. */
+  static const int64_t sizes[] = {0,      13, 70000, 8,  200003,
+                                  131072, 1,  99999, 64, 1048575};
+  enum { N = sizeof sizes / sizeof sizes[0] };
+  pp_map_options mo = {.window = 4};
+  const void *args[N], *data;
+  size_t lens[N], len;
+  pp_pool *p = new_pool_n(2);
+  pp_future *f;
+  pp_map *m;
+
+  for (size_t i = 0; i < N; i++) {
+    args[i] = &sizes[i];
+    lens[i] = sizeof sizes[i];
+  }
+  for (int round = 0; round < 3; round++) {
+    ck_assert_int_eq(pp_map_array(p, task_in_place, args, lens, N, &mo, &m), 0);
+    for (size_t i = 0; i < N; i++) {
+      ck_assert_int_eq(pp_map_next(m, &data, &len), 0);
+      ck_assert_uint_eq(len, (size_t)sizes[i]);
+      ck_assert_msg(is_pattern(data, len),
+                    "round %d: the %zu-byte result built in place differs",
+                    round, len);
+    }
+    ck_assert_int_eq(pp_map_next(m, &data, &len), PP_EOF);
+    pp_map_destroy(m);
+  }
+  f = submit_i64(p, task_in_place, ((int64_t)1 << 20) + 1);
+  ck_assert_int_eq(pp_future_result(f, 30, &data, &len), PP_ETOOBIG);
+  ck_assert_msg(strstr(pp_future_message(f), "1048576") != NULL,
+                "the message \"%s\" does not name the limit",
+                pp_future_message(f));
+  pp_future_release(f);
+  end_pool(p);
+}
+END_TEST
+
 /* ----------------------------------------------------- many tasks */
 
 enum { MANY = 100000 };
@@ -1435,6 +1503,7 @@ static Suite *make_pool_suite(void) {
   tcase_add_test(tc, test_payload_empty);
   tcase_add_test(tc, test_payload_max_small);
   tcase_add_test(tc, test_payload_max_default);
+  tcase_add_test(tc, test_payload_in_place);
   suite_add_tcase(s, tc);
 
   tc = tcase("load");
