@@ -39,15 +39,12 @@
 #include <sys/mman.h>
 #include <time.h>
 
-#define CHUNKSIZE 256  /* trial division: numbers per task, large inputs */
-#define MAX_BATCH 8192 /* Miller-Rabin: most numbers per task */
-#define BATCH 1024     /* futures per as_completed batch */
+#define CHUNKSIZE 256   /* trial division: numbers per task, large inputs */
+#define MAX_BATCH 16384 /* Miller-Rabin: most numbers per task */
+#define BATCH 1024      /* futures per as_completed batch */
 
 /* The largest record of a task: MAX_BATCH rows of the longest kind. */
 #define RECORD_MAX (ROWS_HEADER + (size_t)MAX_BATCH * PC_ROW_MAX)
-
-_Static_assert(RECORD_MAX <= (size_t)1 << 20,
-               "a batch's rows must fit the pool's default max_payload");
 
 _Static_assert(ATOMIC_INT_LOCK_FREE == 2, "the stop word must be lock-free");
 
@@ -76,10 +73,13 @@ double now(void) {
 
 /* ------------------------------------------------------------ tasks */
 
-/* A batch's rows as one record (see ROWS_HEADER), made in a worker or, with
- * --sequential, in the master: one batch at a time in each worker process
- * or thread (--engine threads), so the buffers are per thread. */
-static _Thread_local char record[RECORD_MAX];
+/* The record of a batch run by --sequential; a task builds its own in its
+ * result buffer (pp_task_buffer()), so that the pool takes it uncopied. */
+static char record[RECORD_MAX];
+
+/* The numbers of one batch, its outcomes and their times: one batch at a
+ * time in each worker process or thread (--engine threads), so these are
+ * per thread. */
 static _Thread_local uint64_t number[MAX_BATCH];
 static _Thread_local double elapsed[MAX_BATCH];
 static _Thread_local uint8_t prime[MAX_BATCH];
@@ -110,13 +110,14 @@ static size_t check_span(struct span s, size_t done, int use_mr, double *t0,
 }
 
 /* Checks the `nspans` spans at `spans` (16 bytes each, in any alignment,
- * MAX_BATCH numbers at most) and writes the record of the numbers done:
- * all of them, or those before a trial division stopped by a signal
- * (*stopped, OUT). The numbers are all checked first, then formatted, so
- * that formatting is in no number's time. Returns the record's length, or
- * 0 if no number was done. */
-static size_t check_batch(const void *spans, size_t nspans, int use_mr,
-                          int *stopped) {
+ * MAX_BATCH numbers at most) and writes the record of the numbers done at
+ * `out` (room for ROWS_HEADER + PC_ROW_MAX bytes a number): all of them,
+ * or those before a trial division stopped by a signal (*stopped, OUT).
+ * The numbers are all checked first, then formatted, so that formatting is
+ * in no number's time. Returns the record's length, or 0 if no number was
+ * done. */
+static size_t check_batch(char *out, const void *spans, size_t nspans,
+                          int use_mr, int *stopped) {
   size_t done = 0, off = ROWS_HEADER;
   double t0 = now();
   struct span s;
@@ -128,10 +129,10 @@ static size_t check_batch(const void *spans, size_t nspans, int use_mr,
     done = check_span(s, done, use_mr, &t0, stopped);
   }
   for (size_t i = 0; i < done; i++)
-    off += pc_format_row(record + off, task_format, number[i], prime[i],
-                         elapsed[i]);
+    off +=
+        pc_format_row(out + off, task_format, number[i], prime[i], elapsed[i]);
   rows = (uint32_t)done;
-  memcpy(record, &rows, sizeof rows);
+  memcpy(out, &rows, sizeof rows);
   return done ? off : 0;
 }
 
@@ -151,20 +152,26 @@ static uint64_t spans_numbers(const void *spans, size_t nspans) {
   return total;
 }
 
-/* The body of both tasks: a batch of spans in, their record out. */
+/* The body of both tasks: a batch of spans in, their record out, built in
+ * the task's result buffer. */
 static int check_task(pp_task *task, const void *arg, size_t len, int use_mr) {
   size_t nspans = len / sizeof(struct span), rlen;
-  int stopped;
+  uint64_t numbers = len % sizeof(struct span) ? 0 : spans_numbers(arg, nspans);
+  void *out;
+  int stopped, rc;
 
-  if (len % sizeof(struct span) || spans_numbers(arg, nspans) == 0)
+  if (numbers == 0)
     return pp_task_fail(task, EINVAL,
                         "expected 16-byte spans of 1 to %d numbers in all, "
                         "got %zu bytes",
                         MAX_BATCH, len);
-  rlen = check_batch(arg, nspans, use_mr, &stopped);
+  rc = pp_task_buffer(task, ROWS_HEADER + (size_t)numbers * PC_ROW_MAX, &out);
+  if (rc != 0)
+    return rc;
+  rlen = check_batch(out, arg, nspans, use_mr, &stopped);
   if (stopped)
     return pp_task_fail(task, EINTR, "interrupted");
-  return pp_task_return(task, record, rlen);
+  return pp_task_return(task, out, rlen);
 }
 
 /* The two tasks: the algorithm is chosen by which function is submitted,
@@ -290,7 +297,8 @@ static int run_sequential(const struct config *cfg, const struct inputs *in,
   g.cur = (struct cursor){.in = in};
   g.size = batch_size(cfg, in->count, 1, sizeof record);
   while (!interrupted && !stopped && gen_batches(&g, &arg, &len)) {
-    rlen = check_batch(arg, len / sizeof g.spans[0], cfg->use_mr, &stopped);
+    rlen = check_batch(record, arg, len / sizeof g.spans[0], cfg->use_mr,
+                       &stopped);
     if (rlen)
       output_record(o, record, rlen);
   }
@@ -320,8 +328,10 @@ static int run_map(pp_pool *pool, const struct config *cfg,
 
   g.cur = (struct cursor){.in = in};
   g.size = batch_size(cfg, in->count, workers, pp_pool_max_payload(pool));
+  /* Eight batches a worker queued ahead: the workers run on while the
+   * master, on a shared core, waits for its turn. */
   if (g.size > 1)
-    mo.window = 4 * (size_t)workers;
+    mo.window = 8 * (size_t)workers;
   if ((rc = pp_map_gen(pool, fn, gen_batches, &g, &mo, &map)) != 0) {
     fprintf(stderr, "primes: cannot start the map: %s\n", pp_strerror(rc));
     return EXIT_FAILED;
@@ -444,12 +454,12 @@ static void explain_mpi(int rc) {
             pp_strerror(rc));
 }
 
-/* The pool's sizes for checking numbers: a payload of the largest record,
- * and rings of one such record (the pool rounds them up to a power of two,
- * 1 MiB), rather than the default 1 MiB payload and 4 MiB rings. A batch's
- * record is a few hundred KiB, so the smaller rings still hold several,
- * and every process in the pool touches (and faults in) a quarter of the
- * shared pages; the results ring also stays warmer in the caches. */
+/* The pool's sizes for checking numbers: a payload of the largest record
+ * (1.5 MiB), and rings of one such record (the pool rounds them up to a
+ * power of two, 2 MiB), rather than the default 1 MiB payload and 4 MiB
+ * rings. A batch's record is a few hundred KiB, so the smaller rings still
+ * hold several, and every process in the pool touches (and faults in) half
+ * the shared pages; the results ring also stays warmer in the caches. */
 static void check_options(pp_options *opts) {
   opts->max_payload = RECORD_MAX;
   opts->ring_capacity = RECORD_MAX;
