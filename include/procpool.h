@@ -301,9 +301,12 @@ PP_EXPORT int pp_task_return(pp_task *task, const void *data, size_t len);
  * with n <= len then sets it without a copy. Nothing in the buffer is the
  * result until that call. The buffer lasts until the task function
  * returns, or until a later pp_task_buffer() or a pp_task_return() of other
- * data, which may move it. Returns 0, PP_EINVAL, PP_ENOMEM, or PP_ETOOBIG
- * if len exceeds max_payload, with the same outcome as pp_task_return()'s.
- */
+ * data, which may move it. With the process engine, a buffer of 64 KiB or
+ * more is a block of the pool's shared memory when one is free: such a
+ * result, a task's only item, is never copied on its way to
+ * pp_map_next(), which hands out a pointer into the block (a future still
+ * copies it). Returns 0, PP_EINVAL, PP_ENOMEM, or PP_ETOOBIG if len
+ * exceeds max_payload, with the same outcome as pp_task_return()'s. */
 PP_EXPORT int pp_task_buffer(pp_task *task, size_t len, void **buf);
 
 /* Records an error message for a task that then returns `code` (non-zero);

@@ -27,14 +27,60 @@
 
 /* ------------------------------------------------------ resolving */
 
+/* With mu held: applies the result that a worker left in block `b` (`len`
+ * bytes, the lone item of frame *rh): the slot's owner keeps it there, or
+ * it is copied for the owner, and the block is free again. A frame that
+ * names a block not lent to the worker of its task, or a length past the
+ * block (a worker's memory scribbled on), is dropped: the task then waits
+ * for a retry, or for its worker's death. */
+static void apply_block(pp_pool *p, const struct pp__result_hdr *rh, uint32_t b,
+                        size_t len, struct pp__deferred **later) {
+  struct pp__procs *e = pp__procs_of(p);
+  struct pp__shared *sh = e->sh;
+  struct pp__item_hdr ih = {0, 0, (uint32_t)len, 0};
+  uint32_t owner, slot = pp__id_slot(rh->id);
+  int live = pp__slot_by_id(&p->st, rh->id) != NULL;
+  const unsigned char *data;
+
+  if (b >= sh->nblocks || len > sh->block_size)
+    return;
+  owner = atomic_load(&sh->block_owner[b]);
+  if (owner == PP__BLOCK_FREE || owner == PP__BLOCK_MASTER ||
+      (live &&
+       owner != 1 + (uint32_t)pp__word_worker(pp__slot_word_of(&p->st, slot))))
+    return;
+  data = pp__block_at(sh, b);
+  /* The master's before a map may hand it out (and give it back). */
+  atomic_store(&sh->block_owner[b], PP__BLOCK_MASTER);
+  if (live &&
+      pp__slot_adopt_block_locked(p, slot, rh->first, data, len, b, rh->run_ns))
+    return;
+  if (live) { /* copied for an owner that keeps no blocks */
+    memcpy(e->block_run, &ih, sizeof ih);
+    memcpy(e->block_run + sizeof ih, data, len);
+    memset(e->block_run + sizeof ih + len, 0, pp__pad8(len) - len);
+    pp__slot_resolve_run_locked(p, slot, rh->first, 1, e->block_run,
+                                sizeof ih + pp__pad8(len), rh->run_ns, later);
+  }
+  atomic_store(&sh->block_owner[b], PP__BLOCK_FREE);
+}
+
 /* With mu held: applies one result frame. */
 static void apply_result(pp_pool *p, const unsigned char *frame, size_t len,
                          struct pp__deferred **later) {
   struct pp__result_hdr rh;
+  struct pp__item_hdr ih;
 
   if (len < sizeof rh)
     return;
   memcpy(&rh, frame, sizeof rh);
+  if (rh.count == 1 && len == sizeof rh + sizeof ih) {
+    memcpy(&ih, frame + sizeof rh, sizeof ih);
+    if (ih.status == 0 && ih.msg_len == PP__ITEM_IN_BLOCK) {
+      apply_block(p, &rh, (uint32_t)ih.code, ih.len, later);
+      return;
+    }
+  }
   if (!pp__slot_by_id(&p->st, rh.id))
     return; /* a late answer for a slot already failed or reused */
   pp__slot_resolve_run_locked(p, pp__id_slot(rh.id), rh.first, rh.count,

@@ -86,6 +86,10 @@ struct pp__engine {
   /* Whether the engine can run `fn`: 0, or the PP_E* that pp_submit()
    * answers (PP_EUNREGISTERED). NULL: any function runs. */
   int (*check_task)(pp_task_fn fn);
+  /* A block of shared memory that an owner kept a result in
+   * (adopt_block_locked, slots.h) is done with: the workers may fill it
+   * again. Any lock or none. NULL for engines that lend no blocks. */
+  void (*free_block)(struct pp_pool *p, uint32_t block);
 };
 
 /* The engines. */

@@ -96,12 +96,12 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
   if (h.msg_len)
     snprintf(msg, sizeof msg, "%.*s", (int)h.msg_len, bytes + h.len);
   resolve_locked(owner, index,
-                 &(struct pp__result){h.status, h.code, bytes, h.len, msg},
+                 &(struct pp__result){h.status, h.code, bytes, h.len, msg, 0},
                  later);
 }
 
-const struct pp__owner_ops pp__future_ops = {resolve_locked, resolve_run_locked,
-                                             NULL};
+const struct pp__owner_ops pp__future_ops = {
+    resolve_locked, resolve_run_locked, NULL, NULL}; /* results are copied */
 
 /* After mu is dropped: runs the done-callbacks of a resolved future and
  * drops the pool's reference to it. Callbacks were detached under mu; a

@@ -65,9 +65,12 @@ static void chunk_free(pp_map *m, struct map_chunk *c) {
 static void item_release(pp_map *m, struct map_item *it) {
   struct pp__outcome *single = pp__map_item_single(it);
   struct map_chunk *c = pp__map_item_chunk(it);
+  uint32_t block;
 
   if (c && --c->refs == 0)
     chunk_free(m, c);
+  if (pp__map_item_block(it, &block))
+    m->pool->engine->free_block(m->pool, block);
   if (single) {
     pp__outcome_clear(single);
     free(single);
@@ -172,6 +175,33 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
     chunk_free(m, c);
 }
 
+/* The slot owner callback: result `index` is the `len` bytes at `data`,
+ * in the engine's block `block`, kept there (so never copied) until it has
+ * been handed back. A late answer is left to be copied and ignored. */
+static int adopt_block_locked(void *owner, size_t index, const void *data,
+                              size_t len, uint32_t block, uint64_t run_ns) {
+  pp_map *m = owner;
+  struct map_in_block *in;
+  struct map_item *it;
+
+  if (index < m->yielded || index >= m->submitted)
+    return 0;
+  it = pp__map_item_at(m, index);
+  if (pp__map_item_done(it))
+    return 0;
+  if (m->auto_chunk && run_ns)
+    adapt_chunk_locked(m, 1, run_ns);
+  in = (struct map_in_block *)(void *)m->inline_runs[index & m->items_mask];
+  in->ih = (struct pp__item_hdr){0, 0, (uint32_t)len, 0};
+  in->data = data;
+  it->ih = &in->ih;
+  it->ref = ((uintptr_t)block << 2) | MAP_REF_BLOCK;
+  return 1;
+}
+
+_Static_assert(sizeof(struct map_in_block) <= INLINE_RUN,
+               "a block's result fits an item's inline run");
+
 /* The slot owner callback: one of the map's tasks is gone. */
 static void gone_locked(void *owner) {
   pp_map *m = owner;
@@ -179,7 +209,7 @@ static void gone_locked(void *owner) {
 }
 
 const struct pp__owner_ops pp__map_ops = {resolve_locked, resolve_run_locked,
-                                          gone_locked};
+                                          gone_locked, adopt_block_locked};
 
 /* The chunking an options struct asks for: a fixed chunksize, or the
  * automatic one (0), which a per-task timeout turns off (it would time a
@@ -411,7 +441,10 @@ static int hand_back(pp_map *m, const void **data, size_t *len) {
   status = it->ih->status;
   m->current_code = it->ih->code;
   if (status == 0) {
-    *data = (const char *)(it->ih + 1);
+    uint32_t block;
+    *data = pp__map_item_block(it, &block)
+                ? ((const struct map_in_block *)(const void *)it->ih)->data
+                : (const char *)(it->ih + 1);
     *len = it->ih->len;
   } else {
     snprintf(m->current_msg, sizeof m->current_msg, "%.*s",

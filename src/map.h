@@ -31,13 +31,24 @@ struct map_chunk {
  * pool->mu; a done item is never written again until it is released.
  * Done: `ih` is its header, in the chunk `ref` names or in the map's
  * inline runs (ref 0). A failure has an outcome of its own instead:
- * `ih` NULL, `ref` that outcome's address with its low bit set. */
+ * `ih` NULL, `ref` that outcome's address with its low bit set. A result
+ * left in an engine's shared block (adopt_block_locked) has its header
+ * and the bytes' address in the item's inline run (struct map_in_block),
+ * and `ref` the block's number, shifted, with the second bit set. */
 struct map_item {
   const struct pp__item_hdr *ih;
   uintptr_t ref;
 };
 
 #define MAP_REF_SINGLE ((uintptr_t)1) /* ref's tag: an outcome, not a chunk */
+#define MAP_REF_BLOCK ((uintptr_t)2)  /* ref's tag: a block's number */
+#define MAP_REF_TAGS ((uintptr_t)3)
+
+/* What an item's inline run holds for a result left in a block. */
+struct map_in_block {
+  struct pp__item_hdr ih;
+  const void *data;
+};
 
 static inline int pp__map_item_done(const struct map_item *it) {
   return it->ih != NULL || it->ref != 0;
@@ -45,13 +56,21 @@ static inline int pp__map_item_done(const struct map_item *it) {
 
 static inline struct pp__outcome *
 pp__map_item_single(const struct map_item *it) {
-  return it->ref & MAP_REF_SINGLE
+  return (it->ref & MAP_REF_TAGS) == MAP_REF_SINGLE
              ? (struct pp__outcome *)(it->ref & ~MAP_REF_SINGLE)
              : NULL;
 }
 
 static inline struct map_chunk *pp__map_item_chunk(const struct map_item *it) {
-  return it->ref & MAP_REF_SINGLE ? NULL : (struct map_chunk *)it->ref;
+  return it->ref & MAP_REF_TAGS ? NULL : (struct map_chunk *)it->ref;
+}
+
+/* Whether the item's result lies in a block of the engine's: then
+ * *block (OUT) is its number. */
+static inline int pp__map_item_block(const struct map_item *it,
+                                     uint32_t *block) {
+  *block = (uint32_t)(it->ref >> 2);
+  return (it->ref & MAP_REF_TAGS) == MAP_REF_BLOCK;
 }
 
 struct pp_map {

@@ -177,7 +177,8 @@ static void job_gone_locked(void *owner) {
 }
 
 static const struct pp__owner_ops job_ops = {
-    job_resolve_locked, job_resolve_run_locked, job_gone_locked};
+    job_resolve_locked, job_resolve_run_locked, job_gone_locked,
+    NULL}; /* results are copied into the outbox */
 
 /* With sup->mu held: a STARTED record for each job whose local word has
  * turned RUNNING since the last look. */
@@ -263,7 +264,7 @@ static int flush_outbox(struct sup *s) {
  * its credit back. */
 static void refuse_task(struct sup *s, uint64_t id, uint32_t attempt,
                         uint32_t items, int status, const char *msg) {
-  struct pp__result r = {status, 0, NULL, 0, msg};
+  struct pp__result r = {status, 0, NULL, 0, msg, 0};
   struct pp__mpi_result done = {.id = id, .kind = PP__MPI_DONE};
 
   pthread_mutex_lock(&s->mu);

@@ -4,9 +4,10 @@
  *
  * A pool run by processes is:
  *  - the shared region (shared.c): two rings (tasks to workers, results to
- *    the master) and a record per worker, in one anonymous MAP_SHARED
- *    mapping made before the first fork, so it has no name to leak; the
- *    slot words are the slot table's own shared mapping;
+ *    the master), a record per worker and the blocks lent for large
+ *    results, in one anonymous MAP_SHARED mapping made before the first
+ *    fork, so it has no name to leak; the slot words are the slot table's
+ *    own shared mapping;
  *  - the workers (worker.c): forked processes that take task frames, run
  *    them and put result frames;
  *  - the collector (collector.c): the master's thread that takes results
@@ -60,8 +61,25 @@ struct pp__shared {
   struct pp__ring *results;     /* workers -> master */
   _Atomic uint64_t *slot_words; /* [nslots]: the slot table's */
   struct pp__worker_record *workers; /* [nworkers] */
+  /* Blocks lent for large results (task.h): a worker builds one in place
+   * and sends its number, the master hands the bytes out where they lie,
+   * so they are never copied. A block's owner word says who has it. */
+  uint32_t nblocks;              /* 0 when max_payload is small */
+  size_t block_size;             /* max_payload, rounded up to 64 */
+  _Atomic uint32_t *block_owner; /* [nblocks]: PP__BLOCK_* or 1 + w */
+  unsigned char *blocks;         /* [nblocks][block_size] */
   size_t map_len;
 };
+
+#define PP__BLOCK_FREE 0u           /* a worker may take it */
+#define PP__BLOCK_MASTER UINT32_MAX /* a map hands its bytes out */
+/* Any other owner word, 1 + w: lent to worker w, filled or on its way. */
+
+/* The bytes of block `b`. */
+static inline unsigned char *pp__block_at(const struct pp__shared *sh,
+                                          uint32_t b) {
+  return sh->blocks + (size_t)b * sh->block_size;
+}
 
 /* A result frame: the outcomes of items first .. first + count - 1 of one
  * task, as this header and then a packed run of items (slots.h). A chunk
@@ -100,6 +118,8 @@ struct pp__procs {
   int drain_mu_made;
   unsigned char *drain_buf; /* under drain_mu: a frame wrapping the ring */
   size_t drain_cap;
+  unsigned char *block_run; /* under drain_mu: a lent block's result as a
+                               run, for an owner that copies it */
   int *pids;      /* [nworkers], under mu: 0 no process in this place */
   int *deathfds;  /* [nworkers], the reaper's: death pipes' read ends */
   char *unreaped; /* [nworkers], the reaper's: pipe ended, not reaped */

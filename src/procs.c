@@ -6,6 +6,7 @@
  * on behalf of the pool and the slot table.
  */
 #include "proc.h"
+#include "testhook.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,9 @@ static int procs_state_create(pp_pool *p, struct pp__procs *e) {
   e->drain_cap =
       e->sh->max_frame + 8 > 256 * 1024 ? e->sh->max_frame + 8 : 256 * 1024;
   e->drain_buf = malloc(e->drain_cap);
+  if (e->sh->nblocks && !(e->block_run = malloc(sizeof(struct pp__item_hdr) +
+                                                e->sh->block_size + 8)))
+    return PP_ENOMEM;
   e->pids = calloc(n, sizeof *e->pids);
   e->deathfds = malloc(n * sizeof *e->deathfds);
   e->unreaped = calloc(n, 1);
@@ -111,6 +115,7 @@ static void procs_stop(pp_pool *p) {
   if (e->collector_running)
     pthread_join(e->collector, NULL);
   free(e->drain_buf);
+  free(e->block_run);
   free(e->pids);
   free(e->deathfds);
   free(e->unreaped);
@@ -304,6 +309,33 @@ static int procs_default_workers(int cpus) {
   return cpus;
 }
 
+/* The engine's free_block(): a map has handed out the result in it. The
+ * release pairs with the acquire of the worker's CAS that takes it next,
+ * so the master's reads of it are done before it is filled again. */
+static void procs_free_block(pp_pool *p, uint32_t block) {
+  struct pp__shared *sh = pp__procs_of(p)->sh;
+
+  assert(block < sh->nblocks);
+  atomic_store_explicit(&sh->block_owner[block], PP__BLOCK_FREE,
+                        memory_order_release);
+}
+
+#ifdef PP_TEST_HOOKS
+int pp_test_free_blocks(pp_pool *p, int *total) {
+  struct pp__shared *sh;
+  int n = 0;
+
+  *total = 0;
+  if (p->engine != &pp__engine_processes)
+    return 0;
+  sh = pp__procs_of(p)->sh;
+  *total = (int)sh->nblocks;
+  for (uint32_t b = 0; b < sh->nblocks; b++)
+    n += atomic_load(&sh->block_owner[b]) == PP__BLOCK_FREE;
+  return n;
+}
+#endif
+
 const struct pp__engine pp__engine_processes = {
     .name = "processes",
     .default_workers = procs_default_workers,
@@ -321,4 +353,5 @@ const struct pp__engine pp__engine_processes = {
     .take_results = procs_take_results,
     .taking_results = procs_taking_results,
     .worker_pids_locked = procs_worker_pids_locked,
+    .free_block = procs_free_block,
 };

@@ -253,6 +253,17 @@ static void init_failed_locked(pp_pool *p, int code,
     pp__slots_break_locked(p, PP_EINIT, msg, later);
 }
 
+/* After dead worker `w`'s results were applied: the blocks still lent to
+ * it held nothing on its way (a result it was building, or a block kept
+ * for the next), so the workers may take them again. */
+static void free_blocks_of(struct pp__shared *sh, int w) {
+  for (uint32_t b = 0; b < sh->nblocks; b++) {
+    uint32_t expect = 1 + (uint32_t)w;
+    atomic_compare_exchange_strong(&sh->block_owner[b], &expect,
+                                   PP__BLOCK_FREE);
+  }
+}
+
 /* Reaps worker `w` if it has exited, deals with the consequences, and
  * forks its replacement when one is wanted. Returns 0, or 1 when the worker
  * has not exited yet (its pipe ended a moment before it can be reaped, or a
@@ -273,6 +284,7 @@ static int reap(pp_pool *p, int w) {
   if (atomic_load(&rec->waiting))
     pp__ring_forget_reader(e->sh->tasks);
   pp__collector_drain(p, 1); /* what it put before dying counts */
+  free_blocks_of(e->sh, w);
   init = atomic_load(&rec->init);
   pp__pool_lock(p);
   close(e->deathfds[w]);

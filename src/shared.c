@@ -6,7 +6,8 @@
  * a segment. (The slot words are a second such mapping, the slot table's.)
  *
  * Layout, each part 64-byte aligned: struct pp__shared | task ring |
- * result ring | worker records.
+ * result ring | worker records | block owners | blocks (page-aligned;
+ * pages only a large result touches cost nothing).
  */
 #include "proc.h"
 #include "testhook.h"
@@ -30,8 +31,28 @@ int *pp_test_shared_budget(void) {
 }
 #endif
 
+#define BLOCKS_MAX 32
+#define BLOCKS_BYTES ((size_t)64 << 20)
+
 static size_t align64(size_t n) {
   return (n + 63) & ~(size_t)63;
+}
+
+/* Blocks of `block_size` bytes for large results: two per worker and two
+ * more, as many as the results a map of large ones has in the master and
+ * on their way at once, for pools whose results can be large, in at most
+ * BLOCKS_BYTES (a pool with a huge max_payload has none). When all are
+ * taken, a result is copied as any other. */
+static uint32_t blocks_for(const pp_pool *p, size_t block_size) {
+  size_t n = 2 * (size_t)p->nworkers + 2;
+
+  if (p->opts.max_payload < PP__LARGE_RESULT)
+    return 0;
+  if (n > BLOCKS_BYTES / block_size)
+    n = BLOCKS_BYTES / block_size;
+  if (n > BLOCKS_MAX)
+    n = BLOCKS_MAX;
+  return n < 2 ? 0 : (uint32_t)n;
 }
 
 static size_t next_pow2(size_t n) {
@@ -44,7 +65,9 @@ static size_t next_pow2(size_t n) {
 int pp__shared_create(struct pp__shared **out, const pp_pool *p) {
   size_t max_frame = p->st.max_frame;
   size_t ring_capacity = p->opts.ring_capacity;
-  size_t cap, off_tasks, off_results, off_workers, len;
+  size_t cap, off_tasks, off_results, off_workers, off_owners, off_blocks, len,
+      block_size = align64(p->opts.max_payload);
+  uint32_t nblocks = blocks_for(p, block_size);
   struct pp__shared *sh;
   unsigned char *base;
 
@@ -57,8 +80,10 @@ int pp__shared_create(struct pp__shared **out, const pp_pool *p) {
   off_tasks = align64(sizeof(struct pp__shared));
   off_results = off_tasks + align64(pp__ring_footprint(cap));
   off_workers = off_results + align64(pp__ring_footprint(cap));
-  len = off_workers +
-        align64((size_t)p->nworkers * sizeof(struct pp__worker_record));
+  off_owners = off_workers +
+               align64((size_t)p->nworkers * sizeof(struct pp__worker_record));
+  off_blocks = (off_owners + nblocks * sizeof(uint32_t) + 4095) & ~(size_t)4095;
+  len = off_blocks + (size_t)nblocks * block_size;
 
   base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1,
               0);
@@ -75,6 +100,10 @@ int pp__shared_create(struct pp__shared **out, const pp_pool *p) {
   sh->results = (struct pp__ring *)(base + off_results);
   sh->slot_words = p->st.words;
   sh->workers = (struct pp__worker_record *)(base + off_workers);
+  sh->nblocks = nblocks;
+  sh->block_size = block_size;
+  sh->block_owner = (_Atomic uint32_t *)(base + off_owners); /* zero: free */
+  sh->blocks = base + off_blocks;
   sh->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (sh->wake_fd < 0)
     goto out_unmap;

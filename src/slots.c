@@ -495,6 +495,31 @@ int pp__items_check(const void *run, size_t len, uint32_t count) {
   return 0;
 }
 
+/* The bookkeeping of a slot after `count` of its items ended. */
+static void items_ended_locked(pp_pool *p, uint32_t index, uint32_t count) {
+  struct pp__slot *s = &p->st.slots[index];
+
+  s->items_left = count >= s->items_left ? 0 : s->items_left - count;
+  if (s->items_left == 0)
+    pp__slot_free_locked(p, index);
+  else
+    pthread_cond_broadcast(&p->changed);
+}
+
+int pp__slot_adopt_block_locked(pp_pool *p, uint32_t index, uint32_t first,
+                                const void *data, size_t len, uint32_t block,
+                                uint64_t run_ns) {
+  struct pp__slot *s = &p->st.slots[index];
+
+  PP__ASSERT_LOCKED(p);
+  if (!s->used || first >= s->items || !s->ops->adopt_block_locked ||
+      !s->ops->adopt_block_locked(s->owner, s->base + first, data, len, block,
+                                  run_ns))
+    return 0;
+  items_ended_locked(p, index, 1);
+  return 1;
+}
+
 /* Applies the outcomes of items first .. first + count - 1 of slot
  * `index`, packed in `run`: the owner takes them in one piece, and the
  * slot is freed with its last item. Late answers (a slot failed or reused
@@ -511,18 +536,14 @@ void pp__slot_resolve_run_locked(pp_pool *p, uint32_t index, uint32_t first,
     return;
   s->ops->resolve_run_locked(s->owner, s->base + first, count, run, len, run_ns,
                              later);
-  s->items_left = count >= s->items_left ? 0 : s->items_left - count;
-  if (s->items_left == 0)
-    pp__slot_free_locked(p, index);
-  else
-    pthread_cond_broadcast(&p->changed);
+  items_ended_locked(p, index, count);
 }
 
 /* Fails every unresolved item of slot `index` with `status` and frees it. */
 void pp__slot_fail_locked(pp_pool *p, uint32_t index, int status,
                           const char *msg, struct pp__deferred **later) {
   struct pp__slot *s = &p->st.slots[index];
-  struct pp__result r = {status, 0, NULL, 0, msg};
+  struct pp__result r = {status, 0, NULL, 0, msg, 0};
 
   PP__ASSERT_LOCKED(p);
   for (uint32_t i = 0; i < s->items; i++)

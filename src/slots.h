@@ -92,6 +92,13 @@ struct pp__item_hdr {
   uint32_t msg_len; /* message bytes after the result bytes */
 };
 
+/* msg_len of a lone result that a worker left in a lent block of shared
+ * memory (proc.h), `code` the block's number, and no bytes after the
+ * header: the process engine's collector sees it, and either a map adopts
+ * the block (adopt_block_locked) or the bytes are copied into a run of the
+ * usual form. No other reader of runs ever meets one. */
+#define PP__ITEM_IN_BLOCK UINT32_MAX
+
 /* Bytes an item takes in a run, header included. */
 static inline size_t pp__item_size(const struct pp__item_hdr *h) {
   return sizeof *h + pp__pad8((size_t)h->len + h->msg_len);
@@ -151,6 +158,13 @@ struct pp__owner_ops {
                              struct pp__deferred **later);
   /* The slot is freed: the owner has no task there any more (may be NULL). */
   void (*gone_locked)(void *owner);
+  /* Item `index` ended as the `len` bytes at `data`, in block `block` of
+   * the engine's shared memory, which took `run_ns`: returns 1 if the
+   * owner keeps them there (and gives the block back with the engine's
+   * free_block() once it is done with them), 0 if they must be copied
+   * for it. NULL: always copied. */
+  int (*adopt_block_locked)(void *owner, size_t index, const void *data,
+                            size_t len, uint32_t block, uint64_t run_ns);
 };
 
 /* The master's half of a slot (guarded by pool->mu). */
@@ -268,6 +282,12 @@ void pp__slot_resolve_run_locked(struct pp_pool *p, uint32_t index,
                                  uint32_t first, uint32_t count,
                                  const void *run, size_t len, uint64_t run_ns,
                                  struct pp__deferred **later);
+/* Item `first` of slot `index` ended as `len` bytes in block `block` at
+ * `data` (adopt_block_locked): 1 if its owner keeps them there, 0 if the
+ * caller must resolve it with a copy. */
+int pp__slot_adopt_block_locked(struct pp_pool *p, uint32_t index,
+                                uint32_t first, const void *data, size_t len,
+                                uint32_t block, uint64_t run_ns);
 void pp__slot_fail_locked(struct pp_pool *p, uint32_t index, int status,
                           const char *msg, struct pp__deferred **later);
 void pp__slots_break_locked(struct pp_pool *p, int status, const char *msg,

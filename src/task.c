@@ -26,15 +26,14 @@ static int reserve(pp_task *task, size_t len) {
   return 0;
 }
 
-/* Where `data` starts in the task's result buffer, or -1 if it is not in
- * it (compared as integers: pointers into different objects do not
+/* Where `data` starts in the `cap` bytes at `base`, or -1 if it is not in
+ * them (compared as integers: pointers into different objects do not
  * compare in C). */
-static ptrdiff_t offset_in_buffer(const pp_task *task, const void *data) {
-  uintptr_t at = (uintptr_t)data, base = (uintptr_t)task->result;
+static ptrdiff_t offset_in(const unsigned char *base, size_t cap,
+                           const void *data) {
+  uintptr_t at = (uintptr_t)data, from = (uintptr_t)base;
 
-  return task->result && at >= base && at < base + task->cap
-             ? (ptrdiff_t)(at - base)
-             : -1;
+  return base && at >= from && at < from + cap ? (ptrdiff_t)(at - from) : -1;
 }
 
 int pp_task_buffer(pp_task *task, size_t len, void **buf) {
@@ -47,14 +46,33 @@ int pp_task_buffer(pp_task *task, size_t len, void **buf) {
     task->too_big = 1; /* as a refused pp_task_return() */
     return PP_ETOOBIG;
   }
+  if (len >= PP__LARGE_RESULT && task->take_block &&
+      (task->block || task->take_block(task) == 0) && len <= task->block_cap) {
+    *buf = task->block; /* the result then travels without a copy */
+    return 0;
+  }
   if ((rc = reserve(task, len ? len : 1)) != 0)
     return rc;
   *buf = task->result;
   return 0;
 }
 
+/* pp_task_return() of `len` bytes at `at` in `base` (`cap` bytes), a buffer
+ * of pp_task_buffer()'s: moved to its start, not copied in. */
+static int return_in_place(pp_task *task, unsigned char *base, size_t cap,
+                           ptrdiff_t at, size_t len) {
+  if (len > cap - (size_t)at)
+    return PP_EINVAL;
+  if (at > 0)
+    memmove(base, base + at, len);
+  task->result_in_block = base == task->block;
+  task->len = len;
+  task->too_big = 0;
+  return 0;
+}
+
 int pp_task_return(pp_task *task, const void *data, size_t len) {
-  ptrdiff_t in_buffer;
+  ptrdiff_t at;
 
   if (!task || (len && !data))
     return PP_EINVAL;
@@ -62,19 +80,17 @@ int pp_task_return(pp_task *task, const void *data, size_t len) {
     task->too_big = 1;
     return PP_ETOOBIG;
   }
-  in_buffer = len ? offset_in_buffer(task, data) : -1;
-  if (in_buffer >= 0) { /* built in place (pp_task_buffer()): no copy */
-    if (len > task->cap - (size_t)in_buffer)
-      return PP_EINVAL;
-    if (in_buffer > 0)
-      memmove(task->result, data, len);
-  } else if (reserve(task, len) != 0) {
+  if (len && (at = offset_in(task->block, task->block_cap, data)) >= 0)
+    return return_in_place(task, task->block, task->block_cap, at, len);
+  if (len && (at = offset_in(task->result, task->cap, data)) >= 0)
+    return return_in_place(task, task->result, task->cap, at, len);
+  if (reserve(task, len) != 0)
     return PP_ENOMEM;
-  } else if (len == 8) { /* the common tiny result, copied inline */
+  if (len == 8) /* the common tiny result, copied inline */
     memcpy(task->result, data, 8);
-  } else if (len) {
+  else if (len)
     memcpy(task->result, data, len);
-  }
+  task->result_in_block = 0;
   task->len = len;
   task->too_big = 0;
   return 0;
@@ -96,9 +112,12 @@ void pp__task_run(struct pp_task *t, pp_task_fn fn, const void *arg, size_t len,
 
   t->len = 0;
   t->too_big = 0;
+  t->result_in_block = 0;
   t->msg[0] = '\0';
   rc = fn(t, arg, len);
-  *out = (struct pp__result){0, 0, t->result, t->len, t->msg};
+  *out = (struct pp__result){
+      0,      0,      t->result_in_block ? t->block : t->result,
+      t->len, t->msg, t->result_in_block ? t->block_no + 1 : 0};
   if (t->too_big && (rc == 0 || rc == PP_ETOOBIG)) {
     /* The idiom `return pp_task_return(t, buf, n)` with n too big. */
     snprintf(t->msg, sizeof t->msg,
@@ -111,6 +130,7 @@ void pp__task_run(struct pp_task *t, pp_task_fn fn, const void *arg, size_t len,
   if (out->status != 0) {
     out->data = NULL;
     out->len = 0;
+    out->in_block = 0;
   }
 }
 

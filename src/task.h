@@ -15,6 +15,11 @@
 
 #define PP__MESSAGE_MAX 256 /* bytes of an error message, NUL included */
 
+/* Results this large, built in place (pp_task_buffer()), go in a block of
+ * shared memory where the engine has one to lend (the process engine's,
+ * proc.h), and a lone one goes onto the result ring from where it lies. */
+#define PP__LARGE_RESULT (64 * 1024)
+
 /* What a task function writes its answer into. */
 struct pp_task {
   size_t max_payload;    /* largest result the pool takes */
@@ -22,6 +27,16 @@ struct pp_task {
   size_t len, cap;
   int too_big; /* the last pp_task_return() was refused as too big */
   char msg[PP__MESSAGE_MAX];
+  /* A block of shared memory the engine lent for a large result: kept
+   * from task to task until a result in it is sent. take_block() (NULL:
+   * the engine lends none) sets block, block_cap and block_no, or returns
+   * -1 when none is free; `engine` is its own. */
+  unsigned char *block;
+  size_t block_cap;
+  uint32_t block_no;
+  int result_in_block; /* the result is the block's first `len` bytes */
+  int (*take_block)(struct pp_task *t);
+  void *engine;
 };
 
 /* How one item ended, as an engine reports it to the slot table. The
@@ -31,7 +46,8 @@ struct pp__result {
   int code;         /* the task's return value, for PP_ETASK */
   const void *data; /* result bytes when status is 0 */
   size_t len;
-  const char *msg; /* "" or a message */
+  const char *msg;   /* "" or a message */
+  uint32_t in_block; /* 1 + the lent block that holds data, or 0 */
 };
 
 /* Runs fn on one argument with `t` reset, and fills *out (OUT; pointing

@@ -31,6 +31,11 @@ extern volatile int pp_test_fail_forks;
       raise(SIGKILL);                                                          \
   } while (0)
 int *pp_test_shared_budget(void);
+
+/* The blocks a pool of processes lends for large results (*total, OUT)
+ * and how many of them are free; 0 for other pools. */
+struct pp_pool;
+int pp_test_free_blocks(struct pp_pool *p, int *total);
 #else
 #define PP_TEST_STEP(step) ((void)0)
 #define PP_TEST_FORK_FAILS() 0

@@ -119,7 +119,7 @@ static void run_slot(pp_pool *p, uint32_t index, uint32_t gen, pp_task *t,
     memcpy(&len, arg, 4);
     pp__task_run(t, fn, arg + 8, len, &r);
     if (append_item(buf, &r) != 0) {
-      r = (struct pp__result){PP_ENOMEM, 0, NULL, 0, "out of memory"};
+      r = (struct pp__result){PP_ENOMEM, 0, NULL, 0, "out of memory", 0};
       if (buf->len)
         hand_over(p, index, gen, first, i - first, buf, 0);
       first = i;

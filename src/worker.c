@@ -13,6 +13,12 @@
  * dies, which tasks it was running and which it merely held. Before a task
  * that may be killed for its timeout, the results held back are put, so
  * that the kill costs only that task.
+ *
+ * A large result goes without the output buffer: a lone one is put from
+ * the task's buffer, and one built in a block of shared memory lent by
+ * take_block() travels as the block's number, the block with it. A block
+ * is marked as this worker's from the moment it is taken, so that the
+ * reaper frees it if this process dies before the master has it.
  */
 #include "proc.h"
 #include "testhook.h"
@@ -31,7 +37,6 @@
 #define FLUSH_NS 2000000u
 #define LOCAL_BUF (64 * 1024)
 #define SPIN_MIN_NS 10000u
-#define LARGE_RESULT (64 * 1024) /* put from the task's buffer (put_large) */
 
 struct worker {
   struct pp__shared *sh;
@@ -96,21 +101,53 @@ static void flush(struct worker *w) {
 /* Puts the frame of the one large result *r that the frame just run (w->run)
  * made, from the task's own buffer rather than through the output buffer,
  * which would cost a copy of every byte: the frame's header, the result,
- * and its padding go in as three pieces. What was buffered goes first. */
+ * and its padding go in as three pieces. A result in a lent block goes as
+ * its number alone (PP__ITEM_IN_BLOCK), and the block with it: the task
+ * takes another next time. What was buffered goes first. */
 static void put_large(struct worker *w, const struct pp__result *r) {
   static const unsigned char zeros[8];
   struct pp__item_hdr ih = {0, 0, (uint32_t)r->len, 0};
   unsigned char head[8 + sizeof w->run + sizeof ih];
-  uint64_t len = sizeof w->run + sizeof ih + pp__pad8(r->len);
+  size_t bytes = r->in_block ? 0 : r->len;
+  uint64_t len = sizeof w->run + sizeof ih + pp__pad8(bytes);
   struct iovec parts[3] = {{head, sizeof head},
-                           {(void *)r->data, r->len},
-                           {(void *)zeros, pp__pad8(r->len) - r->len}};
+                           {(void *)r->data, bytes},
+                           {(void *)zeros, pp__pad8(bytes) - bytes}};
 
   flush(w);
+  if (r->in_block) {
+    ih.code = (int32_t)(r->in_block - 1);
+    ih.msg_len = PP__ITEM_IN_BLOCK;
+    w->task.block = NULL;
+  }
   memcpy(head, &len, 8);
   memcpy(head + 8, &w->run, sizeof w->run);
   memcpy(head + 8 + sizeof w->run, &ih, sizeof ih);
   put_results(w, parts, 3, 1);
+}
+
+/* The task's take_block(): lends it a free block, marked as this
+ * worker's, so that the master frees it if the worker dies with it. The
+ * search starts at a place of the worker's own, so that workers seldom
+ * race for one. 0, or -1 when every block is taken. */
+static int take_block(struct pp_task *t) {
+  struct worker *w = t->engine;
+  struct pp__shared *sh = w->sh;
+
+  for (uint32_t i = 0; i < sh->nblocks; i++) {
+    uint32_t b = (uint32_t)(w->index * 2 + i) % sh->nblocks;
+    uint32_t expect = PP__BLOCK_FREE;
+    if (atomic_load_explicit(&sh->block_owner[b], memory_order_relaxed) ==
+            PP__BLOCK_FREE &&
+        atomic_compare_exchange_strong(&sh->block_owner[b], &expect,
+                                       1 + (uint32_t)w->index)) {
+      t->block = pp__block_at(sh, b);
+      t->block_cap = sh->block_size;
+      t->block_no = b;
+      return 0;
+    }
+  }
+  return -1;
 }
 
 /* Opens a result frame for task `id` from item `first` on, in the output
@@ -219,7 +256,7 @@ static uint64_t run_frame(struct worker *w, const unsigned char *frame,
     uint32_t len;
     memcpy(&len, p, 4);
     pp__task_run(&w->task, fn, p + 8, len, &r);
-    large = hdr.count == 1 && r.status == 0 && r.len >= LARGE_RESULT;
+    large = hdr.count == 1 && r.status == 0 && r.len >= PP__LARGE_RESULT;
     if (!large)
       add_item(w, hdr.id, i, &r);
     if (w->flushes != flushes) /* what came before this item is out */
@@ -375,6 +412,8 @@ void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
   pp_test_is_worker = 1;
 #endif
   w.task.max_payload = sh->max_payload;
+  w.task.take_block = sh->nblocks ? take_block : NULL;
+  w.task.engine = &w;
   atomic_store(&w.rec->pid, (int32_t)getpid());
   init_outcome = pp__init_run(init, initarg, &init_code);
   atomic_store(&w.rec->init_code, init_code);

@@ -197,6 +197,16 @@ START_TEST(test_random_kills) {
 }
 END_TEST
 
+/* The arguments 0 .. n-1 as int64s, with the pointers and lengths of a
+ * pp_map_array(). */
+static void number_args(int64_t *args, const void **ptrs, size_t *lens, int n) {
+  for (int j = 0; j < n; j++) {
+    args[j] = j;
+    ptrs[j] = &args[j];
+    lens[j] = 8;
+  }
+}
+
 /* The same through an ordered map with retries: every item answers, in
  * order, right or with an error naming SIGKILL. */
 START_TEST(test_random_kills_map) {
@@ -214,11 +224,7 @@ START_TEST(test_random_kills_map) {
   int rc;
   int64_t i = 0;
 
-  for (int j = 0; j < N; j++) {
-    args[j] = j;
-    ptrs[j] = &args[j];
-    lens[j] = 8;
-  }
+  number_args(args, ptrs, lens, N);
   ck_assert_int_eq(pthread_create(&th, NULL, kill_loop, &k), 0);
   ck_assert_int_eq(pp_map_array(p, square, ptrs, lens, N, &mo, &m), 0);
   while ((rc = pp_map_next(m, &d, &len)) != PP_EOF) {
@@ -242,6 +248,76 @@ START_TEST(test_random_kills_map) {
 }
 END_TEST
 
+/* A large result built in place (pp_task_buffer()), of 100,000 bytes
+ * and more, each a pattern of its int64 argument. */
+static int large_in_place(pp_task *t, const void *arg, size_t len) {
+  int64_t seed = 0;
+  size_t n;
+  void *got;
+  int rc;
+
+  if (len == 8)
+    memcpy(&seed, arg, 8);
+  n = 100000 + (size_t)(seed % 7) * 1000;
+  if ((rc = pp_task_buffer(t, n, &got)) != 0)
+    return rc;
+  for (size_t i = 0; i < n; i++)
+    ((unsigned char *)got)[i] = (unsigned char)(seed + (int64_t)i * 13);
+  return pp_task_return(t, got, n);
+}
+
+static int is_large_of(int64_t seed, const void *data, size_t len) {
+  const unsigned char *b = data;
+  if (len != 100000 + (size_t)(seed % 7) * 1000)
+    return 0;
+  for (size_t i = 0; i < len; i++)
+    if (b[i] != (unsigned char)(seed + (int64_t)i * 13))
+      return 0;
+  return 1;
+}
+
+/* Large results travel in blocks of shared memory lent to the workers
+ * while a worker dies every 5 ms: every item of the map answers right,
+ * and once the map is gone every block is free again, those the dead
+ * workers had included. */
+START_TEST(test_random_kills_large_results) {
+  enum { N = 3000 };
+  static int64_t args[N];
+  static const void *ptrs[N];
+  static size_t lens[N];
+  pp_pool *p = make_pool(2, 50);
+  struct killer k = {p, 0, 0};
+  pp_map_options mo = {.chunksize = 1};
+  int ok = 0, total, rc;
+  const void *d;
+  pthread_t th;
+  size_t len;
+  pp_map *m;
+
+  number_args(args, ptrs, lens, N);
+  ck_assert_int_eq(pthread_create(&th, NULL, kill_loop, &k), 0);
+  ck_assert_int_eq(pp_map_array(p, large_in_place, ptrs, lens, N, &mo, &m), 0);
+  for (int64_t i = 0; (rc = pp_map_next(m, &d, &len)) != PP_EOF; i++) {
+    ck_assert_uint_eq(pp_map_index(m), (size_t)i);
+    if (rc == 0) {
+      ck_assert_msg(is_large_of(i, d, len), "result %lld is wrong",
+                    (long long)i);
+      ok++;
+    } else {
+      ck_assert_int_eq(rc, PP_ECRASHED);
+    }
+  }
+  k.stop = 1;
+  pthread_join(th, NULL);
+  pp_map_destroy(m);
+  ck_assert_int_gt(k.kills, 0);
+  ck_assert_int_gt(ok, N / 2);
+  ck_assert_int_eq(pp_test_free_blocks(p, &total), total);
+  ck_assert_int_gt(total, 0);
+  pp_pool_destroy(p);
+}
+END_TEST
+
 /* ------------------------------------------- deaths holding the lock */
 
 /* A worker dies (once) at step _i of a ring operation while it holds the
@@ -261,11 +337,7 @@ START_TEST(test_die_holding_lock) {
   static int64_t args[N];
   static const void *ptrs[N];
   static size_t lens[N];
-  for (int j = 0; j < N; j++) {
-    args[j] = j;
-    ptrs[j] = &args[j];
-    lens[j] = 8;
-  }
+  number_args(args, ptrs, lens, N);
   ck_assert_int_eq(pp_map_array(p, square, ptrs, lens, N, NULL, &m), 0);
   while ((rc = pp_map_next(m, &d, &len)) == 0) {
     int64_t v;
@@ -651,6 +723,7 @@ static Suite *make_faults_suite(void) {
   tcase_set_timeout(tc, 240);
   tcase_add_loop_test(tc, test_random_kills, 0, 2);
   tcase_add_loop_test(tc, test_random_kills_map, 0, 2);
+  tcase_add_test(tc, test_random_kills_large_results);
   tcase_add_loop_test(tc, test_die_holding_lock, 1, 6);
   suite_add_tcase(s, tc);
   tc = tcase_create("tasks");

@@ -898,6 +898,46 @@ START_TEST(test_payload_in_place) {
 }
 END_TEST
 
+/* More large results built in place than the process engine has blocks
+ * to lend (six for two workers), all done before the map hands one back:
+ * those that found no block free are copied, and each arrives right, in
+ * order; so do futures' (a future copies its result out of the block). */
+START_TEST(test_payload_in_place_many) {
+  enum { N = 40, NF = 12 };
+  int64_t sizes[N];
+  const void *args[N], *data;
+  size_t lens[N], len;
+  pp_map_options mo = {.chunksize = 1, .window = N};
+  pp_future *fs[NF];
+  pp_pool *p = new_pool_n(2);
+  pp_map *m;
+
+  for (size_t i = 0; i < N; i++) {
+    sizes[i] = 100000 + (int64_t)i * 5; /* shifted by 0 */
+    args[i] = &sizes[i];
+    lens[i] = sizeof sizes[i];
+  }
+  ck_assert_int_eq(pp_map_array(p, task_in_place, args, lens, N, &mo, &m), 0);
+  sleep_ms(300); /* the workers get through all of them meanwhile */
+  for (size_t i = 0; i < N; i++) {
+    ck_assert_int_eq(pp_map_next(m, &data, &len), 0);
+    ck_assert_uint_eq(len, (size_t)sizes[i]);
+    ck_assert_msg(is_pattern(data, len), "map result %zu differs", i);
+  }
+  ck_assert_int_eq(pp_map_next(m, &data, &len), PP_EOF);
+  pp_map_destroy(m);
+  for (int i = 0; i < NF; i++)
+    fs[i] = submit_i64(p, task_in_place, 200000 + i * 5);
+  for (int i = 0; i < NF; i++) {
+    ck_assert_int_eq(pp_future_result(fs[i], 30, &data, &len), 0);
+    ck_assert_uint_eq(len, (size_t)(200000 + i * 5));
+    ck_assert_msg(is_pattern(data, len), "future %d's result differs", i);
+    pp_future_release(fs[i]);
+  }
+  end_pool(p);
+}
+END_TEST
+
 /* ----------------------------------------------------- many tasks */
 
 enum { MANY = 100000 };
@@ -1504,6 +1544,7 @@ static Suite *make_pool_suite(void) {
   tcase_add_test(tc, test_payload_max_small);
   tcase_add_test(tc, test_payload_max_default);
   tcase_add_test(tc, test_payload_in_place);
+  tcase_add_test(tc, test_payload_in_place_many);
   suite_add_tcase(s, tc);
 
   tc = tcase("load");
