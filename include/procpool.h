@@ -48,8 +48,8 @@
  *   (CPU-bound work: a worker woken for tasks does not preempt the threads
  *   that feed it), at nice 0; a task may set its own policy.
  *   glibc's malloc is safe across such a fork; the allocator of GCC 12's
- * AddressSanitizer is not (a worker forked while another thread allocates can
- * hang in malloc).
+ *   AddressSanitizer is not (a worker forked while another thread
+ *   allocates can hang in malloc).
  */
 #ifndef PROCPOOL_H
 #define PROCPOOL_H
