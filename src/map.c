@@ -79,6 +79,18 @@ static void item_release(pp_map *m, struct map_item *it) {
   it->ref = 0;
 }
 
+/* With mu held: item `index` if the map still waits for its result (in
+ * the window and not done), else NULL: the answer is late, or repeated by
+ * a retried chunk. */
+static struct map_item *awaited_locked(pp_map *m, size_t index) {
+  struct map_item *it;
+
+  if (index < m->yielded || index >= m->submitted)
+    return NULL;
+  it = pp__map_item_at(m, index);
+  return pp__map_item_done(it) ? NULL : it;
+}
+
 /* The slot owner callback: argument `index` ended as *r (the slot
  * table's failures). Answers for results already released, or already
  * had (a retried chunk answering again), are ignored. */
@@ -90,10 +102,7 @@ static void resolve_locked(void *owner, size_t index,
   struct map_item *it;
 
   (void)later;
-  if (index < m->yielded || index >= m->submitted)
-    return;
-  it = pp__map_item_at(m, index);
-  if (pp__map_item_done(it))
+  if (!(it = awaited_locked(m, index)))
     return;
   if (!(single = calloc(1, sizeof *single)))
     return; /* stays pending: the map then times out, or waits */
@@ -127,10 +136,7 @@ static void resolve_inline_locked(pp_map *m, size_t index, const void *run,
   unsigned char *inline_run = m->inline_runs[index & m->items_mask];
   struct map_item *it;
 
-  if (index < m->yielded || index >= m->submitted)
-    return;
-  it = pp__map_item_at(m, index);
-  if (pp__map_item_done(it))
+  if (!(it = awaited_locked(m, index)))
     return;
   memcpy(inline_run, run, len);
   it->ih = (const struct pp__item_hdr *)inline_run;
@@ -161,11 +167,9 @@ static void resolve_run_locked(void *owner, size_t index, uint32_t count,
   p = c->bytes;
   for (uint32_t i = 0; i < count; i++, index++) {
     const struct pp__item_hdr *ih = (const void *)p;
+    struct map_item *it = awaited_locked(m, index);
     p += pp__item_size(ih);
-    if (index < m->yielded || index >= m->submitted)
-      continue;
-    struct map_item *it = pp__map_item_at(m, index);
-    if (pp__map_item_done(it))
+    if (!it)
       continue;
     it->ih = ih;
     it->ref = (uintptr_t)c;
@@ -184,10 +188,7 @@ static int adopt_block_locked(void *owner, size_t index, const void *data,
   struct map_in_block *in;
   struct map_item *it;
 
-  if (index < m->yielded || index >= m->submitted)
-    return 0;
-  it = pp__map_item_at(m, index);
-  if (pp__map_item_done(it))
+  if (!(it = awaited_locked(m, index)))
     return 0;
   if (m->auto_chunk && run_ns)
     adapt_chunk_locked(m, 1, run_ns);
