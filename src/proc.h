@@ -35,7 +35,14 @@
 /* What the master knows of a worker, in shared memory so that the worker
  * can say what it is doing without a message. A cache line each: a worker
  * writes `current` and `started_ns` for every task, and must not take the
- * line from the worker beside it. */
+ * line from the worker beside it.
+ *
+ * `alive` is a robust mutex the worker holds for its whole life, on a line
+ * of its own (its peers try it). When the worker dies, however it dies,
+ * the kernel marks it as its owner's death at once, before the process is
+ * torn down and long before the reaper hears of it: its peers see that
+ * their fellow is gone (worker.c, give_way()). Nobody else ever holds it
+ * but for a moment, so a worker that starts takes it at once. */
 struct __attribute__((aligned(64))) pp__worker_record {
   _Atomic int32_t pid;
   _Atomic int32_t init;        /* enum pp__init_outcome */
@@ -43,7 +50,15 @@ struct __attribute__((aligned(64))) pp__worker_record {
   _Atomic uint64_t current;    /* id of the task it runs, 0 when idle */
   _Atomic uint64_t started_ns; /* when `current` started */
   _Atomic uint32_t waiting;    /* counted as a waiting task-ring reader */
+  pthread_mutex_t alive __attribute__((aligned(64)));
 };
+
+/* A worker takes its place's `alive` for life (it waits only for a peer
+ * trying it that moment). */
+void pp__place_take(struct pp__worker_record *rec);
+/* Whether nobody alive holds the place: its worker died, or its
+ * replacement has not started yet. */
+int pp__place_empty(struct pp__worker_record *rec);
 
 /* The shared region. */
 struct pp__shared {

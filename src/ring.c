@@ -32,8 +32,20 @@ size_t pp__ring_footprint(size_t cap) {
   return sizeof(struct pp__ring) + cap;
 }
 
-int pp__ring_init(struct pp__ring *r, size_t cap) {
+int pp__robust_mutex_init(pthread_mutex_t *m) {
   pthread_mutexattr_t ma;
+  int rc;
+
+  if ((rc = pthread_mutexattr_init(&ma)) != 0)
+    return rc;
+  pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+  pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+  rc = pthread_mutex_init(m, &ma);
+  pthread_mutexattr_destroy(&ma);
+  return rc;
+}
+
+int pp__ring_init(struct pp__ring *r, size_t cap) {
   int rc;
 
   r->cap = cap;
@@ -41,13 +53,7 @@ int pp__ring_init(struct pp__ring *r, size_t cap) {
    * (pp__ring_put_front_locked()) never takes head below 0: head only
    * goes back over frames between head and tail, at most cap bytes. */
   r->head = r->tail = cap;
-  if ((rc = pthread_mutexattr_init(&ma)) != 0)
-    return -rc;
-  pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
-  pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-  rc = pthread_mutex_init(&r->lock, &ma);
-  pthread_mutexattr_destroy(&ma);
-  if (rc != 0)
+  if ((rc = pp__robust_mutex_init(&r->lock)) != 0)
     return -rc;
   if (sem_init(&r->readable, 1, 0) != 0)
     goto out_mutex;

@@ -77,6 +77,11 @@ static inline size_t pp__ring_frame_size(size_t payload) {
 /* Bytes of shared memory a ring of `cap` data bytes needs. */
 size_t pp__ring_footprint(size_t cap);
 
+/* Initialises `m`, in shared memory, as a mutex shared between processes
+ * and robust: the next to lock it after its holder died is told so
+ * (EOWNERDEAD) instead of waiting forever. 0 or an errno value. */
+int pp__robust_mutex_init(pthread_mutex_t *m);
+
 /* Initialises a ring at `r` (in shared memory, zeroed). 0 or -errno. */
 int pp__ring_init(struct pp__ring *r, size_t cap);
 void pp__ring_destroy(struct pp__ring *r);

@@ -55,6 +55,20 @@ static uint32_t blocks_for(const pp_pool *p, size_t block_size) {
   return n < 2 ? 0 : (uint32_t)n;
 }
 
+/* Makes every worker record's `alive` mutex (proc.h). 0, or an errno
+ * value after undoing what was made. */
+static int init_records(struct pp__shared *sh) {
+  for (uint32_t i = 0; i < sh->nworkers; i++) {
+    int rc = pp__robust_mutex_init(&sh->workers[i].alive);
+    if (rc != 0) {
+      while (i-- > 0)
+        pthread_mutex_destroy(&sh->workers[i].alive);
+      return rc;
+    }
+  }
+  return 0;
+}
+
 static size_t next_pow2(size_t n) {
   size_t p = 64;
   while (p < n && p < ((size_t)1 << 62))
@@ -111,6 +125,8 @@ int pp__shared_create(struct pp__shared **out, const pp_pool *p) {
     goto out_close_fd;
   if (pp__ring_init(sh->results, cap) != 0)
     goto out_tasks;
+  if (init_records(sh) != 0)
+    goto out_results;
 #ifdef PP_TEST_HOOKS
   atomic_store(&sh->test_die_budget, pp_test_die_budget);
   test_region = sh;
@@ -118,6 +134,8 @@ int pp__shared_create(struct pp__shared **out, const pp_pool *p) {
   *out = sh;
   return 0;
 
+out_results:
+  pp__ring_destroy(sh->results);
 out_tasks:
   pp__ring_destroy(sh->tasks);
 out_close_fd:
@@ -134,6 +152,8 @@ void pp__shared_destroy(struct pp__shared *sh) {
   if (test_region == sh)
     test_region = NULL;
 #endif
+  for (uint32_t i = 0; i < sh->nworkers; i++)
+    pthread_mutex_destroy(&sh->workers[i].alive);
   pp__ring_destroy(sh->results);
   pp__ring_destroy(sh->tasks);
   close(sh->wake_fd);

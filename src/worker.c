@@ -37,6 +37,8 @@
 #define FLUSH_NS 2000000u
 #define LOCAL_BUF (64 * 1024)
 #define SPIN_MIN_NS 10000u
+#define LOOK_NS 50000u /* how often a worker looks for a dead peer, */
+#define LOOK_PLACES 4u /* at how many places */
 
 struct worker {
   struct pp__shared *sh;
@@ -53,6 +55,8 @@ struct worker {
   uint64_t run_started;      /* when its first item started */
   size_t batch;              /* frames to take next time */
   uint64_t spin_ns;          /* how long to spin for tasks next time */
+  uint64_t looked_ns;        /* when it last looked for a dead peer */
+  uint32_t look_at;          /* the place it looked at last */
   struct pp_task task;
 };
 
@@ -339,6 +343,52 @@ static void spin_for_tasks(struct worker *w) {
   w->spin_ns = w->spin_ns * 2 < PP__SPIN_NS ? w->spin_ns * 2 : PP__SPIN_NS;
 }
 
+/* See proc.h. */
+void pp__place_take(struct pp__worker_record *rec) {
+  if (pthread_mutex_lock(&rec->alive) == EOWNERDEAD) /* its last one died */
+    pthread_mutex_consistent(&rec->alive);
+}
+
+/* See proc.h. Trying the lock takes it only when nobody holds it, and
+ * then for a moment. */
+int pp__place_empty(struct pp__worker_record *rec) {
+  int rc = pthread_mutex_trylock(&rec->alive);
+
+  if (rc == EBUSY)
+    return 0;
+  if (rc == EOWNERDEAD)
+    pthread_mutex_consistent(&rec->alive);
+  if (rc == 0 || rc == EOWNERDEAD)
+    pthread_mutex_unlock(&rec->alive); /* taken just above */
+  return 1;
+}
+
+/* While a peer's place is empty, gives up the core between batches. A
+ * worker's death wakes the reaper, which the scheduler often queues
+ * behind a busy worker and leaves there until that worker's slice ends (a
+ * tick: up to 4 ms here) while the dead worker's core sits idle; a yield
+ * of the busy worker lets the reaper run at once, and fork the
+ * replacement (in bench_faults it halved the idle time a kill costs).
+ * Looks every LOOK_NS at most, at LOOK_PLACES places in turn: trying a
+ * peer's lock takes its cache line, which must stay cheap in a large
+ * pool. */
+static void give_way(struct worker *w, uint64_t now) {
+  uint32_t n = w->sh->nworkers;
+
+  if (n < 2 || now - w->looked_ns < LOOK_NS)
+    return;
+  w->looked_ns = now;
+  for (uint32_t k = 0; k < LOOK_PLACES && k < n - 1; k++) {
+    uint32_t i = w->look_at = (w->look_at + 1) % n;
+    if ((int)i == w->index)
+      i = w->look_at = (i + 1) % n;
+    if (pp__place_empty(&w->sh->workers[i])) {
+      sched_yield();
+      return;
+    }
+  }
+}
+
 /* Takes up to `limit` frames and runs them, adapting w->batch; returns the
  * number of frames taken, 0 when the pool is closing and the ring is
  * empty. */
@@ -369,6 +419,7 @@ static size_t run_batch(struct worker *w, size_t limit) {
     }
   }
   flush(w);
+  give_way(w, now);
   t = ran ? spent / ran : LONG_NS;
   w->batch =
       t < TINY_NS ? (w->batch * 2 > BATCH_MAX ? BATCH_MAX : w->batch * 2) : 1;
@@ -415,6 +466,7 @@ void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
   w.task.take_block = sh->nblocks ? take_block : NULL;
   w.task.engine = &w;
   atomic_store(&w.rec->pid, (int32_t)getpid());
+  pp__place_take(w.rec);
   init_outcome = pp__init_run(init, initarg, &init_code);
   atomic_store(&w.rec->init_code, init_code);
   atomic_store(&w.rec->init, (int32_t)init_outcome);

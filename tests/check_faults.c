@@ -6,6 +6,7 @@
  * and nothing may be left behind. Check's per-test timeout is the watchdog
  * that turns a hang into a failure.
  */
+#include "proc.h"
 #include "procpool.h"
 #include "testhook.h"
 #include "testutil.h"
@@ -315,6 +316,59 @@ START_TEST(test_random_kills_large_results) {
   ck_assert_int_eq(pp_test_free_blocks(p, &total), total);
   ck_assert_int_gt(total, 0);
   pp_pool_destroy(p);
+}
+END_TEST
+
+/* ------------------------------------------- a dead peer, seen at once */
+
+/* Forks a process that takes place `rec` as a worker does and waits to be
+ * killed; returns once it holds the place (within 10 s), or fails. */
+static pid_t fork_place_holder(struct pp__worker_record *rec) {
+  int ready[2];
+  char c = 0;
+  pid_t pid;
+
+  ck_assert_int_eq(pipe(ready), 0);
+  pid = fork();
+  ck_assert_int_ge(pid, 0);
+  if (pid == 0) {
+    pp__place_take(rec);
+    if (write(ready[1], "x", 1) != 1)
+      _exit(1);
+    for (;;)
+      pause();
+  }
+  close(ready[1]);
+  ck_assert_msg(poll(&(struct pollfd){ready[0], POLLIN, 0}, 1, 10000) == 1 &&
+                    read(ready[0], &c, 1) == 1 && c == 'x',
+                "the place holder did not take its place within 10 s");
+  close(ready[0]);
+  return pid;
+}
+
+/* A worker's place reads empty the moment the worker is dead, however it
+ * died, and again until a replacement takes it, which it does at once:
+ * what lets the workers that remain give way to the reaper. */
+START_TEST(test_dead_peer_seen) {
+  struct pp__worker_record *rec =
+      mmap(NULL, sizeof *rec, PROT_READ | PROT_WRITE,
+           MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  pid_t pid;
+
+  ck_assert_ptr_ne(rec, MAP_FAILED);
+  ck_assert_int_eq(pp__robust_mutex_init(&rec->alive), 0);
+  ck_assert_msg(pp__place_empty(rec), "a place never taken reads taken");
+  for (int round = 0; round < 3; round++) {
+    pid = fork_place_holder(rec);
+    ck_assert_msg(!pp__place_empty(rec), "a live holder's place reads empty");
+    ck_assert_msg(!pp__place_empty(rec), "looking took the place");
+    ck_assert_int_eq(kill(pid, round == 1 ? SIGSEGV : SIGKILL), 0);
+    ck_assert_int_eq(waitpid(pid, NULL, 0), pid);
+    ck_assert_msg(pp__place_empty(rec), "a dead holder's place reads taken");
+    ck_assert_msg(pp__place_empty(rec), "a place seen empty reads taken");
+  }
+  pthread_mutex_destroy(&rec->alive);
+  munmap(rec, sizeof *rec);
 }
 END_TEST
 
@@ -724,6 +778,7 @@ static Suite *make_faults_suite(void) {
   tcase_add_loop_test(tc, test_random_kills, 0, 2);
   tcase_add_loop_test(tc, test_random_kills_map, 0, 2);
   tcase_add_test(tc, test_random_kills_large_results);
+  tcase_add_test(tc, test_dead_peer_seen);
   tcase_add_loop_test(tc, test_die_holding_lock, 1, 6);
   suite_add_tcase(s, tc);
   tc = tcase_create("tasks");
