@@ -8,6 +8,7 @@
  * Every function named _locked runs with pool->mu held, and asserts it.
  */
 #include "pool.h"
+#include "testhook.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,46 @@
  * of chunks reuses a few slots, each with a frame of 16 KiB or more). */
 #define FRAME_KEEP 4096
 #define FRAME_KEEP_TOTAL (8u << 20)
+#define FRAME_SMALL 512     /* larger frames get pages of their own, */
+#define FRAME_PAGED_MAX 256 /* so many at most, */
+#define FRAME_PAGE 4096u    /* in pages of this size */
+
+/* Gives slot `s` a frame of at least `len` bytes (its old one is the
+ * caller's to free), setting frame_cap. A frame of over FRAME_SMALL bytes
+ * (a chunk's, say) gets whole pages of its own, left out of every fork
+ * (pp__master_alloc()), while fewer than FRAME_PAGED_MAX have them: the
+ * master writes a frame for every task, and in malloc's heap, after each
+ * fork of a dead worker's replacement, every page written faults and is
+ * copied again (about 40 faults a kill in bench_faults). Small frames, and
+ * frames past that count, share malloc's pages (so that many tasks in
+ * flight cost neither a page nor a mapping each). NULL on failure. */
+static void *frame_alloc(struct pp__slots *t, struct pp__slot *s, size_t len) {
+  size_t paged = (len + FRAME_PAGE - 1) & ~(size_t)(FRAME_PAGE - 1);
+  void *f;
+
+  if (len > FRAME_SMALL && t->paged_frames < FRAME_PAGED_MAX && paged >= len &&
+      (f = pp__master_alloc(paged)) != NULL) {
+    t->paged_frames++;
+    s->frame_paged = 1;
+    s->frame_cap = paged;
+    return f;
+  }
+  if ((f = malloc(len)) != NULL) {
+    s->frame_paged = 0;
+    s->frame_cap = len;
+  }
+  return f;
+}
+
+/* Frees a frame made by frame_alloc(); `paged` and `cap` as it set them. */
+static void frame_free(struct pp__slots *t, void *f, int paged, size_t cap) {
+  if (!paged) {
+    free(f);
+    return;
+  }
+  t->paged_frames--;
+  pp__master_free(f, cap);
+}
 
 uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload) {
   size_t frame = 8 + pp__pad8(pp__max_frame(max_payload)), cap = 64, n = 256;
@@ -78,7 +119,8 @@ int pp__slots_init(struct pp__slots *t, uint32_t n, size_t max_payload) {
 void pp__slots_destroy(struct pp__slots *t) {
   if (t->slots) {
     for (uint32_t i = 0; i < t->n; i++)
-      free(t->slots[i].frame);
+      frame_free(t, t->slots[i].frame, t->slots[i].frame_paged,
+                 t->slots[i].frame_cap);
     munmap(t->slots, (size_t)t->n * sizeof *t->slots);
   }
   if (t->words)
@@ -160,9 +202,10 @@ void pp__slot_free_locked(pp_pool *p, uint32_t index) {
     s->ops->gone_locked(s->owner);
   if (s->frame_cap > FRAME_KEEP && t->large_frames > FRAME_KEEP_TOTAL) {
     t->large_frames -= s->frame_cap;
-    free(s->frame);
+    frame_free(t, s->frame, s->frame_paged, s->frame_cap);
     s->frame = NULL;
     s->frame_cap = 0;
+    s->frame_paged = 0;
   }
   s->used = 0;
   s->ops = NULL;
@@ -195,21 +238,23 @@ void pp__slot_own_locked(pp_pool *p, uint32_t index,
  * and its items), growing it when it is too small, and sets frame_len.
  * Returns 0, PP_ETOOBIG or PP_ENOMEM. */
 static int frame_room(struct pp__slots *t, struct pp__slot *s, size_t body) {
-  unsigned char *f;
+  void *old = s->frame;
+  size_t old_cap = s->frame_cap;
+  int old_paged = s->frame_paged;
 
   if (body > t->max_frame)
     return PP_ETOOBIG;
   s->frame_len = 8 + pp__pad8(body);
-  if (s->frame_cap < s->frame_len) {
-    if (!(f = malloc(s->frame_len)))
+  if (old_cap < s->frame_len) {
+    if (!(s->frame = frame_alloc(t, s, s->frame_len))) {
+      s->frame = old;
       return PP_ENOMEM;
+    }
+    if (old_cap > FRAME_KEEP)
+      t->large_frames -= old_cap;
     if (s->frame_cap > FRAME_KEEP)
-      t->large_frames -= s->frame_cap;
-    if (s->frame_len > FRAME_KEEP)
-      t->large_frames += s->frame_len;
-    free(s->frame);
-    s->frame = f;
-    s->frame_cap = s->frame_len;
+      t->large_frames += s->frame_cap;
+    frame_free(t, old, old_paged, old_cap);
   }
   return 0;
 }
@@ -571,3 +616,15 @@ void pp__slots_cancel_all_locked(pp_pool *p, struct pp__deferred **later) {
     pp__slot_cancel_locked(p, pp__make_id(p->st.slots[i].gen, i), later);
   }
 }
+
+#ifdef PP_TEST_HOOKS
+int pp_test_paged_frames(pp_pool *p, int *max) {
+  int n;
+
+  pp__pool_lock(p);
+  n = (int)p->st.paged_frames;
+  pp__pool_unlock(p);
+  *max = FRAME_PAGED_MAX;
+  return n;
+}
+#endif

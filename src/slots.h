@@ -183,7 +183,8 @@ struct pp__slot {
   size_t base; /* map: index of the task's first argument */
   void *frame; /* the task frame, kept to queue it again */
   size_t frame_len;
-  size_t frame_cap; /* bytes allocated at frame, kept across uses */
+  size_t frame_cap;    /* bytes allocated at frame, kept across uses */
+  uint8_t frame_paged; /* frame has pages of its own (slots.c) */
 };
 
 /* Waiting room for slots an engine could not take yet (a full ring). */
@@ -209,8 +210,9 @@ struct pp__slots {
   uint32_t in_flight;
   uint32_t timed; /* slots in flight with a timeout */
   size_t max_payload;
-  size_t max_frame;    /* largest frame payload, header included */
-  size_t large_frames; /* bytes of slots' frames over FRAME_KEEP (slots.c) */
+  size_t max_frame;      /* largest frame payload, header included */
+  size_t large_frames;   /* bytes of slots' frames over FRAME_KEEP (slots.c) */
+  uint32_t paged_frames; /* frames with pages of their own (slots.c) */
   struct pp__backlog *backlog;
   struct pp__backlog **backlog_tail;
   /* Submitted while the workers had plenty queued: held back, to be

@@ -36,6 +36,10 @@ int *pp_test_shared_budget(void);
  * and how many of them are free; 0 for other pools. */
 struct pp_pool;
 int pp_test_free_blocks(struct pp_pool *p, int *total);
+
+/* How many of the pool's task frames have pages of their own, and (*max,
+ * OUT) how many may (slots.c). */
+int pp_test_paged_frames(struct pp_pool *p, int *max);
 #else
 #define PP_TEST_STEP(step) ((void)0)
 #define PP_TEST_FORK_FAILS() 0

@@ -10,6 +10,7 @@
  * forks, lets tasks say that they ran and lets the test hold them (a gate).
  */
 #include "procpool.h"
+#include "testhook.h"
 #include "testutil.h"
 
 #include <pthread.h>
@@ -159,17 +160,31 @@ static int task_order_fail(pp_task *t, const void *arg, size_t len) {
   return task_order(t, arg, len);
 }
 
-/* Marks ran[n], then waits for the gate (at most GATE_MAX_S). */
-static int task_gate(pp_task *t, const void *arg, size_t len) {
-  int64_t n = arg_i64(arg, len);
+/* Waits for the gate to open, at most GATE_MAX_S: 1 if it did. */
+static int gate_opened(void) {
   double end = tu_now() + GATE_MAX_S;
-  atomic_store(&page->ran[n], 1);
   while (!atomic_load(&page->gate))
     if (tu_now() > end)
-      return pp_task_fail(t, 99, "gate never opened");
+      return 0;
     else
       sleep_ms(1);
+  return 1;
+}
+
+/* Marks ran[n], then waits for the gate. */
+static int task_gate(pp_task *t, const void *arg, size_t len) {
+  int64_t n = arg_i64(arg, len);
+  atomic_store(&page->ran[n], 1);
+  if (!gate_opened())
+    return pp_task_fail(t, 99, "gate never opened");
   return pp_task_return(t, &n, sizeof n);
+}
+
+/* Waits for the gate, then returns its argument. */
+static int task_gated_echo(pp_task *t, const void *arg, size_t len) {
+  if (!gate_opened())
+    return pp_task_fail(t, 99, "gate never opened");
+  return pp_task_return(t, arg, len);
 }
 
 /* Marks ran[n] and returns n. */
@@ -938,6 +953,58 @@ START_TEST(test_payload_in_place_many) {
 }
 END_TEST
 
+/* Byte `k` of argument `i` of round `round`. */
+static unsigned char arg_byte(int round, int i, size_t k) {
+  return (unsigned char)(k * 31 + (size_t)i * 7 + (size_t)round);
+}
+
+/* Many tasks held in flight at once, each with an argument over 512 bytes
+ * (so a frame with pages of its own, for the first few hundred: slots.c),
+ * then again with larger ones, so that reused slots replace their frames:
+ * every argument comes back whole, and the frames with pages of their own
+ * stay within their limit, which the first round reaches. */
+START_TEST(test_payload_many_large_args) {
+  enum { N = 600, ARG_MAX = 600 * 7 + 2 * 2000 + 600 };
+  pp_future **fs = malloc(N * sizeof *fs);
+  unsigned char *arg = malloc(ARG_MAX);
+  pp_pool *p = new_pool_n(2);
+  const void *data;
+  int max, paged;
+  size_t len;
+
+  ck_assert(fs && arg);
+  for (int round = 0; round < 3; round++) {
+    atomic_store(&page->gate, 0);
+    for (int i = 0; i < N; i++) {
+      size_t n = 520 + (size_t)i * 7 + (size_t)round * 2000;
+      for (size_t k = 0; k < n; k++)
+        arg[k] = arg_byte(round, i, k);
+      ck_assert_int_eq(pp_submit(p, task_gated_echo, arg, n, &fs[i]), 0);
+    }
+    paged = pp_test_paged_frames(p, &max);
+    if (round == 0)
+      ck_assert_int_eq(paged, max);
+    atomic_store(&page->gate, 1);
+    for (int i = 0; i < N; i++) {
+      size_t n = 520 + (size_t)i * 7 + (size_t)round * 2000;
+      ck_assert_int_eq(pp_future_result(fs[i], 30, &data, &len), 0);
+      ck_assert_uint_eq(len, n);
+      for (size_t k = 0; k < n; k++)
+        if (((const unsigned char *)data)[k] != arg_byte(round, i, k))
+          ck_abort_msg("round %d: byte %zu of argument %d came back wrong",
+                       round, k, i);
+      pp_future_release(fs[i]);
+    }
+    paged = pp_test_paged_frames(p, &max);
+    ck_assert_int_le(paged, max);
+  }
+  ck_assert_int_gt(max, 0);
+  free(arg);
+  free(fs);
+  end_pool(p);
+}
+END_TEST
+
 /* ----------------------------------------------------- many tasks */
 
 enum { MANY = 100000 };
@@ -1545,6 +1612,7 @@ static Suite *make_pool_suite(void) {
   tcase_add_test(tc, test_payload_max_default);
   tcase_add_test(tc, test_payload_in_place);
   tcase_add_test(tc, test_payload_in_place_many);
+  tcase_add_test(tc, test_payload_many_large_args);
   suite_add_tcase(s, tc);
 
   tc = tcase("load");
