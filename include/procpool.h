@@ -46,7 +46,10 @@
  *   the workers and replaces the dead, is an ordinary thread, so that a
  *   dead worker is replaced at once. Workers set themselves to SCHED_BATCH
  *   (CPU-bound work: a worker woken for tasks does not preempt the threads
- *   that feed it), at nice 0; a task may set its own policy.
+ *   that feed it), at nice 0; a task may set its own policy. While a
+ *   worker's place is empty (it died, or its replacement is starting), the
+ *   other workers yield the processor between batches of tasks, so that the
+ *   reaper is not left waiting behind them.
  *   glibc's malloc is safe across such a fork; the allocator of GCC 12's
  *   AddressSanitizer is not (a worker forked while another thread
  *   allocates can hang in malloc).

@@ -18,10 +18,13 @@
  * they are urgent and the collector is not: the collector runs as
  * SCHED_BATCH, so as not to preempt the threads it serves, and a wake-up
  * of it may then wait a whole scheduler slice (3 ms) for a core. The
- * reaper, an ordinary thread, gets one at once, and a dead worker's place
- * is filled within a fraction of a millisecond. It forks outside pool->mu,
- * so that the master's threads go on meanwhile; a place being forked
- * belongs to the reaper until place_worker_locked() publishes it.
+ * reaper, an ordinary thread, gets one sooner. It may still be queued
+ * behind a busy SCHED_BATCH worker until that worker's slice ends, so the
+ * workers give way while a peer's place is empty (worker.c, give_way()),
+ * and a dead worker's place is filled within a fraction of a millisecond.
+ * It forks outside pool->mu, so that the master's threads go on
+ * meanwhile; a place being forked belongs to the reaper until
+ * place_worker_locked() publishes it.
  */
 #include "proc.h"
 #include "testhook.h"
