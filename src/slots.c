@@ -23,41 +23,43 @@
 #define FRAME_PAGED_MAX 256 /* so many at most, */
 #define FRAME_PAGE 4096u    /* in pages of this size */
 
-/* Gives slot `s` a frame of at least `len` bytes (its old one is the
- * caller's to free), setting frame_cap. A frame of over FRAME_SMALL bytes
- * (a chunk's, say) gets whole pages of its own, left out of every fork
- * (pp__master_alloc()), while fewer than FRAME_PAGED_MAX have them: the
- * master writes a frame for every task, and in malloc's heap, after each
- * fork of a dead worker's replacement, every page written faults and is
- * copied again (about 40 faults a kill in bench_faults). Small frames, and
- * frames past that count, share malloc's pages (so that many tasks in
- * flight cost neither a page nor a mapping each). NULL on failure. */
-static void *frame_alloc(struct pp__slots *t, struct pp__slot *s, size_t len) {
-  size_t paged = (len + FRAME_PAGE - 1) & ~(size_t)(FRAME_PAGE - 1);
+/* A frame of at least `len` bytes; *cap and *paged (OUT) say its true
+ * size and kind. A frame of over FRAME_SMALL bytes (a chunk's, say) gets
+ * whole pages of its own, left out of every fork (pp__master_alloc()),
+ * while fewer than FRAME_PAGED_MAX have them: the master writes a frame
+ * for every task, and in malloc's heap, after each fork of a dead
+ * worker's replacement, every page written faults and is copied again
+ * (about 40 faults a kill in bench_faults). Small frames, and frames past
+ * that count, share malloc's pages (so that many tasks in flight cost
+ * neither a page nor a mapping each). NULL on failure. */
+static void *frame_alloc(struct pp__slots *t, size_t len, size_t *cap,
+                         uint8_t *paged) {
+  size_t pages = (len + FRAME_PAGE - 1) & ~(size_t)(FRAME_PAGE - 1);
   void *f;
 
-  if (len > FRAME_SMALL && t->paged_frames < FRAME_PAGED_MAX && paged >= len &&
-      (f = pp__master_alloc(paged)) != NULL) {
+  if (len > FRAME_SMALL && t->paged_frames < FRAME_PAGED_MAX &&
+      (f = pp__master_alloc(pages)) != NULL) {
     t->paged_frames++;
-    s->frame_paged = 1;
-    s->frame_cap = paged;
+    *cap = pages;
+    *paged = 1;
     return f;
   }
-  if ((f = malloc(len)) != NULL) {
-    s->frame_paged = 0;
-    s->frame_cap = len;
-  }
-  return f;
+  *cap = len;
+  *paged = 0;
+  return malloc(len);
 }
 
-/* Frees a frame made by frame_alloc(); `paged` and `cap` as it set them. */
-static void frame_free(struct pp__slots *t, void *f, int paged, size_t cap) {
-  if (!paged) {
-    free(f);
-    return;
+/* Frees slot s's frame, made by frame_alloc(), and forgets it. */
+static void frame_free(struct pp__slots *t, struct pp__slot *s) {
+  if (s->frame_paged) {
+    t->paged_frames--;
+    pp__master_free(s->frame, s->frame_cap);
+  } else {
+    free(s->frame);
   }
-  t->paged_frames--;
-  pp__master_free(f, cap);
+  s->frame = NULL;
+  s->frame_cap = 0;
+  s->frame_paged = 0;
 }
 
 uint32_t pp__slots_count(size_t ring_capacity, size_t max_payload) {
@@ -119,8 +121,7 @@ int pp__slots_init(struct pp__slots *t, uint32_t n, size_t max_payload) {
 void pp__slots_destroy(struct pp__slots *t) {
   if (t->slots) {
     for (uint32_t i = 0; i < t->n; i++)
-      frame_free(t, t->slots[i].frame, t->slots[i].frame_paged,
-                 t->slots[i].frame_cap);
+      frame_free(t, &t->slots[i]);
     munmap(t->slots, (size_t)t->n * sizeof *t->slots);
   }
   if (t->words)
@@ -202,10 +203,7 @@ void pp__slot_free_locked(pp_pool *p, uint32_t index) {
     s->ops->gone_locked(s->owner);
   if (s->frame_cap > FRAME_KEEP && t->large_frames > FRAME_KEEP_TOTAL) {
     t->large_frames -= s->frame_cap;
-    frame_free(t, s->frame, s->frame_paged, s->frame_cap);
-    s->frame = NULL;
-    s->frame_cap = 0;
-    s->frame_paged = 0;
+    frame_free(t, s);
   }
   s->used = 0;
   s->ops = NULL;
@@ -238,23 +236,24 @@ void pp__slot_own_locked(pp_pool *p, uint32_t index,
  * and its items), growing it when it is too small, and sets frame_len.
  * Returns 0, PP_ETOOBIG or PP_ENOMEM. */
 static int frame_room(struct pp__slots *t, struct pp__slot *s, size_t body) {
-  void *old = s->frame;
-  size_t old_cap = s->frame_cap;
-  int old_paged = s->frame_paged;
+  size_t cap;
+  uint8_t paged;
+  void *f;
 
   if (body > t->max_frame)
     return PP_ETOOBIG;
   s->frame_len = 8 + pp__pad8(body);
-  if (old_cap < s->frame_len) {
-    if (!(s->frame = frame_alloc(t, s, s->frame_len))) {
-      s->frame = old;
+  if (s->frame_cap < s->frame_len) {
+    if (!(f = frame_alloc(t, s->frame_len, &cap, &paged)))
       return PP_ENOMEM;
-    }
-    if (old_cap > FRAME_KEEP)
-      t->large_frames -= old_cap;
     if (s->frame_cap > FRAME_KEEP)
-      t->large_frames += s->frame_cap;
-    frame_free(t, old, old_paged, old_cap);
+      t->large_frames -= s->frame_cap;
+    frame_free(t, s);
+    if (cap > FRAME_KEEP)
+      t->large_frames += cap;
+    s->frame = f;
+    s->frame_cap = cap;
+    s->frame_paged = paged;
   }
   return 0;
 }
