@@ -38,18 +38,24 @@
  *   Workers ignore SIGINT (the master decides what Ctrl-C means), die with the
  *   master (even on SIGKILL) and are reaped by pp_pool_destroy(). The shared
  *   memory is an anonymous mapping: it has no name and nothing is left in
- *   /dev/shm, whatever happens to the master. Workers are forked from the
- *   pool's reaper thread while other threads of the master may hold locks:
- *   a task must not rely on locks of the master's other threads. The pool's
+ *   /dev/shm, whatever happens to the master. Workers are forked by the
+ *   pool's spawner, one process per pool that the pool's reaper thread
+ *   forks when the pool starts: it is the workers' parent (getppid() in a
+ *   task names it, not the master), dies with the master too, and is gone
+ *   once pp_pool_shutdown() with wait, or pp_pool_destroy(), returns. So
+ *   every worker, a replacement too, starts as a copy of the master as it
+ *   was when the pool started, and a fork costs the master nothing. That
+ *   copy is made while other threads of the master may hold locks: a task
+ *   must not rely on locks of the master's other threads. The pool's
  *   collector thread, which takes results, runs as SCHED_BATCH, so that its
- *   wake-ups do not preempt the program's threads; the reaper, which forks
- *   the workers and replaces the dead, is an ordinary thread, so that a
- *   dead worker is replaced at once. Workers set themselves to SCHED_BATCH
+ *   wake-ups do not preempt the program's threads; the reaper, which has
+ *   the dead replaced, is an ordinary thread, so that a dead worker is
+ *   replaced at once. Workers set themselves to SCHED_BATCH
  *   (CPU-bound work: a worker woken for tasks does not preempt the threads
  *   that feed it), at nice 0; a task may set its own policy. While a
  *   worker's place is empty (it died, or its replacement is starting), the
  *   other workers yield the processor between batches of tasks, so that the
- *   reaper is not left waiting behind them.
+ *   reaper and the spawner are not left waiting behind them.
  *   glibc's malloc is safe across such a fork; the allocator of GCC 12's
  *   AddressSanitizer is not (a worker forked while another thread
  *   allocates can hang in malloc).

@@ -138,7 +138,7 @@ size_t pp__collector_drain(pp_pool *p, int wait) {
  * it does), unless it has finished that task: then PP_EINVAL. The doomed
  * mark (proc.h) keeps the worker from going on to another task first. Its
  * pid is not reaped yet (pids[] is cleared when it is), so it cannot name
- * another process. */
+ * another process (spawner.c). */
 int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id) {
   struct pp__procs *e = pp__procs_of(p);
 
@@ -151,7 +151,8 @@ int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id) {
                                         &expect, id | PP__DOOMED))
       return PP_EINVAL;
   }
-  return kill(e->pids[worker], SIGKILL) == 0 ? 0 : PP_ESYS;
+  return pp__spawner_kill(e->pids[worker], e->pidfds[worker]) == 0 ? 0
+                                                                   : PP_ESYS;
 }
 
 /* With mu held: whether worker `w` has run its task past its timeout;

@@ -1,6 +1,6 @@
 /*
  * The process engine's internals (never included outside its files:
- * procs.c, shared.c, worker.c, collector.c, reaper.c).
+ * procs.c, shared.c, worker.c, collector.c, reaper.c, spawner.c).
  *
  * A pool run by processes is:
  *  - the shared region (shared.c): two rings (tasks to workers, results to
@@ -12,8 +12,10 @@
  *    them and put result frames;
  *  - the collector (collector.c): the master's thread that takes results
  *    and enforces timeouts;
- *  - the reaper (reaper.c): the master's thread that forks, reaps and
- *    replaces workers;
+ *  - the reaper (reaper.c): the master's thread that reaps and replaces
+ *    workers, through
+ *  - the spawner (spawner.c): a process forked when the pool starts, that
+ *    forks the workers and is their parent;
  *  - the operations of the engine table (procs.c).
  */
 #ifndef PP_PROC_H
@@ -66,7 +68,6 @@ struct pp__shared {
   _Atomic int helpers;          /* master threads taking results themselves */
   _Atomic int closing;          /* workers exit once the task ring is empty */
   int wake_fd;                  /* eventfd the collector polls */
-  pid_t master;                 /* workers exit if their parent is not it */
   uint32_t nslots;
   uint32_t nworkers;
   size_t max_payload;
@@ -119,9 +120,9 @@ void pp__shared_wake_collector(struct pp__shared *sh);
  * busy elsewhere, and the collector must drain). */
 void pp__shared_poke_collector(struct pp__shared *sh);
 
-/* The body of a worker process; never returns. */
-void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
-                     void *initarg, unsigned max_tasks)
+/* The body of a worker process, forked by `parent`; never returns. */
+void pp__worker_main(struct pp__shared *sh, int index, pid_t parent,
+                     pp_init_fn init, void *initarg, unsigned max_tasks)
     __attribute__((noreturn));
 
 /* The engine's state (pool->engine_state). Fields are shared by the
@@ -136,10 +137,13 @@ struct pp__procs {
   unsigned char *block_run; /* under drain_mu: a lent block's result as a
                                run, for an owner that copies it */
   int *pids;      /* [nworkers], under mu: 0 no process in this place */
+  int *pidfds;    /* [nworkers], under mu: pidfds of pids[], -1: none */
   int *deathfds;  /* [nworkers], the reaper's: death pipes' read ends */
   char *unreaped; /* [nworkers], the reaper's: pipe ended, not reaped */
   struct pollfd *reap_fds; /* [nworkers + 1], the reaper's poll set */
   int reap_fd;             /* eventfd that wakes the reaper (-1: none) */
+  int spawner_fd;          /* the reaper's: socket to the spawner, or -1 */
+  pid_t spawner_pid;       /* the reaper's: the spawner, 0: none */
   int forking;             /* under mu: forks under way outside the lock */
   int started;             /* under mu: all first workers passed their init */
   int create_status;       /* under mu: what pp_pool_create() returns */
@@ -164,6 +168,26 @@ int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id);
 
 /* reaper.c */
 void *pp__reaper_main(void *arg);
+
+/* spawner.c, for the reaper thread only. pp__spawner_start() starts the
+ * spawner unless it runs: before any descriptor it must not hold is made,
+ * as it keeps a copy of every one the master has then. Returns 0 or
+ * PP_EFORK. */
+int pp__spawner_start(pp_pool *p);
+/* Has the spawner reap `dead` (a dead worker's pid, or 0) and fork the
+ * worker for `place` with `death`, its death pipe's write end (the caller
+ * closes it); *pid and *pidfd (OUT, -1: none) name it. Returns 0, or
+ * PP_EFORK with *lost (OUT) set when the spawner is gone (killed from
+ * outside: a new one may be started). */
+int pp__spawner_fork(pp_pool *p, int place, int death, pid_t dead, pid_t *pid,
+                     int *pidfd, int *lost);
+/* Reaps dead worker `pid` into *status (OUT); a worker whose spawner is
+ * gone counts as killed by SIGKILL. */
+void pp__spawner_reap(pp_pool *p, pid_t pid, int *status);
+/* Tells the spawner to exit, once every worker has been reaped. */
+void pp__spawner_stop(pp_pool *p);
+/* SIGKILLs a worker not reaped yet, by its pidfd if it has one. */
+int pp__spawner_kill(int pid, int pidfd);
 
 /* How long a thread about to sleep for a result or a task spins first:
  * about one scheduler wake-up's worth, so an idle round trip needs only

@@ -28,6 +28,7 @@ static int procs_state_create(pp_pool *p, struct pp__procs *e) {
   int rc;
 
   e->reap_fd = -1;
+  e->spawner_fd = -1;
   if (pthread_mutex_init(&e->drain_mu, NULL) != 0)
     return PP_ENOMEM;
   e->drain_mu_made = 1;
@@ -40,13 +41,15 @@ static int procs_state_create(pp_pool *p, struct pp__procs *e) {
                                                 e->sh->block_size + 8)))
     return PP_ENOMEM;
   e->pids = calloc(n, sizeof *e->pids);
+  e->pidfds = malloc(n * sizeof *e->pidfds);
   e->deathfds = malloc(n * sizeof *e->deathfds);
   e->unreaped = calloc(n, 1);
   e->reap_fds = malloc((n + 1) * sizeof *e->reap_fds);
-  if (!e->drain_buf || !e->pids || !e->deathfds || !e->unreaped || !e->reap_fds)
+  if (!e->drain_buf || !e->pids || !e->pidfds || !e->deathfds || !e->unreaped ||
+      !e->reap_fds)
     return PP_ENOMEM;
   for (size_t i = 0; i < n; i++)
-    e->deathfds[i] = -1;
+    e->deathfds[i] = e->pidfds[i] = -1;
   if ((e->reap_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
     return PP_ESYS;
   return 0;
@@ -117,6 +120,7 @@ static void procs_stop(pp_pool *p) {
   free(e->drain_buf);
   free(e->block_run);
   free(e->pids);
+  free(e->pidfds);
   free(e->deathfds);
   free(e->unreaped);
   free(e->reap_fds);

@@ -1,18 +1,20 @@
 /*
  * The reaper: one thread per pool run by processes, in the master, that
- *  - forks the workers, and is their parent thread (PR_SET_PDEATHSIG
- *    follows the thread that forked, so it outlives every worker);
- *  - notices a worker's death through its pipe, reaps it, fails or retries
- *    what it was running, queues again what it had claimed, and forks a
- *    replacement, or tries again after a failed fork.
+ *  - has the spawner (spawner.c) fork the workers; it forked the spawner,
+ *    which dies with it (PR_SET_PDEATHSIG follows the thread that forked),
+ *    so it outlives every worker;
+ *  - notices a worker's death through its pipe, fails or retries what it
+ *    was running, queues again what it had claimed, and has it reaped and
+ *    a replacement forked (one request to the spawner), or tries again
+ *    after a failed fork.
  *
  * DESIGN
  * It sleeps in ppoll() on one death pipe per worker and on its own eventfd
  * (written when the pool stops): a worker holds the only write end of its
  * pipe, so the read end reports end-of-file when it exits, however it
  * exits. (pidfds would do the same, but valgrind and older kernels lack
- * them.) A worker is signalled only while it has not been reaped, so its
- * pid cannot have been recycled.
+ * them.) A worker is signalled only while it has not been reaped, and by
+ * its pidfd where it has one, so the signal cannot reach another process.
  *
  * Deaths have a thread of their own, apart from the collector, because
  * they are urgent and the collector is not: the collector runs as
@@ -22,14 +24,13 @@
  * behind a busy SCHED_BATCH worker until that worker's slice ends, so the
  * workers give way while a peer's place is empty (worker.c, give_way()),
  * and a dead worker's place is filled within a fraction of a millisecond.
- * It forks outside pool->mu, so that the master's threads go on
- * meanwhile; a place being forked belongs to the reaper until
+ * A fork is asked for outside pool->mu, so that the master's threads go
+ * on meanwhile; a place being forked belongs to the reaper until
  * place_worker_locked() publishes it.
  */
 #include "proc.h"
 #include "testhook.h"
 
-#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -45,45 +46,51 @@
 
 /* ------------------------------------------------------ forking */
 
-/* Forks a worker for empty place `i`; *pid and *deathfd (OUT) are its pid
- * and the read end of its death pipe. Needs no lock: only the reaper
- * forks, and the place is its own until place_worker_locked() publishes
- * it. Returns 0 or PP_EFORK. */
-static int fork_worker(pp_pool *p, int i, pid_t *pid, int *deathfd) {
-  struct pp__shared *sh = pp__procs_of(p)->sh;
-  struct pp__worker_record *rec = &sh->workers[i];
-  sigset_t all, old;
-  int death[2];
+/* Has a worker forked for empty place `i`, `dead` (the pid of the dead
+ * worker it replaces, or 0) reaped on the way; *pid, *pidfd and *deathfd
+ * (OUT) are its pid, its pidfd (-1: none) and the read end of its death
+ * pipe. Needs no lock: only the reaper forks, and the place is its own
+ * until place_worker_locked() publishes it. Returns 0 or PP_EFORK, `dead`
+ * reaped either way. */
+static int fork_worker(pp_pool *p, int i, pid_t dead, pid_t *pid, int *pidfd,
+                       int *deathfd) {
+  struct pp__worker_record *rec = &pp__procs_of(p)->sh->workers[i];
+  int death[2], lost = 1, status;
 
-  if (pipe2(death, O_CLOEXEC) != 0)
-    return PP_EFORK;
   atomic_store(&rec->init, PP__INIT_RUNNING);
   atomic_store(&rec->current, 0);
   atomic_store(&rec->pid, 0);
   atomic_store(&rec->waiting, 0);
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);
-  *pid = PP_TEST_FORK_FAILS() ? -1 : fork();
-  if (*pid == 0) {
+  if (PP_TEST_FORK_FAILS())
+    goto fail;
+  /* A spawner found gone is replaced once (the dead worker went with it).
+   * It is started before the pipe is made, else it would hold a write end
+   * and the pipe never end. */
+  for (int tries = 0; tries < 2 && lost; tries++) {
+    if (pp__spawner_start(p) != 0 || pipe2(death, O_CLOEXEC) != 0)
+      goto fail;
+    int rc = pp__spawner_fork(p, i, death[1], dead, pid, pidfd, &lost);
+    close(death[1]); /* the worker holds the only write end */
+    if (rc == 0) {
+      *deathfd = death[0];
+      return 0;
+    }
     close(death[0]);
-    pp__worker_main(sh, i, p->opts.initializer, p->opts.initarg,
-                    p->opts.max_tasks_per_worker);
+    dead = 0; /* reaped by the spawner, or gone with it */
   }
-  pthread_sigmask(SIG_SETMASK, &old, NULL);
-  close(death[1]);
-  if (*pid < 0) {
-    close(death[0]);
-    return PP_EFORK;
-  }
-  *deathfd = death[0];
-  return 0;
+fail:
+  if (dead)
+    pp__spawner_reap(p, dead, &status);
+  return PP_EFORK;
 }
 
 /* With mu held: records the worker forked for place `i`. */
-static void place_worker_locked(pp_pool *p, int i, pid_t pid, int deathfd) {
+static void place_worker_locked(pp_pool *p, int i, pid_t pid, int pidfd,
+                                int deathfd) {
   struct pp__procs *e = pp__procs_of(p);
   PP__ASSERT_LOCKED(p);
   e->pids[i] = pid;
+  e->pidfds[i] = pidfd;
   e->deathfds[i] = deathfd;
   p->live++;
 }
@@ -117,18 +124,20 @@ static int claims_place_locked(pp_pool *p, int i) {
   return 1;
 }
 
-/* Forks the worker for place `i`, claimed by claims_place_locked(), and
- * publishes it. A failed fork is pp_pool_create()'s error while it waits,
- * else tried again after a backoff. Returns 0 or PP_EFORK. */
-static int spawn(pp_pool *p, int i) {
+/* Has the worker for place `i`, claimed by claims_place_locked(), forked
+ * (reaping `dead`, as fork_worker()) and publishes it. A failed fork is
+ * pp_pool_create()'s error while it waits, else tried again after a
+ * backoff. Returns 0 or PP_EFORK. */
+static int spawn(pp_pool *p, int i, pid_t dead) {
   struct pp__procs *e = pp__procs_of(p);
   pid_t pid;
-  int deathfd, poke, rc = fork_worker(p, i, &pid, &deathfd);
+  int pidfd, deathfd, poke;
+  int rc = fork_worker(p, i, dead, &pid, &pidfd, &deathfd);
 
   pp__pool_lock(p);
   e->forking--; /* claimed in claims_place_locked() */
   if (rc == 0)
-    place_worker_locked(p, i, pid, deathfd);
+    place_worker_locked(p, i, pid, pidfd, deathfd);
   else if (!e->started && !p->opts.start_in_background)
     e->create_status = PP_EFORK;
   else
@@ -166,7 +175,7 @@ static int spawn_missing(pp_pool *p) {
     pp__pool_lock(p);
     int claimed = !e->create_status && claims_place_locked(p, i);
     pp__pool_unlock(p);
-    if (claimed && spawn(p, i) != 0)
+    if (claimed && spawn(p, i, 0) != 0)
       failed++;
   }
   return failed;
@@ -200,8 +209,29 @@ static void describe_exit(char *buf, size_t size, pid_t pid, int status) {
     snprintf(buf, size, "worker %d ended", (int)pid);
 }
 
+/* A dead worker, reaped only when a failure must say how it ended, or
+ * else as its replacement is forked: one round trip to the spawner. */
+struct death {
+  pp_pool *pool;
+  pid_t pid;
+  int reaped;
+  char cause[PP__MESSAGE_MAX];
+};
+
+/* With mu held: reaps d's worker unless it was, and says how it ended. */
+static const char *reap_cause_locked(struct death *d) {
+  int status;
+
+  if (!d->reaped) {
+    pp__spawner_reap(d->pool, d->pid, &status);
+    describe_exit(d->cause, sizeof d->cause, d->pid, status);
+    d->reaped = 1;
+  }
+  return d->cause;
+}
+
 /* With mu held: what becomes of a task whose worker died running it. */
-static void settle_running_locked(pp_pool *p, uint32_t index, const char *cause,
+static void settle_running_locked(pp_pool *p, uint32_t index, struct death *d,
                                   struct pp__deferred **later) {
   struct pp__slot *s = &p->st.slots[index];
   char msg[PP__MESSAGE_MAX];
@@ -218,13 +248,13 @@ static void settle_running_locked(pp_pool *p, uint32_t index, const char *cause,
     s->items_left = s->items;
     pp__slot_requeue_locked(p, index, later);
   } else {
-    pp__slot_fail_locked(p, index, PP_ECRASHED, cause, later);
+    pp__slot_fail_locked(p, index, PP_ECRASHED, reap_cause_locked(d), later);
   }
 }
 
 /* With mu held: every task whose word names dead worker `w` is settled:
  * RUNNING ones failed or retried, CLAIMED ones queued again. */
-static void settle_worker_tasks_locked(pp_pool *p, int w, const char *cause,
+static void settle_worker_tasks_locked(pp_pool *p, int w, struct death *d,
                                        struct pp__deferred **later) {
   for (uint32_t i = pp__slots_used_from(&p->st, 0); i != PP__NO_SLOT;
        i = pp__slots_used_from(&p->st, i + 1)) {
@@ -235,7 +265,7 @@ static void settle_worker_tasks_locked(pp_pool *p, int w, const char *cause,
         pp__word_worker(word) != w || s->gen != pp__word_gen(word))
       continue;
     if (st == PP__SLOT_RUNNING)
-      settle_running_locked(p, i, cause, later);
+      settle_running_locked(p, i, d, later);
     else
       pp__slot_requeue_locked(p, i, later);
   }
@@ -267,23 +297,21 @@ static void free_blocks_of(struct pp__shared *sh, int w) {
   }
 }
 
-/* Reaps worker `w` if it has exited, deals with the consequences, and
- * forks its replacement when one is wanted. Returns 0, or 1 when the worker
- * has not exited yet (its pipe ended a moment before it can be reaped, or a
- * task closed it): then the reaper looks again soon. */
+/* Deals with the death of worker `w`, whose pipe ended, and has it reaped
+ * and replaced when a replacement is wanted. Its place's lock (proc.h)
+ * says whether it died: the kernel releases it early in the worker's exit,
+ * before the pipe ends, and a worker takes it before it runs a task.
+ * Returns 0, or 1 when the worker lives on (a task closed its pipe): then
+ * the reaper looks again soon. */
 static int reap(pp_pool *p, int w) {
   struct pp__procs *e = pp__procs_of(p);
   struct pp__worker_record *rec = &e->sh->workers[w];
-  char cause[PP__MESSAGE_MAX];
+  struct death d = {.pool = p, .pid = e->pids[w]};
   struct pp__deferred *later = NULL;
-  int init, status = 0, replace;
-  pid_t got;
+  int init, replace;
 
-  while ((got = waitpid(e->pids[w], &status, WNOHANG)) < 0 && errno == EINTR)
-    ;
-  if (got == 0)
+  if (!pp__place_empty(rec))
     return 1;
-  describe_exit(cause, sizeof cause, e->pids[w], status);
   if (atomic_load(&rec->waiting))
     pp__ring_forget_reader(e->sh->tasks);
   pp__collector_drain(p, 1); /* what it put before dying counts */
@@ -292,19 +320,29 @@ static int reap(pp_pool *p, int w) {
   pp__pool_lock(p);
   close(e->deathfds[w]);
   e->deathfds[w] = -1;
+  if (e->pidfds[w] >= 0)
+    close(e->pidfds[w]);
+  e->pidfds[w] = -1;
   e->pids[w] = 0;
   p->live--;
-  settle_worker_tasks_locked(p, w, cause, &later);
+  settle_worker_tasks_locked(p, w, &d, &later);
   /* A worker killed from outside during its initializer, once the pool
    * has started, is just replaced; before, it counts as a failure. */
   if (init == PP__INIT_FAILED || (init == PP__INIT_RUNNING && !e->started))
     init_failed_locked(p, atomic_load(&rec->init_code), &later);
   replace =
       (e->started || p->opts.start_in_background) && claims_place_locked(p, w);
+  /* Not replaced, it is reaped now; the last worker of a pool that forks
+   * no more takes the spawner with it, before pp_pool_shutdown() can see
+   * the pool empty: once it returns, no process of the pool is left. */
+  if (!replace)
+    (void)reap_cause_locked(&d);
+  if (!replace && p->live == 0 && e->forking == 0 && !wants_worker_locked(p))
+    pp__spawner_stop(p);
   pthread_cond_broadcast(&p->changed);
   pp__pool_unlock(p);
   pp__deferred_run(later);
-  if (replace && spawn(p, w) != 0)
+  if (replace && spawn(p, w, d.reaped ? 0 : d.pid) != 0)
     break_if_none(p);
   /* The collector's duties depend on who is alive: a stopping pool ends
    * with the last worker. */
@@ -335,8 +373,8 @@ static int64_t next_look_ns(pp_pool *p, const char *unreaped) {
 }
 
 /* Sleeps until a death, the stop or the next timer, then reaps who died.
- * `unreaped[i]`: worker i's pipe ended but it could not be reaped yet;
- * its pipe is left out of the poll, which would only report it again. */
+ * `unreaped[i]`: worker i's pipe ended but it lives on (reap()); its
+ * pipe is left out of the poll, which would only report it again. */
 static void watch_once(pp_pool *p, struct pollfd *fds, char *unreaped) {
   struct pp__procs *e = pp__procs_of(p);
   int64_t ns = next_look_ns(p, unreaped);
@@ -377,5 +415,6 @@ void *pp__reaper_main(void *arg) {
     watch_once(p, e->reap_fds, e->unreaped);
     respawn_missing(p);
   }
+  pp__spawner_stop(p);
   return NULL;
 }

@@ -109,7 +109,6 @@ int pp__shared_create(struct pp__shared **out, const pp_pool *p) {
   sh->nworkers = (uint32_t)p->nworkers;
   sh->max_payload = p->opts.max_payload;
   sh->max_frame = max_frame;
-  sh->master = getpid();
   sh->tasks = (struct pp__ring *)(base + off_tasks);
   sh->results = (struct pp__ring *)(base + off_results);
   sh->slot_words = p->st.words;

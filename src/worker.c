@@ -367,8 +367,8 @@ int pp__place_empty(struct pp__worker_record *rec) {
  * worker's death wakes the reaper, which the scheduler often queues
  * behind a busy worker and leaves there until that worker's slice ends (a
  * tick: up to 4 ms here) while the dead worker's core sits idle; a yield
- * of the busy worker lets the reaper run at once, and fork the
- * replacement (in bench_faults it halved the idle time a kill costs).
+ * of the busy worker lets the reaper run at once, and the spawner fork
+ * the replacement (in bench_faults it halved the idle time a kill costs).
  * Looks every LOOK_NS at most, at LOOK_PLACES places in turn: trying a
  * peer's lock takes its cache line, which must stay cheap in a large
  * pool. */
@@ -432,14 +432,14 @@ static size_t run_batch(struct worker *w, size_t limit) {
  * woken for tasks then does not preempt the master's threads that feed it
  * (maps ran 8-12% faster so). Best effort: an error changes nothing but
  * speed. */
-static void detach_from_master(struct pp__shared *sh) {
+static void detach_from_master(pid_t parent) {
   sigset_t all;
 #ifdef SCHED_BATCH
   struct sched_param none = {0};
   (void)sched_setscheduler(0, SCHED_BATCH, &none);
 #endif
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() != sh->master)
+  if (getppid() != parent)
     _exit(1);
   signal(SIGINT, SIG_IGN);
   signal(SIGPIPE, SIG_DFL);
@@ -447,8 +447,8 @@ static void detach_from_master(struct pp__shared *sh) {
   sigprocmask(SIG_SETMASK, &all, NULL);
 }
 
-void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
-                     void *initarg, unsigned max_tasks) {
+void pp__worker_main(struct pp__shared *sh, int index, pid_t parent,
+                     pp_init_fn init, void *initarg, unsigned max_tasks) {
   struct worker w = {.sh = sh,
                      .index = index,
                      .rec = &sh->workers[index],
@@ -458,7 +458,7 @@ void pp__worker_main(struct pp__shared *sh, int index, pp_init_fn init,
   size_t done = 0;
   int init_code;
 
-  detach_from_master(sh);
+  detach_from_master(parent);
 #ifdef PP_TEST_HOOKS
   pp_test_is_worker = 1;
 #endif

@@ -614,7 +614,8 @@ END_TEST
 /* ------------------------------------------------ the master's death */
 
 /* A child creates a pool busy with long tasks and is killed with SIGKILL:
- * its workers die too (this process is their subreaper, so it sees them). */
+ * its workers die too (this process is their subreaper, so it sees them,
+ * once their own parent, the pool's spawner, has died as well). */
 START_TEST(test_master_killed) {
   int fds[2], pids[2], status;
   pid_t master;
@@ -641,7 +642,9 @@ START_TEST(test_master_killed) {
   double t0 = tu_now();
   for (int i = 0; i < 2; i++) {
     pid_t got;
-    while ((got = waitpid(pids[i], &status, WNOHANG)) == 0 && tu_now() - t0 < 5)
+    while (((got = waitpid(pids[i], &status, WNOHANG)) == 0 ||
+            (got < 0 && errno == ECHILD)) &&
+           tu_now() - t0 < 5)
       usleep(10000);
     ck_assert_msg(got == pids[i], "worker %d outlived its master", pids[i]);
     ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
@@ -727,6 +730,65 @@ START_TEST(test_background_fork_failures) {
 }
 END_TEST
 
+/* ------------------------------------------------------ the spawner */
+
+/* Whether process `pid` is gone (or a zombie nobody reaped yet). */
+static int gone(pid_t pid) {
+  char path[64], buf[512], *p, state = 'Z';
+  FILE *f;
+
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  if (!(f = fopen(path, "r")))
+    return 1;
+  if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')))
+    sscanf(p + 1, " %c", &state);
+  fclose(f);
+  return state == 'Z' || state == 'X';
+}
+
+/* The spawner, SIGKILLed from outside, takes its workers with it: what
+ * they ran is retried, a new spawner forks their replacements, the pool
+ * goes on, and nothing is left after it. */
+START_TEST(test_spawner_killed) {
+  pp_pool *p = make_pool(2, 2);
+  pid_t spawner, again;
+  int pids[2], later[2];
+  pp_future *f[4];
+  double quarter = 0.25, t0;
+  const void *d;
+
+  ck_assert_int_eq(tu_child_pids(&spawner, 1), 1); /* the pool's only */
+  ck_assert_int_eq(pp_pool_worker_pids(p, pids, 2), 2);
+  for (int i = 0; i < 4; i++)
+    ck_assert_int_eq(pp_submit(p, sleeper, &quarter, 8, &f[i]), 0);
+  t0 = tu_now();
+  while (!pp_future_running(f[0]) && tu_now() - t0 < 10)
+    usleep(1000);
+  ck_assert(pp_future_running(f[0]));
+  ck_assert_int_eq(kill(spawner, SIGKILL), 0);
+  for (int i = 0; i < 4; i++) {
+    int rc = pp_future_result(f[i], 30, &d, NULL);
+    ck_assert_msg(rc == 0, "task %d: %s (%s)", i, pp_errname(rc),
+                  pp_future_message(f[i]));
+    pp_future_release(f[i]);
+  }
+  for (int i = 0; i < 2; i++) {
+    t0 = tu_now();
+    while (!gone(pids[i]) && tu_now() - t0 < 10)
+      usleep(1000);
+    ck_assert_msg(gone(pids[i]), "worker %d outlived its spawner", pids[i]);
+  }
+  ck_assert_int_eq(square_of(p, 7), 0);
+  ck_assert_int_eq(pp_pool_worker_pids(p, later, 2), 2);
+  for (int i = 0; i < 2; i++)
+    ck_assert(later[i] != pids[0] && later[i] != pids[1]);
+  ck_assert_int_eq(tu_child_pids(&again, 1), 1);
+  ck_assert_int_ne(again, spawner);
+  pp_pool_destroy(p);
+  ck_assert_int_eq(tu_children(), 0);
+}
+END_TEST
+
 /* Answers the scheduling policy the worker runs under. */
 static int policy_of_worker(pp_task *t, const void *arg, size_t len) {
   int64_t policy = sched_getscheduler(0) & ~SCHED_RESET_ON_FORK;
@@ -735,29 +797,26 @@ static int policy_of_worker(pp_task *t, const void *arg, size_t len) {
   return pp_task_return(t, &policy, sizeof policy);
 }
 
-static int64_t worker_policy(pp_pool *p) {
+/* The 8-byte answer of task `fn`, run once on a worker of `p`. */
+static int64_t answer_of(pp_pool *p, pp_task_fn fn) {
   pp_future *f;
   const void *data;
   size_t len;
-  int64_t policy = -1;
+  int64_t v = -1;
 
-  ck_assert_int_eq(pp_submit(p, policy_of_worker, NULL, 0, &f), 0);
+  ck_assert_int_eq(pp_submit(p, fn, NULL, 0, &f), 0);
   ck_assert_int_eq(pp_future_result(f, 30, &data, &len), 0);
-  ck_assert_uint_eq(len, sizeof policy);
-  memcpy(&policy, data, sizeof policy);
+  ck_assert_uint_eq(len, sizeof v);
+  memcpy(&v, data, sizeof v);
   pp_future_release(f);
-  return policy;
+  return v;
 }
 
-/* Workers, first ones and replacements alike, set themselves to
- * SCHED_BATCH (procpool.h), whatever the thread that forked them runs as
- * (the reaper is an ordinary thread). */
-START_TEST(test_workers_batch_policy) {
-  pp_pool *p = make_pool(1, 0);
-  int pid, again;
+/* Kills the one worker of `p` and waits for its replacement. */
+static void replace_the_worker(pp_pool *p) {
+  int pid, again = 0;
   double t0;
 
-  ck_assert_int_eq(worker_policy(p), SCHED_BATCH);
   ck_assert_int_eq(pp_pool_worker_pids(p, &pid, 1), 1);
   ck_assert_int_eq(kill(pid, SIGKILL), 0);
   t0 = tu_now();
@@ -765,7 +824,41 @@ START_TEST(test_workers_batch_policy) {
          tu_now() - t0 < 10)
     usleep(1000);
   ck_assert_int_ne(again, pid);
-  ck_assert_int_eq(worker_policy(p), SCHED_BATCH);
+}
+
+/* Workers, first ones and replacements alike, set themselves to
+ * SCHED_BATCH (procpool.h), whatever the thread that forked them runs as
+ * (the reaper is an ordinary thread). */
+START_TEST(test_workers_batch_policy) {
+  pp_pool *p = make_pool(1, 0);
+
+  ck_assert_int_eq(answer_of(p, policy_of_worker), SCHED_BATCH);
+  replace_the_worker(p);
+  ck_assert_int_eq(answer_of(p, policy_of_worker), SCHED_BATCH);
+  pp_pool_destroy(p);
+}
+END_TEST
+
+static int64_t set_after_start; /* written by the test after the pool starts */
+
+static int answer_set_after_start(pp_task *t, const void *arg, size_t len) {
+  (void)arg;
+  (void)len;
+  return pp_task_return(t, &set_after_start, sizeof set_after_start);
+}
+
+/* Every worker, a replacement too, starts as a copy of the master as it
+ * was when the pool started (procpool.h): what the master writes later,
+ * neither sees. */
+START_TEST(test_workers_copy_the_start) {
+  pp_pool *p;
+
+  set_after_start = 1;
+  p = make_pool(1, 0);
+  set_after_start = 2;
+  ck_assert_int_eq(answer_of(p, answer_set_after_start), 1);
+  replace_the_worker(p);
+  ck_assert_int_eq(answer_of(p, answer_set_after_start), 1);
   pp_pool_destroy(p);
 }
 END_TEST
@@ -794,6 +887,8 @@ static Suite *make_faults_suite(void) {
   tcase_add_test(tc, test_creation_failures);
   tcase_add_test(tc, test_background_fork_failures);
   tcase_add_test(tc, test_workers_batch_policy);
+  tcase_add_test(tc, test_spawner_killed);
+  tcase_add_test(tc, test_workers_copy_the_start);
   suite_add_tcase(s, tc);
   return s;
 }

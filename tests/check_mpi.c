@@ -163,12 +163,17 @@ static int task_bump(pp_task *t, const void *arg, size_t len) {
   return pp_task_return(t, out, len);
 }
 
-/* Kills the supervisor rank it runs under (its worker's parent). */
+/* Each rank's pid, taken before pp_pool_create(): a worker is a copy of
+ * its supervisor rank as the pool started (its parent is the pool's
+ * spawner). */
+static pid_t rank_pid;
+
+/* Kills the supervisor rank it runs under. */
 static int task_kill_supervisor(pp_task *t, const void *arg, size_t len) {
   (void)t;
   (void)arg;
   (void)len;
-  kill(getppid(), SIGKILL);
+  kill(rank_pid, SIGKILL);
   sleep_ms(10000);
   return 0;
 }
@@ -636,6 +641,7 @@ static int kill_a_rank(void) {
   pp_options_init(&o);
   o.engine = PP_ENGINE_MPI;
   o.workers = 1;
+  rank_pid = getpid();
   if (pp_pool_create(&p, &o) != 0 ||
       pp_submit(p, task_kill_supervisor, NULL, 0, &f) != 0)
     return 1;

@@ -15,8 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Number of live (not zombie) children of this process. */
-static inline int tu_children(void) {
+/* Pids of the live (not zombie) children of this process into out[cap]
+ * (out may be NULL); returns how many there are. */
+static inline int tu_child_pids(pid_t *out, int cap) {
   DIR *d = opendir("/proc");
   struct dirent *e;
   int n = 0;
@@ -34,12 +35,20 @@ static inline int tu_children(void) {
       continue;
     if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
         sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == getpid() &&
-        state != 'Z')
+        state != 'Z') {
+      if (out && n < cap)
+        out[n] = atoi(e->d_name);
       n++;
+    }
     fclose(f);
   }
   closedir(d);
   return n;
+}
+
+/* Number of live (not zombie) children of this process. */
+static inline int tu_children(void) {
+  return tu_child_pids(NULL, 0);
 }
 
 /* Number of entries in /dev/shm. */

@@ -129,7 +129,8 @@ void tu_run_free(struct tu_run *r) {
   r->out = r->err = NULL;
 }
 
-int tu_children_of(pid_t pid, pid_t *out, int cap) {
+/* The live children of `pid` into out[cap]; returns how many. */
+static int children_of(pid_t pid, pid_t *out, int cap) {
   DIR *d = opendir("/proc");
   struct dirent *e;
   int n = 0;
@@ -151,6 +152,14 @@ int tu_children_of(pid_t pid, pid_t *out, int cap) {
     fclose(f);
   }
   closedir(d);
+  return n;
+}
+
+int tu_descendants_of(pid_t pid, pid_t *out, int cap) {
+  int n = children_of(pid, out, cap);
+
+  for (int i = 0; i < n; i++) /* out grows behind i: a walk of the tree */
+    n += children_of(out[i], out + n, cap - n);
   return n;
 }
 

@@ -50,9 +50,9 @@ char *tu_read_file(const char *path, size_t *len);
 /* All of what descriptor fd holds from offset 0, NUL-terminated. */
 char *tu_read_fd(int fd, size_t *len);
 
-/* Pids of the live (not zombie) children of pid, up to cap; returns how
- * many. */
-int tu_children_of(pid_t pid, pid_t *out, int cap);
+/* Pids of the live (not zombie) descendants of pid (its children, theirs,
+ * and so on), up to cap; returns how many. */
+int tu_descendants_of(pid_t pid, pid_t *out, int cap);
 
 /* A socket bound to a free port of 127.0.0.1, its port in *port (OUT);
  * listening unless `listening` is 0 (then connections are refused). */
