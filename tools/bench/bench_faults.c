@@ -3,7 +3,9 @@
  * twice in one process, once undisturbed and once with a random worker
  * SIGKILLed every 10 ms (and retried), and prints both throughputs and
  * their ratio. Target: the faulty run keeps at least 0.9 of the fault-free
- * throughput.
+ * throughput. With -m, the master holds that many MiB of heap, written
+ * after the pool started, as a program that keeps its data does: what a
+ * replacement costs must not grow with it.
  */
 #include <procpool.h>
 
@@ -67,14 +69,15 @@ static void *kill_loop(void *arg) {
 
 /* Maps `n` tasks, with a killer when period_us > 0; returns tasks/s and
  * counts the failed items into *failed. */
-static double run(int workers, uint64_t n, int period_us, int *kills,
-                  uint64_t *failed) {
+static double run(int workers, uint64_t n, int period_us, size_t heap_mib,
+                  int *kills, uint64_t *failed) {
   pp_options o;
   pp_pool *p;
   pp_map *m;
   uint64_t state[2] = {0, n}, got = 0;
   struct killer k = {0};
   pthread_t th;
+  char *heap = NULL;
   const void *d;
   size_t len;
   int rc;
@@ -87,6 +90,12 @@ static double run(int workers, uint64_t n, int period_us, int *kills,
     fprintf(stderr, "bench_faults: %s\n", pp_strerror(rc));
     exit(1);
   }
+  if (heap_mib && (heap = malloc(heap_mib << 20)) == NULL) {
+    fprintf(stderr, "bench_faults: no memory for -m %zu\n", heap_mib);
+    exit(1);
+  }
+  if (heap)
+    memset(heap, 1, heap_mib << 20);
   k.pool = p;
   k.period_us = period_us;
   *failed = 0;
@@ -106,22 +115,26 @@ static double run(int workers, uint64_t n, int period_us, int *kills,
   }
   pp_map_destroy(m);
   pp_pool_destroy(p);
+  free(heap);
   *kills = k.kills;
   return (double)got / t;
 }
 
 static void usage(FILE *f) {
-  fprintf(f, "usage: bench_faults [-n TASKS] [-w WORKERS] [-k MS]\n"
+  fprintf(f, "usage: bench_faults [-n TASKS] [-w WORKERS] [-k MS] [-m MIB]\n"
              "  -n  tasks per run (default 300000)\n"
              "  -w  workers (default 2)\n"
-             "  -k  milliseconds between kills (default 10)\n");
+             "  -k  milliseconds between kills (default 10)\n"
+             "  -m  MiB of heap the master writes after the pool starts "
+             "(default 0)\n");
 }
 
 int main(int argc, char **argv) {
   uint64_t n = 300000, failed_clean, failed_faulty;
   int workers = 2, period_ms = 10, kills_clean, kills, c;
+  size_t heap_mib = 0;
 
-  while ((c = getopt(argc, argv, "n:w:k:h")) != -1) {
+  while ((c = getopt(argc, argv, "n:w:k:m:h")) != -1) {
     switch (c) {
     case 'n':
       n = strtoull(optarg, NULL, 10);
@@ -131,6 +144,9 @@ int main(int argc, char **argv) {
       break;
     case 'k':
       period_ms = atoi(optarg);
+      break;
+    case 'm':
+      heap_mib = strtoull(optarg, NULL, 10);
       break;
     case 'h':
       usage(stdout);
@@ -144,9 +160,11 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  double clean = run(workers, n, 0, &kills_clean, &failed_clean);
-  double faulty = run(workers, n, period_ms * 1000, &kills, &failed_faulty);
-  printf("tasks %llu, workers %d, retries 5\n", (unsigned long long)n, workers);
+  double clean = run(workers, n, 0, heap_mib, &kills_clean, &failed_clean);
+  double faulty =
+      run(workers, n, period_ms * 1000, heap_mib, &kills, &failed_faulty);
+  printf("tasks %llu, workers %d, retries 5, master heap %zu MiB\n",
+         (unsigned long long)n, workers, heap_mib);
   printf("fault-free       %10.0f tasks/s\n", clean);
   printf("kill every %3dms %10.0f tasks/s  (%d workers killed, %llu items "
          "failed)\n",
