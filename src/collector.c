@@ -138,12 +138,21 @@ size_t pp__collector_drain(pp_pool *p, int wait) {
  * it does), unless it has finished that task: then PP_EINVAL. The doomed
  * mark (proc.h) keeps the worker from going on to another task first. Its
  * pid is not reaped yet (pids[] is cleared when it is), so it cannot name
- * another process (spawner.c). */
+ * another process (spawner.c). A worker runs tasks before the reaper has
+ * heard back from the spawner and published it: then the pid it wrote in
+ * its record names it (the spawner reaps nobody the reaper has not asked
+ * it to). */
 int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id) {
   struct pp__procs *e = pp__procs_of(p);
+  pid_t pid;
 
   PP__ASSERT_LOCKED(p);
-  if (worker < 0 || worker >= p->nworkers || e->pids[worker] <= 0)
+  if (worker < 0 || worker >= p->nworkers)
+    return PP_EINVAL;
+  pid = e->pids[worker];
+  if (pid <= 0 && id)
+    pid = atomic_load(&e->sh->workers[worker].pid);
+  if (pid <= 0)
     return PP_EINVAL;
   if (id) {
     uint64_t expect = id;
@@ -151,8 +160,7 @@ int pp__collector_kill_locked(pp_pool *p, int worker, uint64_t id) {
                                         &expect, id | PP__DOOMED))
       return PP_EINVAL;
   }
-  return pp__spawner_kill(e->pids[worker], e->pidfds[worker]) == 0 ? 0
-                                                                   : PP_ESYS;
+  return pp__spawner_kill(pid, e->pidfds[worker]) == 0 ? 0 : PP_ESYS;
 }
 
 /* With mu held: whether worker `w` has run its task past its timeout;
@@ -177,12 +185,10 @@ static int overdue_locked(pp_pool *p, int w, uint64_t *id) {
 
 /* With mu held: kills the workers of tasks that ran past their timeout. */
 static void enforce_timeouts_locked(pp_pool *p) {
-  struct pp__procs *e = pp__procs_of(p);
   uint64_t id;
 
   for (int w = 0; w < p->nworkers && p->st.timed; w++)
-    if (e->pids[w] && overdue_locked(p, w, &id) &&
-        pp__collector_kill_locked(p, w, id) == 0)
+    if (overdue_locked(p, w, &id) && pp__collector_kill_locked(p, w, id) == 0)
       pp__slot_by_id(&p->st, id)->expired = 1;
 }
 

@@ -324,6 +324,7 @@ static int reap(pp_pool *p, int w) {
     close(e->pidfds[w]);
   e->pidfds[w] = -1;
   e->pids[w] = 0;
+  atomic_store(&rec->pid, 0); /* what kills fall back on: not it any more */
   p->live--;
   settle_worker_tasks_locked(p, w, &d, &later);
   /* A worker killed from outside during its initializer, once the pool
