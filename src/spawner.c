@@ -146,7 +146,6 @@ static void answer_fork(pp_pool *p, int sock, struct spawn_msg *m, int death,
   if (m->pid > 0)
     (void)reap_dead(m->pid, &m->status);
   pid = death >= 0 ? fork() : (errno = EBADF, -1);
-
   if (pid == 0) {
     close(sock);
     pp__worker_main(pp__procs_of(p)->sh, m->place, self, p->opts.initializer,
