@@ -139,7 +139,7 @@ struct pp__procs {
   int *pids;      /* [nworkers], under mu: 0 no process in this place */
   int *pidfds;    /* [nworkers], under mu: pidfds of pids[], -1: none */
   int *deathfds;  /* [nworkers], the reaper's: death pipes' read ends */
-  char *unreaped; /* [nworkers], the reaper's: pipe ended, not reaped */
+  char *unreaped; /* [nworkers], the reaper's: pipe ended, worker alive */
   struct pollfd *reap_fds; /* [nworkers + 1], the reaper's poll set */
   int reap_fd;             /* eventfd that wakes the reaper (-1: none) */
   int spawner_fd;          /* the reaper's: socket to the spawner, or -1 */

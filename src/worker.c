@@ -427,7 +427,8 @@ static size_t run_batch(struct worker *w, size_t limit) {
 }
 
 /* Cuts the worker loose from the master's signal setup: Ctrl-C is for the
- * master to handle, and the worker must die with the master. It runs as
+ * master to handle, and the worker must die with its `parent`, the
+ * spawner, which dies with the master (spawner.c). It runs as
  * SCHED_BATCH, what the scheduler offers for CPU-bound work: a worker
  * woken for tasks then does not preempt the master's threads that feed it
  * (maps ran 8-12% faster so). Best effort: an error changes nothing but
