@@ -734,16 +734,8 @@ END_TEST
 
 /* Whether process `pid` is gone (or a zombie nobody reaped yet). */
 static int gone(pid_t pid) {
-  char path[64], buf[512], *p, state = 'Z';
-  FILE *f;
-
-  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-  if (!(f = fopen(path, "r")))
-    return 1;
-  if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')))
-    sscanf(p + 1, " %c", &state);
-  fclose(f);
-  return state == 'Z' || state == 'X';
+  char state = tu_proc_state(pid, NULL);
+  return state == 0 || state == 'Z' || state == 'X';
 }
 
 /* The spawner, SIGKILLed from outside, takes its workers with it: what
@@ -757,7 +749,8 @@ START_TEST(test_spawner_killed) {
   double quarter = 0.25, t0;
   const void *d;
 
-  ck_assert_int_eq(tu_child_pids(&spawner, 1), 1); /* the pool's only */
+  ck_assert_int_eq(tu_child_pids_of(getpid(), &spawner, 1),
+                   1); /* the pool's only */
   ck_assert_int_eq(pp_pool_worker_pids(p, pids, 2), 2);
   for (int i = 0; i < 4; i++)
     ck_assert_int_eq(pp_submit(p, sleeper, &quarter, 8, &f[i]), 0);
@@ -782,7 +775,7 @@ START_TEST(test_spawner_killed) {
   ck_assert_int_eq(pp_pool_worker_pids(p, later, 2), 2);
   for (int i = 0; i < 2; i++)
     ck_assert(later[i] != pids[0] && later[i] != pids[1]);
-  ck_assert_int_eq(tu_child_pids(&again, 1), 1);
+  ck_assert_int_eq(tu_child_pids_of(getpid(), &again, 1), 1);
   ck_assert_int_ne(again, spawner);
   pp_pool_destroy(p);
   ck_assert_int_eq(tu_children(), 0);

@@ -517,21 +517,8 @@ START_TEST(test_d10_too_big_message) {
 }
 END_TEST
 
-/* The state letter of process `pid` in /proc, or 0. */
-static char proc_state(int pid) {
-  char path[64], buf[512], *p, st = 0;
-  FILE *f;
-  snprintf(path, sizeof path, "/proc/%d/stat", pid);
-  if (!(f = fopen(path, "r")))
-    return 0;
-  if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')))
-    sscanf(p + 1, " %c", &st);
-  fclose(f);
-  return st;
-}
-
 static int is_stopped(void *pid) {
-  return proc_state(*(int *)pid) == 'T';
+  return tu_proc_state(*(int *)pid, NULL) == 'T';
 }
 
 static void do_destroy(void *p) {

@@ -15,32 +15,39 @@
 #include <time.h>
 #include <unistd.h>
 
-/* Pids of the live (not zombie) children of this process into out[cap]
- * (out may be NULL); returns how many there are. */
-static inline int tu_child_pids(pid_t *out, int cap) {
+/* The state letter of process `pid` in /proc, or 0 when there is none;
+ * *ppid (OUT, unless NULL) is its parent. */
+static inline char tu_proc_state(int pid, int *ppid) {
+  char path[64], buf[512], *p, state = 0;
+  int parent = 0;
+  FILE *f;
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  if (!(f = fopen(path, "r")))
+    return 0;
+  if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')))
+    sscanf(p + 1, " %c %d", &state, &parent);
+  fclose(f);
+  if (ppid)
+    *ppid = parent;
+  return state;
+}
+
+/* Pids of the live (not zombie) children of `parent` into out[cap] (out
+ * may be NULL); returns how many there are, -1 without /proc. */
+static inline int tu_child_pids_of(pid_t parent, pid_t *out, int cap) {
   DIR *d = opendir("/proc");
   struct dirent *e;
   int n = 0;
   if (!d)
     return -1;
   while ((e = readdir(d)) != NULL) {
-    char path[300], buf[512], *p;
-    FILE *f;
-    int ppid;
-    char state;
-    if (e->d_name[0] < '0' || e->d_name[0] > '9')
+    int pid = atoi(e->d_name), ppid;
+    char state = pid > 0 ? tu_proc_state(pid, &ppid) : 0;
+    if (state == 0 || state == 'Z' || ppid != parent)
       continue;
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    if (!(f = fopen(path, "r")))
-      continue;
-    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
-        sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == getpid() &&
-        state != 'Z') {
-      if (out && n < cap)
-        out[n] = atoi(e->d_name);
-      n++;
-    }
-    fclose(f);
+    if (out && n < cap)
+      out[n] = pid;
+    n++;
   }
   closedir(d);
   return n;
@@ -48,7 +55,7 @@ static inline int tu_child_pids(pid_t *out, int cap) {
 
 /* Number of live (not zombie) children of this process. */
 static inline int tu_children(void) {
-  return tu_child_pids(NULL, 0);
+  return tu_child_pids_of(getpid(), NULL, 0);
 }
 
 /* Number of entries in /dev/shm. */

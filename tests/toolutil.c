@@ -129,37 +129,15 @@ void tu_run_free(struct tu_run *r) {
   r->out = r->err = NULL;
 }
 
-/* The live children of `pid` into out[cap]; returns how many. */
-static int children_of(pid_t pid, pid_t *out, int cap) {
-  DIR *d = opendir("/proc");
-  struct dirent *e;
-  int n = 0;
-
-  ck_assert_ptr_nonnull(d);
-  while ((e = readdir(d)) != NULL && n < cap) {
-    char path[300], buf[512], *p, state;
-    int ppid;
-    FILE *f;
-    if (e->d_name[0] < '1' || e->d_name[0] > '9')
-      continue;
-    snprintf(path, sizeof path, "/proc/%s/stat", e->d_name);
-    if (!(f = fopen(path, "r")))
-      continue;
-    if (fgets(buf, sizeof buf, f) && (p = strrchr(buf, ')')) &&
-        sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == pid &&
-        state != 'Z')
-      out[n++] = atoi(e->d_name);
-    fclose(f);
-  }
-  closedir(d);
-  return n;
-}
-
 int tu_descendants_of(pid_t pid, pid_t *out, int cap) {
-  int n = children_of(pid, out, cap);
+  int n = tu_child_pids_of(pid, out, cap);
 
-  for (int i = 0; i < n; i++) /* out grows behind i: a walk of the tree */
-    n += children_of(out[i], out + n, cap - n);
+  ck_assert_int_ge(n, 0);
+  n = n < cap ? n : cap;
+  for (int i = 0; i < n; i++) { /* out grows behind i: a walk of the tree */
+    int more = tu_child_pids_of(out[i], out + n, cap - n);
+    n += more < cap - n ? more : cap - n;
+  }
   return n;
 }
 
