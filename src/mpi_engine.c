@@ -8,7 +8,8 @@
  * One communication thread makes every MPI call of the process (so
  * MPI_THREAD_FUNNELED suffices: it also calls MPI_Init_thread and
  * MPI_Finalize). A queued slot's id goes on a FIFO; the thread hands
- * queued slots round-robin to the ranks that have credit, in batches of
+ * each queued slot to the rank with credit that holds fewest tasks for its
+ * workers (a scan of the ranks per task), in batches of
  * at most the rank's message size (mpi_wire.h: under TCP's eager limit,
  * so that a batch leaves in one MPI_Isend, or larger to a rank on this
  * machine over shared memory), packing and sending round after round
@@ -59,6 +60,7 @@ struct rank {
   uint32_t capacity;   /* most tasks it holds at once */
   uint32_t in_flight;  /* sent, not DONE */
   uint32_t window;     /* its credits: in_flight stays below */
+  int batch_full;      /* pack_all_locked(): its batch takes no more */
   uint32_t done_since; /* DONE since since_ns */
   uint64_t since_ns;
   uint64_t idle_ns;           /* when in_flight fell to 0; 0 while busy */
@@ -78,7 +80,7 @@ struct master {
   int closing, started, start_rc, finalize;
   int nranks;
   struct rank *ranks; /* [nranks]; 0 is this one, unused */
-  int next_rank;      /* where the round-robin starts */
+  int next_rank;      /* where ties start (pack_all_locked) */
   MPI_Comm comm;
   struct pp__registry reg;
   struct pp__mpi_buf in;
@@ -223,38 +225,57 @@ static void forget_rate(struct rank *rk, uint64_t now) {
   rk->idle_ns = 0;
 }
 
-/* With mu held: packs every rank's batch, one task a rank in turn.
+/* Whether rank a holds fewer tasks than rank b for its workers. */
+static int lighter(const struct rank *a, const struct rank *b) {
+  return (uint64_t)a->in_flight * (uint64_t)b->workers <
+         (uint64_t)b->in_flight * (uint64_t)a->workers;
+}
+
+/* With mu held: the rank the next task goes to, the one holding fewest
+ * tasks for its workers among those that may take one (0: none). Ties go
+ * round, from next_rank. */
+static int lightest_rank_locked(const struct master *m, size_t share) {
+  int best = 0;
+
+  for (int i = 0; i < m->nranks - 1; i++) {
+    int r = 1 + (m->next_rank + i) % (m->nranks - 1);
+    const struct rank *rk = &m->ranks[r];
+    if (rk->batch_full || !rk->out.len || !has_credit(rk) ||
+        batch_tasks(rk) >= share)
+      continue;
+    if (!best || lighter(rk, &m->ranks[best]))
+      best = r;
+  }
+  return best;
+}
+
+/* With mu held: packs every rank's batch, each task to the lightest rank.
  * Returns whether any batch has something to send. */
 static int pack_all_locked(pp_pool *p, struct master *m,
                            struct pp__deferred **later) {
-  /* No rank takes more than its share of what waits: one whose batches
-   * are all on their way gets its share in the next round, instead of
-   * another rank taking every task (a few long ones would then run on one
-   * rank).
-   * The share is a block of the queue, so with windows left wide by tiny
-   * tasks a few long tasks can still split unevenly (the largest first
-   * to one rank); making it one task a round costs the tiny-task paths
-   * 5-10x. */
+  /* Each task goes to the rank that holds fewest for its workers, so that
+   * long tasks after tiny ones (whose windows are still wide) spread one
+   * a worker: taken in turn, four tasks of which the first left alone
+   * went 3 to 1, and the fourth waited behind a busy rank while the other
+   * had a worker idle. No rank takes more than its share of what waits,
+   * so one whose batches are all on their way gets its share in the next
+   * round, instead of another rank taking every task. */
   size_t share =
       (m->fifo_len + (size_t)m->nranks - 2) / (size_t)(m->nranks - 1);
-  int any = 0, more = 1;
+  int any = 0, r;
 
-  for (int r = 1; r < m->nranks; r++) {
+  for (r = 1; r < m->nranks; r++) {
     if (m->ranks[r].idle_ns && m->fifo_len)
       forget_rate(&m->ranks[r], pp__now_ns());
     begin_batch_locked(&m->ranks[r]);
+    m->ranks[r].batch_full = 0;
   }
-  while (more && m->fifo_len) {
-    more = 0;
-    for (int i = 0; i < m->nranks - 1 && m->fifo_len; i++) {
-      int r = 1 + (m->next_rank + i) % (m->nranks - 1);
-      if (m->ranks[r].out.len && has_credit(&m->ranks[r]) &&
-          batch_tasks(&m->ranks[r]) < share)
-        more |= pack_one_locked(p, m, r, later);
-    }
+  while (m->fifo_len && (r = lightest_rank_locked(m, share)) != 0) {
+    if (!pack_one_locked(p, m, r, later))
+      m->ranks[r].batch_full = 1; /* or the FIFO held only stale ids */
     m->next_rank = (m->next_rank + 1) % (m->nranks - 1);
   }
-  for (int r = 1; r < m->nranks; r++) {
+  for (r = 1; r < m->nranks; r++) {
     struct rank *rk = &m->ranks[r];
     struct pp__mpi_batch hdr;
     if (rk->out.len < sizeof hdr)

@@ -97,10 +97,12 @@ static int task_pid(pp_task *t, const void *arg, size_t len) {
   return pp_task_return(t, &v, sizeof v);
 }
 
-/* Waits for the gate (10 s at most), then echoes its argument. */
+/* Waits for the gate (30 s at most: longer than becomes_running() polls,
+ * so that a task waiting behind a gated one never seems to run), then
+ * echoes its argument. */
 static int task_gate(pp_task *t, const void *arg, size_t len) {
   struct page *pg = shared_page();
-  for (int i = 0; pg && i < 10000 && !atomic_load(&pg->gate); i++)
+  for (int i = 0; pg && i < 30000 && !atomic_load(&pg->gate); i++)
     sleep_ms(1);
   return pp_task_return(t, arg, len);
 }
@@ -231,8 +233,12 @@ static int becomes_running(pp_future *f) {
   return 0;
 }
 
-/* Fills every worker with a gated task, running. */
+/* Fills every worker with a gated task, running. The pool is idle first
+ * for 20 ms, 20 times what makes a rank's window its workers again
+ * (mpi_engine.c, STALE_NS): then no rank can hold a gated task it has no
+ * worker for, even while another's answers are on their way. */
 static void fill_workers(pp_future **gated) {
+  sleep_ms(20);
   atomic_store(&page->gate, 0);
   for (int i = 0; i < WORKERS * RANKS; i++)
     gated[i] = submit(task_gate, i);
@@ -268,6 +274,34 @@ START_TEST(test_all_workers_run) {
 
   fill_workers(f);
   open_gate(f);
+}
+END_TEST
+
+/* Long tasks right after tiny ones, while the ranks' windows are still
+ * wide, spread one a worker: each goes to the rank holding fewest. (Taken
+ * in turn, a first task packed alone and three more together went 3 to 1,
+ * and the fourth waited behind a busy rank while the other had a worker
+ * idle.) */
+START_TEST(test_long_after_tiny) {
+  enum { TINY = 3000 };
+  static pp_future *tiny[TINY];
+  pp_future *gated[WORKERS * RANKS];
+
+  for (int i = 0; i < TINY; i++)
+    tiny[i] = submit(task_square, i);
+  for (int i = 0; i < TINY; i++) {
+    ck_assert_int_eq(result_i64(tiny[i]), (int64_t)i * i);
+    pp_future_release(tiny[i]);
+  }
+  atomic_store(&page->gate, 0);
+  for (int i = 0; i < WORKERS * RANKS; i++) {
+    gated[i] = submit(task_gate, i);
+    if (i == 0)
+      sleep_ms(2); /* the first goes alone, the rest together */
+  }
+  for (int i = 0; i < WORKERS * RANKS; i++)
+    ck_assert_msg(becomes_running(gated[i]), "gated task %d never ran", i);
+  open_gate(gated);
 }
 END_TEST
 
@@ -313,8 +347,14 @@ START_TEST(test_cancelled_never_run) {
   for (int i = 0; i < N; i++)
     f[i] = submit(task_count, i);
   sleep_ms(50); /* let batches reach the ranks */
-  for (int i = 0; i < N; i++)
-    ck_assert_int_eq(pp_future_cancel(f[i]), 0);
+  for (int i = 0; i < N; i++) {
+    char was[160];
+    int rc;
+    pp_future_format(f[i], was, sizeof was);
+    rc = pp_future_cancel(f[i]);
+    ck_assert_msg(rc == 0, "cancel of task %d: %s, where it was %s", i,
+                  pp_errname(rc), was);
+  }
   sleep_ms(100); /* the cancels reach the ranks (in about 1 ms) */
   open_gate(gated);
   last = submit(task_sleep, 1);
@@ -703,6 +743,7 @@ int main(int argc, char **argv) {
   tcase_set_timeout(tc, 0); /* without fork; CTest bounds the run */
   tcase_add_test(tc, test_submit_result);
   tcase_add_test(tc, test_all_workers_run);
+  tcase_add_test(tc, test_long_after_tiny);
   tcase_add_test(tc, test_result_timeout);
   tcase_add_test(tc, test_cancel);
   tcase_add_test(tc, test_cancelled_never_run);
