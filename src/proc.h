@@ -25,6 +25,7 @@
 #include "ring.h"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/types.h>
 
 /* A worker record's `current` with this bit set: the master has claimed
@@ -52,6 +53,7 @@ struct __attribute__((aligned(64))) pp__worker_record {
   _Atomic uint64_t current;    /* id of the task it runs, 0 when idle */
   _Atomic uint64_t started_ns; /* when `current` started */
   _Atomic uint32_t waiting;    /* counted as a waiting task-ring reader */
+  _Atomic int32_t cpu;         /* 1 + the CPU it last ran on; 0: not known */
   pthread_mutex_t alive __attribute__((aligned(64)));
 };
 
@@ -61,6 +63,12 @@ void pp__place_take(struct pp__worker_record *rec);
 /* Whether nobody alive holds the place: its worker died, or its
  * replacement has not started yet. */
 int pp__place_empty(struct pp__worker_record *rec);
+
+/* The CPU a starting worker moves to (worker.c, take_a_free_cpu()), of
+ * `free_cpus`, the allowed ones where no live peer ran last: -1 to stay
+ * where it is, `here` (it is free, or none is), else `preferred` (its
+ * predecessor's) if free, else the lowest free one. */
+int pp__cpu_to_take(const cpu_set_t *free_cpus, int here, int preferred);
 
 /* The shared region. */
 struct pp__shared {

@@ -738,6 +738,24 @@ static int gone(pid_t pid) {
   return state == 0 || state == 'Z' || state == 'X';
 }
 
+/* Where a starting worker moves: away from a CPU a live peer holds, to
+ * its predecessor's CPU when that is free, else to the lowest free one;
+ * nowhere when it is on a free CPU already, or no CPU is free. */
+START_TEST(test_free_cpu_choice) {
+  cpu_set_t free_cpus;
+
+  CPU_ZERO(&free_cpus);
+  ck_assert_int_eq(pp__cpu_to_take(&free_cpus, 0, 1), -1); /* none free */
+  CPU_SET(1, &free_cpus);
+  CPU_SET(3, &free_cpus);
+  ck_assert_int_eq(pp__cpu_to_take(&free_cpus, 1, 3), -1); /* here is free */
+  ck_assert_int_eq(pp__cpu_to_take(&free_cpus, 0, 3), 3);  /* predecessor's */
+  ck_assert_int_eq(pp__cpu_to_take(&free_cpus, 0, 2), 1);  /* lowest free */
+  ck_assert_int_eq(pp__cpu_to_take(&free_cpus, 0, -1), 1); /* no predecessor */
+  ck_assert_int_eq(pp__cpu_to_take(&free_cpus, -1, 3), 3); /* here unknown */
+}
+END_TEST
+
 /* The spawner, SIGKILLed from outside, takes its workers with it: what
  * they ran is retried, a new spawner forks their replacements, the pool
  * goes on, and nothing is left after it. */
@@ -880,6 +898,7 @@ static Suite *make_faults_suite(void) {
   tcase_add_test(tc, test_creation_failures);
   tcase_add_test(tc, test_background_fork_failures);
   tcase_add_test(tc, test_workers_batch_policy);
+  tcase_add_test(tc, test_free_cpu_choice);
   tcase_add_test(tc, test_spawner_killed);
   tcase_add_test(tc, test_workers_copy_the_start);
   suite_add_tcase(s, tc);
